@@ -1,0 +1,311 @@
+// Package driver defines the contracts between the openvair services and the systems they manage: a
+// StorageBackend keeps volumes and images on a storage (a local directory or device, an NFS export), a
+// Hypervisor runs VMs. Implementations live in subpackages (driver/localfs, driver/nfs, driver/libvirt,
+// driver/fake), register themselves by name (see Register*), and are all held to the conformance suite in
+// driver/drivertest.
+//
+// The contracts are deliberately plain: every method takes a context and must return once it is done;
+// missing objects are reported with ErrNotFound, unreachable backends with ErrUnavailable. Optional
+// capabilities are discovered through Info and through the optional interfaces (StateWatcher, StateLister).
+package driver
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/internal/errkind"
+)
+
+// Error kinds drivers return; they are the same values as openvair.ErrNotFound and friends.
+var (
+	ErrNotFound      = errkind.NotFound
+	ErrAlreadyExists = errkind.AlreadyExists
+	ErrInvalid       = errkind.Invalid
+	ErrInUse         = errkind.InUse
+	ErrTooLarge      = errkind.TooLarge
+	ErrUnavailable   = errkind.Unavailable
+	ErrUnsupported   = errkind.Unsupported
+	ErrTimeout       = errkind.Timeout
+)
+
+// VolumeFormat is the on-disk format of a volume.
+type VolumeFormat string
+
+// Volume formats.
+const (
+	FormatQCOW2 VolumeFormat = "qcow2"
+	FormatRaw   VolumeFormat = "raw"
+)
+
+// ImageFormat is the detected content type of an uploaded image.
+type ImageFormat string
+
+// Image formats, detected from content.
+const (
+	ImageISO   ImageFormat = "iso"
+	ImageQCOW2 ImageFormat = "qcow2"
+	ImageRaw   ImageFormat = "raw"
+)
+
+// Storage types known to openvair.
+const (
+	TypeLocalFS = "localfs"
+	TypeNFS     = "nfs"
+)
+
+// PoolSpec is everything a storage backend needs to find a storage.
+type PoolSpec struct {
+	ID      uuid.UUID
+	Type    string // TypeLocalFS or TypeNFS
+	LocalFS *LocalFSSpec
+	NFS     *NFSSpec
+}
+
+// LocalFSSpec locates a local storage: a directory (Path), or a block device (Device) that the driver
+// formats with FSType when Format is set and mounts under its data directory.
+type LocalFSSpec struct {
+	Path            string `json:"path,omitempty"`
+	Device          string `json:"device,omitempty"`
+	FSType          string `json:"fs_type,omitempty"`
+	Format          bool   `json:"format,omitempty"`
+	ReuseFilesystem bool   `json:"reuse_filesystem,omitempty"`
+	FSUUID          string `json:"fs_uuid,omitempty"` // filled by Prepare in device mode
+}
+
+// NFSSpec locates an NFS export.
+type NFSSpec struct {
+	Server  string `json:"server"`
+	Export  string `json:"export"`
+	Version int    `json:"version"`
+}
+
+// PoolState is what a backend reports about a prepared storage.
+type PoolState struct {
+	Capacity   int64  // total bytes
+	Available  int64  // bytes available for new data
+	MountPoint string // where a device-mode storage is mounted, if any
+	FSUUID     string // filesystem UUID of a device-mode storage
+}
+
+// VolumeSpec describes a volume to create.
+type VolumeSpec struct {
+	ID     uuid.UUID
+	Format VolumeFormat
+	Size   int64 // virtual size in bytes
+}
+
+// VolumeInfo is what a backend reports about a volume.
+type VolumeInfo struct {
+	Format      VolumeFormat
+	VirtualSize int64 // bytes the guest sees
+	Allocated   int64 // bytes used on the storage
+}
+
+// ImageWrite describes an image upload.
+type ImageWrite struct {
+	ID      uuid.UUID
+	MaxSize int64 // bytes; 0 means no limit
+}
+
+// ImageInfo is what a backend reports about an image.
+type ImageInfo struct {
+	Size   int64
+	SHA256 string // hex; set by WriteImage, empty from InspectImage
+	Format ImageFormat
+}
+
+// ObjectKind says whether an object on a storage is a volume or an image.
+type ObjectKind string
+
+// Object kinds.
+const (
+	KindVolume ObjectKind = "volume"
+	KindImage  ObjectKind = "image"
+)
+
+// DiskSource says how a hypervisor reaches a volume or image: a local file, or a network disk.
+type DiskSource struct {
+	Type     string // "file" or "network"
+	Path     string // file path for Type "file"
+	Protocol string // "nfs" for Type "network"
+	Host     string // server for Type "network"
+	Name     string // path on the server, starting with "/"
+}
+
+// StorageCapabilities tells the services what a storage backend can do.
+type StorageCapabilities struct {
+	VolumeFormats []VolumeFormat // formats CreateVolume accepts
+	Extend        bool           // ExtendVolume works
+	BlockDevice   bool           // device mode (format and mount a block device)
+	RemoteAttach  bool           // volumes attach as network disks, without a host mount
+}
+
+// StorageInfo names a backend and its capabilities.
+type StorageInfo struct {
+	Name         string
+	Capabilities StorageCapabilities
+}
+
+// StorageBackend manages the storages of one type. Every object is named by its id; names chosen by users
+// never reach the backend.
+type StorageBackend interface {
+	// Info names the backend and its capabilities.
+	Info() StorageInfo
+	// Prepare makes a storage usable (checks the server, creates the directory, formats and mounts a
+	// device when asked) and reports its capacity. It is idempotent.
+	Prepare(ctx context.Context, pool PoolSpec) (PoolState, error)
+	// Teardown releases what Prepare set up (unmounts a device, removes an empty storage directory).
+	Teardown(ctx context.Context, pool PoolSpec) error
+	// Status reports capacity and health; an error means the storage is not usable now.
+	Status(ctx context.Context, pool PoolSpec) (PoolState, error)
+
+	// CreateVolume creates a volume file; ErrAlreadyExists if one exists with that id.
+	CreateVolume(ctx context.Context, pool PoolSpec, vol VolumeSpec) (VolumeInfo, error)
+	// ExtendVolume grows a volume to newSize bytes (virtual size).
+	ExtendVolume(ctx context.Context, pool PoolSpec, id uuid.UUID, newSize int64) (VolumeInfo, error)
+	// DeleteVolume removes a volume; removing a missing volume succeeds.
+	DeleteVolume(ctx context.Context, pool PoolSpec, id uuid.UUID) error
+	// InspectVolume reports a volume; ErrNotFound when its file is missing.
+	InspectVolume(ctx context.Context, pool PoolSpec, id uuid.UUID) (VolumeInfo, error)
+
+	// WriteImage streams r into the storage, computing SHA-256 and detecting the format from content.
+	// It refuses content over img.MaxSize (ErrTooLarge) and qcow2 images with a backing or external data
+	// file (ErrInvalid), and leaves no file behind when it fails or ctx is cancelled.
+	WriteImage(ctx context.Context, pool PoolSpec, img ImageWrite, r io.Reader) (ImageInfo, error)
+	// DeleteImage removes an image; removing a missing image succeeds.
+	DeleteImage(ctx context.Context, pool PoolSpec, id uuid.UUID) error
+	// InspectImage reports an image's size and format; ErrNotFound when missing.
+	InspectImage(ctx context.Context, pool PoolSpec, id uuid.UUID) (ImageInfo, error)
+
+	// DiskSource tells a hypervisor where to find an object.
+	DiskSource(pool PoolSpec, kind ObjectKind, id uuid.UUID) DiskSource
+}
+
+// PowerState is a VM's power state as the hypervisor sees it.
+type PowerState string
+
+// Power states.
+const (
+	PowerShutOff  PowerState = "shut_off"
+	PowerRunning  PowerState = "running"
+	PowerPaused   PowerState = "paused"
+	PowerStopping PowerState = "shutting_down"
+	PowerCrashed  PowerState = "crashed"
+	PowerMissing  PowerState = "missing" // the hypervisor has no such domain
+)
+
+// CPUSpec is a VM's CPU topology and mode.
+type CPUSpec struct {
+	Sockets int
+	Cores   int
+	Threads int
+	Mode    string // "host-passthrough", "host-model" or "custom"
+	Model   string // for Mode "custom"
+}
+
+// DiskSpec is one disk or cdrom of a domain.
+type DiskSpec struct {
+	Device    string // "disk" or "cdrom"
+	Bus       string // "virtio", "sata" or "scsi"
+	Format    VolumeFormat
+	ReadOnly  bool
+	Source    DiskSource
+	BootOrder int // 0: not in the per-device boot order
+	// I/O limits, 0 means none.
+	ReadIOPS, WriteIOPS   int64
+	ReadBytes, WriteBytes int64
+}
+
+// NICSpec is one network interface of a domain.
+type NICSpec struct {
+	Type   string // "bridge" or "network"
+	Source string // bridge or libvirt network name
+	Model  string // "virtio", "e1000" or "rtl8139"
+	MAC    string
+}
+
+// GraphicsSpec is a domain's remote console.
+type GraphicsSpec struct {
+	Type     string // "vnc", "spice" or "" for none
+	Listen   string
+	Password string
+}
+
+// DomainSpec is everything a hypervisor needs to define a VM.
+type DomainSpec struct {
+	ID          uuid.UUID
+	Name        string
+	Description string
+	CPU         CPUSpec
+	MemoryBytes int64
+	Firmware    string   // "bios" or "uefi"
+	MachineType string   // "" for the hypervisor's default
+	Boot        []string // boot device order: "hd", "cdrom", "network"
+	Disks       []DiskSpec
+	Interfaces  []NICSpec
+	Graphics    GraphicsSpec
+}
+
+// Console is how to reach a VM's graphical console.
+type Console struct {
+	Type string `json:"type"` // "vnc" or "spice"
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// HypervisorCapabilities tells the services what a hypervisor can do.
+type HypervisorCapabilities struct {
+	Events    bool // implements StateWatcher
+	UEFI      bool
+	NFSDisks  bool // network disks with protocol nfs
+	Graphics  []string
+	DomainType string // "kvm" or "qemu"
+}
+
+// HypervisorInfo names a hypervisor and its capabilities.
+type HypervisorInfo struct {
+	Name         string
+	Capabilities HypervisorCapabilities
+}
+
+// Hypervisor runs VMs as persistent domains named by the VM id.
+type Hypervisor interface {
+	// Info names the hypervisor and its capabilities.
+	Info() HypervisorInfo
+	// Define creates or replaces the persistent definition of a domain.
+	Define(ctx context.Context, spec DomainSpec) error
+	// Undefine removes a domain's definition (and its NVRAM); a missing domain succeeds.
+	Undefine(ctx context.Context, id uuid.UUID) error
+	// Start boots a defined domain.
+	Start(ctx context.Context, id uuid.UUID) error
+	// Shutdown asks the guest to power off (ACPI) and returns without waiting.
+	Shutdown(ctx context.Context, id uuid.UUID) error
+	// Destroy powers a domain off at once.
+	Destroy(ctx context.Context, id uuid.UUID) error
+	// Reboot asks the guest to reboot.
+	Reboot(ctx context.Context, id uuid.UUID) error
+	// State reports a domain's power state; PowerMissing when it is not defined.
+	State(ctx context.Context, id uuid.UUID) (PowerState, error)
+	// Console reports where the domain's graphical console listens.
+	Console(ctx context.Context, id uuid.UUID) (Console, error)
+}
+
+// StateEvent is a power state change reported by a hypervisor.
+type StateEvent struct {
+	ID    uuid.UUID
+	State PowerState
+	At    time.Time
+}
+
+// StateWatcher is implemented by hypervisors that push power state changes. The channel is closed when ctx
+// ends or the connection is lost; the caller resubscribes.
+type StateWatcher interface {
+	WatchStates(ctx context.Context) (<-chan StateEvent, error)
+}
+
+// StateLister is implemented by hypervisors that report every domain's state in one call.
+type StateLister interface {
+	States(ctx context.Context) (map[uuid.UUID]PowerState, error)
+}
