@@ -257,10 +257,10 @@ type Console struct {
 
 // HypervisorCapabilities tells the services what a hypervisor can do.
 type HypervisorCapabilities struct {
-	Events    bool // implements StateWatcher
-	UEFI      bool
-	NFSDisks  bool // network disks with protocol nfs
-	Graphics  []string
+	Events     bool // implements StateWatcher
+	UEFI       bool
+	NFSDisks   bool // network disks with protocol nfs
+	Graphics   []string
 	DomainType string // "kvm" or "qemu"
 }
 
