@@ -1,0 +1,169 @@
+package drivertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair/driver"
+)
+
+func stNewID() uuid.UUID { return uuid.New() }
+
+func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
+	b := h.Backend
+	formats := b.Info().Capabilities.VolumeFormats
+
+	t.Run("Create", func(t *testing.T) {
+		for _, format := range formats {
+			for _, size := range []int64{stMiB, stGiB} {
+				t.Run(fmt.Sprintf("%s-%d", format, size), func(t *testing.T) {
+					ctx := stCtx(t)
+					id := stNewID()
+					info, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: size})
+					require.NoError(t, err)
+					t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
+					require.Equal(t, format, info.Format)
+					require.Equal(t, size, info.VirtualSize)
+					require.GreaterOrEqual(t, info.Allocated, int64(0))
+
+					got, err := b.InspectVolume(ctx, pool, id)
+					require.NoError(t, err)
+					require.Equal(t, format, got.Format)
+					require.Equal(t, size, got.VirtualSize)
+					if size == stGiB {
+						require.Less(t, got.Allocated, size/4, "a new volume must be thin (sparse file / metadata only)")
+					}
+					stCheckDiskSource(t, b.DiskSource(pool, driver.KindVolume, id), format, size)
+				})
+			}
+		}
+	})
+
+	t.Run("CreateTwice", func(t *testing.T) {
+		ctx := stCtx(t)
+		id := stNewID()
+		_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0], Size: 2 * stMiB})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
+		_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0], Size: 4 * stMiB})
+		require.ErrorIs(t, err, driver.ErrAlreadyExists)
+		got, err := b.InspectVolume(ctx, pool, id)
+		require.NoError(t, err, "the existing volume must survive a refused create")
+		require.Equal(t, 2*stMiB, got.VirtualSize)
+	})
+
+	t.Run("CreateInvalid", func(t *testing.T) {
+		ctx := stCtx(t)
+		for name, spec := range map[string]driver.VolumeSpec{
+			"zero size":      {ID: stNewID(), Format: formats[0], Size: 0},
+			"negative size":  {ID: stNewID(), Format: formats[0], Size: -1},
+			"unknown format": {ID: stNewID(), Format: "vmdk", Size: stMiB},
+		} {
+			_, err := b.CreateVolume(ctx, pool, spec)
+			require.ErrorIs(t, err, driver.ErrInvalid, name)
+			_, err = b.InspectVolume(ctx, pool, spec.ID)
+			require.ErrorIs(t, err, driver.ErrNotFound, "%s: a refused create leaves no volume", name)
+		}
+	})
+
+	t.Run("Extend", func(t *testing.T) {
+		if !b.Info().Capabilities.Extend {
+			t.Skip("backend cannot extend volumes")
+		}
+		for _, format := range formats {
+			t.Run(string(format), func(t *testing.T) {
+				ctx := stCtx(t)
+				id := stNewID()
+				_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: stMiB})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
+
+				for _, size := range []int64{64 * stMiB, 3 * stGiB} {
+					info, err := b.ExtendVolume(ctx, pool, id, size)
+					require.NoError(t, err, "extend to %d", size)
+					require.Equal(t, size, info.VirtualSize)
+					require.Equal(t, format, info.Format)
+					got, err := b.InspectVolume(ctx, pool, id)
+					require.NoError(t, err)
+					require.Equal(t, size, got.VirtualSize)
+					stCheckDiskSource(t, b.DiskSource(pool, driver.KindVolume, id), format, size)
+				}
+
+				_, err = b.ExtendVolume(ctx, pool, id, stMiB)
+				require.ErrorIs(t, err, driver.ErrInvalid, "shrinking must be refused")
+				got, err := b.InspectVolume(ctx, pool, id)
+				require.NoError(t, err)
+				require.Equal(t, 3*stGiB, got.VirtualSize, "a refused shrink changes nothing")
+			})
+		}
+		t.Run("Missing", func(t *testing.T) {
+			_, err := b.ExtendVolume(stCtx(t), pool, stNewID(), stGiB)
+			require.ErrorIs(t, err, driver.ErrNotFound)
+		})
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		for _, format := range formats {
+			ctx := stCtx(t)
+			id := stNewID()
+			_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: 8 * stMiB})
+			require.NoError(t, err)
+			require.NoError(t, b.DeleteVolume(ctx, pool, id))
+			_, err = b.InspectVolume(ctx, pool, id)
+			require.ErrorIs(t, err, driver.ErrNotFound, "inspect after delete")
+			require.NoError(t, b.DeleteVolume(ctx, pool, id), "deleting a missing volume succeeds")
+			stCheckNoFile(t, b.DiskSource(pool, driver.KindVolume, id))
+		}
+	})
+
+	t.Run("InspectMissing", func(t *testing.T) {
+		_, err := b.InspectVolume(stCtx(t), pool, stNewID())
+		require.ErrorIs(t, err, driver.ErrNotFound)
+	})
+
+	t.Run("CancelledContext", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		id := stNewID()
+		_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0], Size: stMiB})
+		require.Error(t, err, "a cancelled context must stop CreateVolume")
+		_, err = b.InspectVolume(stCtx(t), pool, id)
+		require.ErrorIs(t, err, driver.ErrNotFound, "no volume after a cancelled create")
+	})
+}
+
+// stCheckDiskSource checks the DiskSource of a volume; for local files it checks the file with qemu-img
+// (check and info) where qemu-img is installed.
+func stCheckDiskSource(t *testing.T, src driver.DiskSource, format driver.VolumeFormat, size int64) {
+	t.Helper()
+	switch src.Type {
+	case "file":
+		require.True(t, filepath.IsAbs(src.Path), "file disk source %q must be absolute", src.Path)
+		_, err := os.Stat(src.Path)
+		require.NoError(t, err, "the disk source file must exist")
+		stQemuImgCheck(t, src.Path, string(format), size)
+	case "network":
+		require.NotEmpty(t, src.Protocol)
+		require.NotEmpty(t, src.Host)
+		require.True(t, len(src.Name) > 0 && src.Name[0] == '/', "network disk name %q must start with /", src.Name)
+	default:
+		t.Fatalf("disk source type %q is neither file nor network", src.Type)
+	}
+}
+
+// stCheckNoFile checks that nothing is left at a file disk source (nor a partial upload next to it).
+func stCheckNoFile(t *testing.T, src driver.DiskSource) {
+	t.Helper()
+	if src.Type != "file" {
+		return
+	}
+	left, err := filepath.Glob(src.Path + "*")
+	require.NoError(t, err)
+	require.Empty(t, left, "files left behind")
+}

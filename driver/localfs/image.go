@@ -1,0 +1,176 @@
+package localfs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/errkind"
+)
+
+// detectHead is how many bytes of an image InspectImage reads to detect its format (an ISO 9660 volume
+// descriptor sits at 32 KiB).
+const detectHead = 64 * 1024
+
+// partSuffix marks an image being uploaded.
+const partSuffix = ".part"
+
+// WriteImage streams r into image-<id>.part (created exclusively), computing SHA-256 and detecting the
+// format, syncs it and renames it to image-<id>. On any failure, a cancelled ctx or a full disk (ErrTooLarge,
+// "the storage is full") the partial file is removed. ErrAlreadyExists when the image exists or is being
+// uploaded.
+func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driver.ImageWrite, r io.Reader) (driver.ImageInfo, error) {
+	s, err := b.ready(ctx, pool)
+	if err != nil {
+		return driver.ImageInfo{}, err
+	}
+	id := img.ID.String()
+	if img.ID == uuid.Nil {
+		return driver.ImageInfo{}, errkind.New(errkind.Invalid, "image", id, "image id missing")
+	}
+	if img.MaxSize < 0 {
+		return driver.ImageInfo{}, errkind.New(errkind.Invalid, "image", id, "negative size limit %d", img.MaxSize)
+	}
+	final := s.objectPath(driver.KindImage, img.ID)
+	if _, err := os.Lstat(final); err == nil {
+		return driver.ImageInfo{}, errkind.New(errkind.AlreadyExists, "image", id, "image file already exists")
+	}
+	part := final + partSuffix
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, b.fileMode)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return driver.ImageInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "image", id, "an upload of this image is already in progress")
+		}
+		return driver.ImageInfo{}, fileErr(err, "image", id, "create upload file")
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = f.Close()
+			_ = os.Remove(part)
+		}
+	}()
+
+	w := &recordingWriter{f: f}
+	info, err := copyImage(ctx, w, &ctxReader{ctx: ctx, r: r}, img.MaxSize)
+	switch {
+	case w.err != nil:
+		return driver.ImageInfo{}, fileErr(w.err, "image", id, "write image")
+	case ctx.Err() != nil:
+		return driver.ImageInfo{}, ctxErr(ctx.Err(), s.id)
+	case err != nil:
+		var ke *errkind.Error
+		if errors.As(err, &ke) || errors.Is(err, errkind.TooLarge) || errors.Is(err, errkind.Invalid) {
+			return driver.ImageInfo{}, err
+		}
+		return driver.ImageInfo{}, errkind.Wrap(errkind.Invalid, err, "image", id, "upload failed")
+	}
+	if err := f.Sync(); err != nil {
+		return driver.ImageInfo{}, fileErr(err, "image", id, "sync image")
+	}
+	if err := f.Close(); err != nil {
+		return driver.ImageInfo{}, fileErr(err, "image", id, "close image")
+	}
+	if err := ctx.Err(); err != nil {
+		return driver.ImageInfo{}, ctxErr(err, s.id)
+	}
+	if err := renameNoReplace(part, final); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return driver.ImageInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "image", id, "image file already exists")
+		}
+		return driver.ImageInfo{}, fileErr(err, "image", id, "rename upload")
+	}
+	done = true
+	syncDir(s.dir)
+	return info, nil
+}
+
+// renameNoReplace renames oldPath to newPath unless newPath exists.
+func renameNoReplace(oldPath, newPath string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// The filesystem lacks RENAME_NOREPLACE: a hard link fails on an existing target just the same.
+		if err = os.Link(oldPath, newPath); err == nil {
+			return os.Remove(oldPath)
+		}
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: oldPath, New: newPath, Err: err}
+	}
+	return nil
+}
+
+// syncDir makes a rename durable; failure only weakens durability, so it is ignored.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+// DeleteImage removes image-<id>; a missing image is not an error.
+func (b *Backend) DeleteImage(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) error {
+	s, err := b.ready(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(s.objectPath(driver.KindImage, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fileErr(err, "image", id.String(), "remove image")
+	}
+	return nil
+}
+
+// InspectImage reports an image's size and format (detected from its first bytes).
+func (b *Backend) InspectImage(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.ImageInfo, error) {
+	s, err := b.ready(ctx, pool)
+	if err != nil {
+		return driver.ImageInfo{}, err
+	}
+	f, err := os.Open(s.objectPath(driver.KindImage, id))
+	if err != nil {
+		return driver.ImageInfo{}, fileErr(err, "image", id.String(), "open image")
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return driver.ImageInfo{}, fileErr(err, "image", id.String(), "stat image")
+	}
+	head := make([]byte, min(fi.Size(), detectHead))
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return driver.ImageInfo{}, fileErr(err, "image", id.String(), "read image")
+	}
+	return driver.ImageInfo{Size: fi.Size(), Format: detectImage(head)}, nil
+}
+
+// recordingWriter writes to the upload file and keeps the first error, so a full disk is recognised however
+// the copier wraps it.
+type recordingWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,143 @@
+package localfs_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/drivertest"
+	"github.com/openvair/openvair/driver/localfs"
+)
+
+func newBackend(t *testing.T) *localfs.Backend {
+	t.Helper()
+	b, err := localfs.New(driver.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	return b
+}
+
+func dirPool(dir string) driver.PoolSpec {
+	return driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: dir}}
+}
+
+// TestDirectorySuite runs the conformance suite on directories in a temporary directory.
+func TestDirectorySuite(t *testing.T) {
+	drivertest.RunStorageSuite(t, drivertest.StorageHarness{
+		Backend: newBackend(t),
+		Pool: func(t *testing.T) driver.PoolSpec {
+			return dirPool(filepath.Join(t.TempDir(), "storage"))
+		},
+		Stop: func(t *testing.T, pool driver.PoolSpec) {
+			require.NoError(t, os.RemoveAll(pool.LocalFS.Path))
+		},
+		Restart: func(t *testing.T, pool driver.PoolSpec) {}, // Prepare creates the directory again
+	})
+}
+
+func TestRegistered(t *testing.T) {
+	b, err := driver.OpenStorage("localfs", driver.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	require.Equal(t, "localfs", b.Info().Name)
+	caps := b.Info().Capabilities
+	require.ElementsMatch(t, []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw}, caps.VolumeFormats)
+	require.True(t, caps.Extend)
+	require.True(t, caps.BlockDevice)
+	require.False(t, caps.RemoteAttach)
+}
+
+func TestNewOptions(t *testing.T) {
+	_, err := localfs.New(driver.Config{DataDir: "relative/dir"})
+	require.ErrorIs(t, err, driver.ErrInvalid)
+	_, err = localfs.New(driver.Config{DataDir: "/tmp", Options: map[string]string{"file_mode": "rw"}})
+	require.ErrorIs(t, err, driver.ErrInvalid)
+	_, err = localfs.New(driver.Config{DataDir: "/tmp", Options: map[string]string{"file_mode": "1777"}})
+	require.ErrorIs(t, err, driver.ErrInvalid)
+
+	b, err := localfs.New(driver.Config{Options: map[string]string{"file_mode": "0604"}})
+	require.NoError(t, err)
+	pool := dirPool(t.TempDir())
+	ctx := t.Context()
+	_, err = b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	id := uuid.New()
+	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw, Size: 4096})
+	require.NoError(t, err)
+	fi, err := os.Stat(b.DiskSource(pool, driver.KindVolume, id).Path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o604), fi.Mode().Perm())
+}
+
+func TestDirectoryPathRefused(t *testing.T) {
+	b := newBackend(t)
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o600))
+	for name, spec := range map[string]*driver.LocalFSSpec{
+		"relative":         {Path: "storage/one"},
+		"dot-dot":          {Path: base + "/../x"},
+		"unclean":          {Path: base + "//x"},
+		"trailing slash":   {Path: base + "/x/"},
+		"root":             {Path: "/"},
+		"a file":           {Path: file},
+		"missing parent":   {Path: filepath.Join(base, "no", "such")},
+		"path and device":  {Path: base, Device: "/dev/loop0"},
+		"neither":          {},
+		"device no format": {Device: "/dev/loop0"},
+	} {
+		pool := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: spec}
+		_, err := b.Prepare(t.Context(), pool)
+		require.ErrorIs(t, err, driver.ErrInvalid, name)
+	}
+	_, err := b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS})
+	require.ErrorIs(t, err, driver.ErrInvalid, "no localfs spec")
+	_, err = b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: driver.TypeNFS, LocalFS: &driver.LocalFSSpec{Path: base}})
+	require.ErrorIs(t, err, driver.ErrInvalid, "wrong type")
+}
+
+func TestDirectoryModeDetails(t *testing.T) {
+	b := newBackend(t)
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "storage")
+	pool := dirPool(dir)
+	_, err := b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm(), "Prepare creates the directory 0750")
+
+	vid, iid := uuid.New(), uuid.New()
+	require.Equal(t, filepath.Join(dir, "volume-"+vid.String()), b.DiskSource(pool, driver.KindVolume, vid).Path)
+	require.Equal(t, filepath.Join(dir, "image-"+iid.String()), b.DiskSource(pool, driver.KindImage, iid).Path)
+
+	// Operations on a storage whose directory vanished report it unavailable, not a missing object.
+	require.NoError(t, os.Remove(dir))
+	_, err = b.InspectVolume(ctx, pool, vid)
+	require.ErrorIs(t, err, driver.ErrUnavailable)
+	require.ErrorIs(t, b.DeleteVolume(ctx, pool, vid), driver.ErrUnavailable)
+	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vid, Format: driver.FormatRaw, Size: 4096})
+	require.ErrorIs(t, err, driver.ErrUnavailable)
+
+	// Teardown keeps a directory that still holds files.
+	_, err = b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vid, Format: driver.FormatRaw, Size: 4096})
+	require.NoError(t, err)
+	require.NoError(t, b.Teardown(ctx, pool))
+	_, err = os.Stat(b.DiskSource(pool, driver.KindVolume, vid).Path)
+	require.NoError(t, err, "Teardown never removes volumes")
+
+	// A volume size is rounded up to 512 bytes.
+	odd := uuid.New()
+	info, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: odd, Format: driver.FormatRaw, Size: 1000})
+	require.NoError(t, err)
+	require.Equal(t, int64(1024), info.VirtualSize)
+
+	// Status of a read-only or missing storage.
+	missing := dirPool(filepath.Join(t.TempDir(), "never-prepared"))
+	_, err = b.Status(ctx, missing)
+	require.ErrorIs(t, err, driver.ErrUnavailable)
+}

@@ -1,0 +1,231 @@
+package localfs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/errkind"
+)
+
+// storage is a resolved PoolSpec: where its files live and how it was set up.
+type storage struct {
+	id     string
+	dir    string // the directory holding volume-<id> and image-<id>
+	device bool   // device mode: dir is a mount point under the data directory
+	spec   driver.LocalFSSpec
+}
+
+// resolve checks a PoolSpec and computes the storage directory. It touches no file.
+func (b *Backend) resolve(pool driver.PoolSpec) (*storage, error) {
+	id := pool.ID.String()
+	if pool.Type != "" && pool.Type != driver.TypeLocalFS {
+		return nil, errkind.New(errkind.Invalid, "storage", id, "storage type %q is not %s", pool.Type, driver.TypeLocalFS)
+	}
+	if pool.LocalFS == nil {
+		return nil, errkind.New(errkind.Invalid, "storage", id, "localfs specification missing")
+	}
+	spec := *pool.LocalFS
+	switch {
+	case spec.Path != "" && spec.Device != "":
+		return nil, errkind.New(errkind.Invalid, "storage", id, "give either a path or a device, not both")
+	case spec.Path != "":
+		if err := checkDirPath(spec.Path); err != nil {
+			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "bad path")
+		}
+		return &storage{id: id, dir: spec.Path, spec: spec}, nil
+	case spec.Device != "":
+		if pool.ID == uuid.Nil {
+			return nil, errkind.New(errkind.Invalid, "storage", id, "a device-mode storage needs an id")
+		}
+		if b.dataDir == "" {
+			return nil, errkind.New(errkind.Unavailable, "storage", id, "localfs backend has no data directory for device mounts")
+		}
+		return &storage{id: id, dir: b.mountPoint(pool.ID), device: true, spec: spec}, nil
+	default:
+		return nil, errkind.New(errkind.Invalid, "storage", id, "localfs storage needs a path or a device")
+	}
+}
+
+// mountPoint is where a device-mode storage is mounted.
+func (b *Backend) mountPoint(id uuid.UUID) string {
+	return filepath.Join(b.dataDir, "mnt", id.String())
+}
+
+// checkDirPath accepts only absolute, clean paths other than "/".
+func checkDirPath(p string) error {
+	switch {
+	case strings.ContainsRune(p, 0):
+		return errors.New("path contains a NUL byte")
+	case !filepath.IsAbs(p):
+		return errors.New("path " + p + " is not absolute")
+	case filepath.Clean(p) != p:
+		return errors.New("path " + p + " is not clean (no '..', '.', '//' or trailing '/')")
+	case p == "/":
+		return errors.New("the root directory cannot be a storage")
+	}
+	return nil
+}
+
+// Prepare makes a storage usable. Directory mode creates the directory (0750) when its parent exists; device
+// mode checks, formats (when asked) and mounts the device. It is idempotent.
+func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
+	s, err := b.resolve(pool)
+	if err != nil {
+		return driver.PoolState{}, err
+	}
+	if err := checkCtx(ctx, s.id); err != nil {
+		return driver.PoolState{}, err
+	}
+	if s.device {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.prepareDevice(ctx, s)
+	}
+	fi, err := os.Stat(s.dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		parent := filepath.Dir(s.dir)
+		if pfi, perr := os.Stat(parent); perr != nil || !pfi.IsDir() {
+			return driver.PoolState{}, errkind.New(errkind.Invalid, "storage", s.id, "parent directory %s of %s does not exist", parent, s.dir)
+		}
+		if err := os.Mkdir(s.dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+			return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot create directory %s", s.dir)
+		}
+	case err != nil:
+		return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot stat %s", s.dir)
+	case !fi.IsDir():
+		return driver.PoolState{}, errkind.New(errkind.Invalid, "storage", s.id, "%s is not a directory", s.dir)
+	}
+	return b.status(ctx, s)
+}
+
+// Teardown releases what Prepare set up: it unmounts a device-mode storage and removes its mount point, and
+// removes the directory of a directory-mode storage when it is empty (a directory with files stays).
+func (b *Backend) Teardown(ctx context.Context, pool driver.PoolSpec) error {
+	s, err := b.resolve(pool)
+	if err != nil {
+		return err
+	}
+	if err := checkCtx(ctx, s.id); err != nil {
+		return err
+	}
+	if s.device {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.teardownDevice(ctx, s)
+	}
+	err = os.Remove(s.dir)
+	if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if errors.Is(err, unix.ENOTDIR) {
+		return errkind.Wrap(errkind.Invalid, err, "storage", s.id, "%s is not a directory", s.dir)
+	}
+	return errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot remove %s", s.dir)
+}
+
+// Status reports capacity; an error wrapping ErrUnavailable means the directory is missing, not a
+// directory, not writable, or (device mode) not mounted.
+func (b *Backend) Status(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
+	s, err := b.resolve(pool)
+	if err != nil {
+		return driver.PoolState{}, err
+	}
+	if err := checkCtx(ctx, s.id); err != nil {
+		return driver.PoolState{}, err
+	}
+	if s.device {
+		mounted, err := isMountPoint(s.dir)
+		if err != nil {
+			return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot read the mount table")
+		}
+		if !mounted {
+			return driver.PoolState{}, errkind.New(errkind.Unavailable, "storage", s.id, "device %s is not mounted at %s", s.spec.Device, s.dir)
+		}
+		if s.spec.FSUUID == "" {
+			s.spec.FSUUID = mountedUUID(s.dir)
+		}
+	}
+	return b.status(ctx, s)
+}
+
+// status checks that the storage directory exists and is writable, and reads its capacity.
+func (b *Backend) status(ctx context.Context, s *storage) (driver.PoolState, error) {
+	if err := checkCtx(ctx, s.id); err != nil {
+		return driver.PoolState{}, err
+	}
+	fi, err := os.Stat(s.dir)
+	if err != nil {
+		return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "storage directory unreachable")
+	}
+	if !fi.IsDir() {
+		return driver.PoolState{}, errkind.New(errkind.Unavailable, "storage", s.id, "%s is not a directory", s.dir)
+	}
+	if err := unix.Access(s.dir, unix.W_OK|unix.X_OK); err != nil {
+		return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "storage directory %s is not writable", s.dir)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "statfs %s", s.dir)
+	}
+	if st.Flags&unix.ST_RDONLY != 0 {
+		return driver.PoolState{}, errkind.New(errkind.Unavailable, "storage", s.id, "storage directory %s is on a read-only filesystem", s.dir)
+	}
+	bs := st.Frsize
+	if bs == 0 {
+		bs = st.Bsize
+	}
+	state := driver.PoolState{Capacity: int64(st.Blocks) * bs, Available: int64(st.Bavail) * bs}
+	if s.device {
+		state.MountPoint = s.dir
+		state.FSUUID = s.spec.FSUUID
+	}
+	return state, nil
+}
+
+// ready checks, before an operation on objects, that the storage directory is there (and, in device mode,
+// that the device is mounted on it, so files never land in the empty mount point directory).
+func (b *Backend) ready(ctx context.Context, pool driver.PoolSpec) (*storage, error) {
+	s, err := b.resolve(pool)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCtx(ctx, s.id); err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(s.dir, &st); err != nil {
+		return nil, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "storage directory unreachable")
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, errkind.New(errkind.Unavailable, "storage", s.id, "%s is not a directory", s.dir)
+	}
+	if s.device {
+		var pst unix.Stat_t
+		if err := unix.Stat(filepath.Dir(s.dir), &pst); err != nil || pst.Dev == st.Dev {
+			return nil, errkind.New(errkind.Unavailable, "storage", s.id, "no device is mounted at %s", s.dir)
+		}
+	}
+	return s, nil
+}
+
+// objectPath is the file of a volume or image.
+func (s *storage) objectPath(kind driver.ObjectKind, id uuid.UUID) string {
+	return filepath.Join(s.dir, string(kind)+"-"+id.String())
+}
+
+// DiskSource tells a hypervisor where a volume or image file is.
+func (b *Backend) DiskSource(pool driver.PoolSpec, kind driver.ObjectKind, id uuid.UUID) driver.DiskSource {
+	s, err := b.resolve(pool)
+	if err != nil {
+		return driver.DiskSource{Type: "file"}
+	}
+	return driver.DiskSource{Type: "file", Path: s.objectPath(kind, id)}
+}
