@@ -1,0 +1,325 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/deadline"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/storage"
+)
+
+// Repository persists images. Implementations enforce that names are unique per storage
+// (errkind.AlreadyExists), refuse an Update whose Version is not the stored one (errkind.Conflict), bump the
+// Version of the value passed to a successful Update, and fill Attachments on reads.
+type Repository interface {
+	Get(ctx context.Context, id uuid.UUID) (*Image, error)
+	List(ctx context.Context, opts ListOptions) (Page, error)
+	Create(ctx context.Context, img *Image) error
+	Update(ctx context.Context, img *Image) error
+	Delete(ctx context.Context, id uuid.UUID) error
+}
+
+// StorageReader reads the storage an image lives on.
+type StorageReader interface {
+	Get(ctx context.Context, id uuid.UUID) (*storage.Storage, error)
+}
+
+// Transactor runs fn as one unit of work (see storage.Transactor).
+type Transactor interface {
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// Backend is what the image service needs from a storage driver.
+type Backend interface {
+	WriteImage(ctx context.Context, pool driver.PoolSpec, img driver.ImageWrite, r io.Reader) (driver.ImageInfo, error)
+	DeleteImage(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) error
+	InspectImage(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.ImageInfo, error)
+}
+
+// Backends finds the backend for a storage type.
+type Backends interface {
+	ImageBackend(t storage.Type) (Backend, error)
+}
+
+// DefaultMaxSize is the default upload limit: 64 GiB.
+const DefaultMaxSize int64 = 64 << 30
+
+// Service holds the image rules.
+type Service struct {
+	repo     Repository
+	storages StorageReader
+	tx       Transactor
+	backends Backends
+	// MaxSize is the largest image accepted, in bytes.
+	MaxSize int64
+	// UploadTimeout bounds one upload that has no earlier deadline.
+	UploadTimeout time.Duration
+	// OpTimeout bounds other backend calls; MonitorTimeout one inspection.
+	OpTimeout, MonitorTimeout time.Duration
+	Log                       *slog.Logger
+	now                       func() time.Time
+}
+
+// NewService returns an image service.
+func NewService(repo Repository, storages StorageReader, tx Transactor, backends Backends) *Service {
+	return &Service{repo: repo, storages: storages, tx: tx, backends: backends, MaxSize: DefaultMaxSize,
+		UploadTimeout: 6 * time.Hour, OpTimeout: 2 * time.Minute, MonitorTimeout: 5 * time.Second,
+		Log: slog.Default(), now: time.Now}
+}
+
+// Get returns an image by id.
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Image, error) { return s.repo.Get(ctx, id) }
+
+// List returns a page of images.
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.repo.List(ctx, opts) }
+
+// Create streams content into an available storage as a new image. The content type is detected from the
+// bytes; the upload is limited to MaxSize and to the storage's available space. When the upload fails or
+// ctx is cancelled, nothing remains.
+func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Reader) (*Image, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		img *Image
+		st  *storage.Storage
+	)
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if st, err = s.storages.Get(ctx, req.StorageID); err != nil {
+			return err
+		}
+		if err := fsm.Require("storage", st.ID.String(), "upload images", st.Status, storage.StatusAvailable); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		img = &Image{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, StorageID: req.StorageID,
+			Status: StatusUploading, CreatedAt: now, UpdatedAt: now}
+		return s.repo.Create(ctx, img)
+	})
+	if err != nil {
+		return nil, err
+	}
+	limit := s.MaxSize
+	if st.Available < limit {
+		limit = st.Available
+	}
+	backend, err := s.backends.ImageBackend(st.Type)
+	var info driver.ImageInfo
+	if err == nil {
+		dctx, cancel := deadline.Ensure(ctx, s.UploadTimeout)
+		info, err = backend.WriteImage(dctx, st.Pool(), driver.ImageWrite{ID: img.ID, MaxSize: limit}, content)
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err != nil {
+		if derr := s.repo.Delete(ctx, img.ID); derr != nil {
+			s.Log.Error("image: removing a failed upload", "id", img.ID, "err", derr)
+		}
+		return nil, fmt.Errorf("upload image %q: %w", img.Name, err)
+	}
+	return s.update(ctx, img.ID, func(cur *Image) error {
+		cur.Size, cur.SHA256, cur.Format = info.Size, info.SHA256, info.Format
+		return cur.SetStatus(StatusAvailable, "")
+	})
+}
+
+// Edit changes an image's name or description.
+func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Image, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return s.update(ctx, id, func(cur *Image) error {
+		if err := fsm.Require("image", id.String(), "edit", cur.Status, StatusAvailable, StatusError); err != nil {
+			return err
+		}
+		if req.Name != nil {
+			cur.Name = *req.Name
+		}
+		if req.Description != nil {
+			cur.Description = *req.Description
+		}
+		return nil
+	})
+}
+
+// Delete removes an image that no VM uses as a cdrom.
+func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
+	var img *Image
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fsm.Require("image", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
+			return err
+		}
+		if len(cur.Attachments) > 0 {
+			e := errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", cur.Attachments[0].VMName)
+			for _, a := range cur.Attachments {
+				e.Refs = append(e.Refs, errkind.Ref{Kind: "vm", ID: a.VMID.String(), Name: a.VMName})
+			}
+			return e
+		}
+		if err := cur.SetStatus(StatusDeleting, ""); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		img = cur
+		return s.repo.Update(ctx, cur)
+	})
+	if err != nil {
+		return err
+	}
+	st, err := s.storages.Get(ctx, img.StorageID)
+	var backend Backend
+	if err == nil {
+		backend, err = s.backends.ImageBackend(st.Type)
+	}
+	if err == nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		err = backend.DeleteImage(dctx, st.Pool(), id)
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err != nil {
+		s.fail(ctx, id, "delete failed: "+err.Error())
+		return fmt.Errorf("delete image %q: %w", img.Name, err)
+	}
+	return s.repo.Delete(ctx, id)
+}
+
+func (s *Service) fail(ctx context.Context, id uuid.UUID, reason string) {
+	if _, err := s.update(ctx, id, func(cur *Image) error { return cur.SetStatus(StatusError, reason) }); err != nil {
+		s.Log.Error("image: recording a failure", "id", id, "reason", reason, "err", err)
+	}
+}
+
+var errSkip = errors.New("skip")
+
+// Refresh checks that an image is still on its storage and records its size; a missing file puts it in
+// error. Only available and error images are touched, and only if nobody changed them meanwhile.
+func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Image, error) {
+	img, err := s.repo.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if img.Status != StatusAvailable && img.Status != StatusError {
+		return img, nil
+	}
+	st, err := s.storages.Get(ctx, img.StorageID)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != storage.StatusAvailable {
+		return img, nil
+	}
+	backend, err := s.backends.ImageBackend(st.Type)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := deadline.Ensure(ctx, s.MonitorTimeout)
+	info, ierr := backend.InspectImage(dctx, st.Pool(), id)
+	cancel()
+	if ierr != nil && !errors.Is(ierr, errkind.NotFound) {
+		return img, nil
+	}
+	updated, err := s.update(ctx, id, func(cur *Image) error {
+		if cur.Version != img.Version {
+			return errSkip
+		}
+		if ierr != nil {
+			return cur.SetStatus(StatusError, "image file missing on storage "+st.Name)
+		}
+		cur.Size = info.Size
+		return cur.SetStatus(StatusAvailable, "")
+	})
+	if errors.Is(err, errSkip) {
+		return s.repo.Get(ctx, id)
+	}
+	return updated, err
+}
+
+// RefreshAll refreshes every image.
+func (s *Service) RefreshAll(ctx context.Context) error {
+	return ForEach(ctx, s.repo, ListOptions{}, func(img *Image) {
+		if _, err := s.Refresh(ctx, img.ID); err != nil && ctx.Err() == nil {
+			s.Log.Warn("image: refresh failed", "id", img.ID, "err", err)
+		}
+	})
+}
+
+// Recover finishes what a crash interrupted: an interrupted upload is removed (file and row), an
+// interrupted delete leaves the image in error with a reason.
+func (s *Service) Recover(ctx context.Context) error {
+	for _, status := range []Status{StatusUploading, StatusDeleting} {
+		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
+			if status == StatusUploading {
+				if st, err := s.storages.Get(ctx, img.StorageID); err == nil {
+					if b, err := s.backends.ImageBackend(st.Type); err == nil {
+						dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+						err = b.DeleteImage(dctx, st.Pool(), img.ID)
+						cancel()
+						if err == nil {
+							if err := s.repo.Delete(ctx, img.ID); err != nil {
+								s.Log.Error("image: recover", "id", img.ID, "err", err)
+							}
+							return
+						}
+					}
+				}
+			}
+			s.fail(ctx, img.ID, fmt.Sprintf("interrupted while %s", status))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// update applies fn to the current image inside a unit of work and stores it.
+func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Image) error) (*Image, error) {
+	var out *Image
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(cur); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		if err := s.repo.Update(ctx, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// ForEach calls fn for every image matching opts, page by page.
+func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Image)) error {
+	for {
+		page, err := repo.List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for _, img := range page.Items {
+			fn(img)
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		opts.Cursor = page.NextCursor
+	}
+}

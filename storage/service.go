@@ -1,0 +1,310 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/deadline"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/fsm"
+)
+
+// Repository persists storages. Implementations enforce the uniqueness of Name and of Location (returning
+// an error wrapping errkind.AlreadyExists), and refuse an Update whose Version is not the stored one
+// (errkind.Conflict); a successful Update increments the Version of the value passed in.
+type Repository interface {
+	Get(ctx context.Context, id uuid.UUID) (*Storage, error)
+	List(ctx context.Context, opts ListOptions) (Page, error)
+	Create(ctx context.Context, s *Storage) error
+	Update(ctx context.Context, s *Storage) error
+	Delete(ctx context.Context, id uuid.UUID) error
+	// Dependents names the volumes and images that live on the storage.
+	Dependents(ctx context.Context, id uuid.UUID) ([]errkind.Ref, error)
+}
+
+// Transactor runs fn as one unit of work: every repository call made with the ctx fn receives commits
+// together, or not at all when fn returns an error.
+type Transactor interface {
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// Backend is what the storage service needs from a storage driver.
+type Backend interface {
+	Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
+	Teardown(ctx context.Context, pool driver.PoolSpec) error
+	Status(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
+}
+
+// Backends finds the backend for a storage type; an error wrapping errkind.Unavailable when none is
+// configured.
+type Backends interface {
+	StorageBackend(t Type) (Backend, error)
+}
+
+// Service holds the storage rules.
+type Service struct {
+	repo     Repository
+	tx       Transactor
+	backends Backends
+	// OpTimeout bounds each backend call that has no earlier deadline.
+	OpTimeout time.Duration
+	// MonitorTimeout bounds one health check of one storage.
+	MonitorTimeout time.Duration
+	Log            *slog.Logger
+	now            func() time.Time
+}
+
+// NewService returns a storage service.
+func NewService(repo Repository, tx Transactor, backends Backends) *Service {
+	return &Service{repo: repo, tx: tx, backends: backends, OpTimeout: 2 * time.Minute, MonitorTimeout: 5 * time.Second,
+		Log: slog.Default(), now: time.Now}
+}
+
+// Get returns a storage by id.
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Storage, error) { return s.repo.Get(ctx, id) }
+
+// List returns a page of storages.
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.repo.List(ctx, opts) }
+
+// Create checks the request, records the storage as creating, prepares it on its backend and makes it
+// available. When the backend refuses, nothing remains and the backend's error is returned.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (*Storage, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	backend, err := s.backends.StorageBackend(req.Type)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	st := &Storage{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, Type: req.Type,
+		Status: StatusCreating, CreatedAt: now, UpdatedAt: now}
+	if req.LocalFS != nil {
+		l := *req.LocalFS
+		st.LocalFS = &l
+	}
+	if req.NFS != nil {
+		n := *req.NFS
+		if n.Version == 0 {
+			n.Version = 3
+		}
+		st.NFS = &n
+	}
+	if err := s.repo.Create(ctx, st); err != nil {
+		return nil, err
+	}
+	dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+	state, err := backend.Prepare(dctx, st.Pool())
+	cancel()
+	if err != nil {
+		if derr := s.repo.Delete(context.WithoutCancel(ctx), st.ID); derr != nil {
+			s.Log.Error("storage: removing a storage whose creation failed", "id", st.ID, "err", derr)
+		}
+		return nil, fmt.Errorf("prepare storage %q: %w", st.Name, err)
+	}
+	return s.update(context.WithoutCancel(ctx), st.ID, func(cur *Storage) error {
+		applyState(cur, state)
+		return cur.SetStatus(StatusAvailable, "")
+	})
+}
+
+func applyState(st *Storage, state driver.PoolState) {
+	st.Capacity, st.Available = state.Capacity, state.Available
+	st.MountPoint = state.MountPoint
+	if st.LocalFS != nil && state.FSUUID != "" {
+		st.LocalFS.FSUUID = state.FSUUID
+	}
+}
+
+// Edit changes a storage's name or description.
+func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Storage, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return s.update(ctx, id, func(cur *Storage) error {
+		if req.Name != nil {
+			cur.Name = *req.Name
+		}
+		if req.Description != nil {
+			cur.Description = *req.Description
+		}
+		return nil
+	})
+}
+
+// Delete removes a storage that holds no volumes and no images; the error names them otherwise. The
+// backend releases what it set up (unmounts a device); the data directory of a directory storage stays.
+func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
+	var st *Storage
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fsm.Require("storage", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
+			return err
+		}
+		deps, err := s.repo.Dependents(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(deps) > 0 {
+			e := errkind.New(errkind.InUse, "storage", id.String(), "storage %q still holds %s", cur.Name, describeRefs(deps))
+			e.Refs = deps
+			return e
+		}
+		if err := cur.SetStatus(StatusDeleting, ""); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		st = cur
+		return s.repo.Update(ctx, cur)
+	})
+	if err != nil {
+		return err
+	}
+	backend, err := s.backends.StorageBackend(st.Type)
+	if err == nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		err = backend.Teardown(dctx, st.Pool())
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err != nil {
+		reason := "delete failed: " + err.Error()
+		if _, uerr := s.update(ctx, id, func(cur *Storage) error { return cur.SetStatus(StatusError, reason) }); uerr != nil {
+			s.Log.Error("storage: recording a failed delete", "id", id, "err", uerr)
+		}
+		return fmt.Errorf("tear down storage %q: %w", st.Name, err)
+	}
+	return s.repo.Delete(ctx, id)
+}
+
+func describeRefs(refs []errkind.Ref) string {
+	groups := map[string][]string{}
+	var order []string
+	for _, r := range refs {
+		if _, ok := groups[r.Kind]; !ok {
+			order = append(order, r.Kind)
+		}
+		groups[r.Kind] = append(groups[r.Kind], fmt.Sprintf("%q", r.Name))
+	}
+	out := ""
+	for i, k := range order {
+		if i > 0 {
+			out += " and "
+		}
+		out += fmt.Sprintf("%ss %v", k, groups[k])
+	}
+	return out
+}
+
+// Refresh asks the backend for the storage's capacity and health. It only touches storages that are
+// available or in error: a storage being created or deleted is left to that operation.
+func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Storage, error) {
+	st, err := s.repo.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != StatusAvailable && st.Status != StatusError {
+		return st, nil
+	}
+	backend, err := s.backends.StorageBackend(st.Type)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := deadline.Ensure(ctx, s.MonitorTimeout)
+	state, serr := backend.Status(dctx, st.Pool())
+	cancel()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	updated, err := s.update(ctx, id, func(cur *Storage) error {
+		if cur.Version != st.Version {
+			return errSkip // changed meanwhile: the newer writer knows better
+		}
+		if serr != nil {
+			return cur.SetStatus(StatusError, "unreachable: "+serr.Error())
+		}
+		applyState(cur, state)
+		return cur.SetStatus(StatusAvailable, "")
+	})
+	if errors.Is(err, errSkip) {
+		return s.repo.Get(ctx, id)
+	}
+	return updated, err
+}
+
+// RefreshAll refreshes every storage, each with its own deadline, so that one unreachable backend does not
+// delay the others by more than MonitorTimeout.
+func (s *Service) RefreshAll(ctx context.Context) error {
+	return ForEach(ctx, s.repo, ListOptions{}, func(st *Storage) {
+		if _, err := s.Refresh(ctx, st.ID); err != nil && ctx.Err() == nil {
+			s.Log.Warn("storage: refresh failed", "id", st.ID, "err", err)
+		}
+	})
+}
+
+// Recover finishes what a crash interrupted: a storage left creating or deleting goes to error with a
+// reason, so that an operator sees it and monitoring or a new delete can take it from there.
+func (s *Service) Recover(ctx context.Context) error {
+	for _, status := range []Status{StatusCreating, StatusDeleting} {
+		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(st *Storage) {
+			_, err := s.update(ctx, st.ID, func(cur *Storage) error {
+				return cur.SetStatus(StatusError, fmt.Sprintf("interrupted while %s; refresh or delete it", status))
+			})
+			if err != nil {
+				s.Log.Error("storage: recover", "id", st.ID, "err", err)
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errSkip = errors.New("skip")
+
+// update applies fn to the current storage inside a unit of work and stores it.
+func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Storage) error) (*Storage, error) {
+	var out *Storage
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(cur); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		if err := s.repo.Update(ctx, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// ForEach calls fn for every storage matching opts, page by page.
+func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Storage)) error {
+	for {
+		page, err := repo.List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for _, st := range page.Items {
+			fn(st)
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		opts.Cursor = page.NextCursor
+	}
+}

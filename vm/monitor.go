@@ -1,0 +1,195 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
+)
+
+// reasonMissing is the status reason of a VM whose domain disappeared.
+const reasonMissing = "its domain disappeared from the hypervisor; it is not recreated automatically"
+
+var errSkip = errors.New("skip")
+
+// ObservePower records a power state reported by the hypervisor (an event or a resync). It never touches a
+// VM in the middle of an operation (that operation records the outcome), nor one changed since seen
+// (when seenVersion >= 0). A domain that disappeared puts the VM in error with a reason.
+func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, state PowerState) error {
+	_, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
+		if cur.Status != StatusAvailable && cur.Status != StatusError {
+			return errSkip
+		}
+		if cur.PowerState == state {
+			return errSkip
+		}
+		cur.PowerState = state
+		if state == PowerMissing {
+			return cur.SetStatus(StatusError, reasonMissing)
+		}
+		if cur.Status == StatusError && cur.StatusReason == reasonMissing {
+			return cur.SetStatus(StatusAvailable, "")
+		}
+		return nil
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	return err
+}
+
+// SyncPowerStates asks the hypervisor for every VM's power state and records the changes.
+func (s *Service) SyncPowerStates(ctx context.Context) error {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return err
+	}
+	var states map[uuid.UUID]PowerState
+	if l, ok := hv.(driver.StateLister); ok {
+		if err := s.call(ctx, func(ctx context.Context) (err error) { states, err = l.States(ctx); return err }); err != nil {
+			return fmt.Errorf("list power states: %w", err)
+		}
+	}
+	var errs []error
+	err = ForEach(ctx, s.Repo, ListOptions{}, func(v *VM) {
+		state, ok := states[v.ID]
+		switch {
+		case states != nil && !ok:
+			state = PowerMissing
+		case states == nil:
+			if err := s.call(ctx, func(ctx context.Context) (err error) { state, err = hv.State(ctx, v.ID); return err }); err != nil {
+				errs = append(errs, err)
+				return
+			}
+		}
+		if err := s.ObservePower(ctx, v.ID, state); err != nil {
+			errs = append(errs, err)
+		}
+	})
+	return errors.Join(append(errs, err)...)
+}
+
+// Watch follows the hypervisor's power state events until ctx ends, resynchronising every VM after each
+// (re)subscription and every resync interval, so that changes made behind openvair's back (a domain
+// destroyed directly through libvirt) show up within a second when events work, and within resync when
+// they do not.
+func (s *Service) Watch(ctx context.Context, resync time.Duration) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return
+	}
+	watcher, _ := hv.(driver.StateWatcher)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		var events <-chan driver.StateEvent
+		if watcher != nil {
+			if events, err = watcher.WatchStates(ctx); err != nil {
+				s.Log.Warn("vm: subscribing to power state events", "err", err)
+				events = nil
+			} else {
+				backoff = 100 * time.Millisecond
+			}
+		}
+		if err := s.SyncPowerStates(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Warn("vm: power state resync", "err", err)
+		}
+		s.follow(ctx, events, resync)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		if backoff < 10*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// follow applies events until the channel closes, resynchronising every resync interval. Without events it
+// returns after one interval.
+func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, resync time.Duration) {
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if err := s.ObservePower(ctx, ev.ID, ev.State); err != nil && ctx.Err() == nil {
+				s.Log.Warn("vm: recording a power state event", "id", ev.ID, "err", err)
+			}
+		case <-tick.C:
+			if events == nil {
+				return
+			}
+			if err := s.SyncPowerStates(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Warn("vm: power state resync", "err", err)
+			}
+		}
+	}
+}
+
+// Recover finishes what a crash interrupted: a VM left creating is removed with its domain; a VM left in
+// another operation goes back to available or error according to what the hypervisor reports.
+func (s *Service) Recover(ctx context.Context) error {
+	for _, status := range []Status{StatusCreating, StatusStarting, StatusStopping, StatusEditing, StatusDeleting} {
+		err := ForEach(ctx, s.Repo, ListOptions{Status: status}, func(v *VM) {
+			hv, err := s.hypervisor()
+			if err != nil {
+				s.fail(ctx, v.ID, fmt.Sprintf("interrupted while %s; no hypervisor to check it", status))
+				return
+			}
+			if status == StatusCreating {
+				if err := s.call(ctx, func(ctx context.Context) error { return hv.Undefine(ctx, v.ID) }); err == nil {
+					s.logErr("recover: remove a half-created VM", v.ID, s.Repo.Delete(ctx, v.ID))
+					return
+				}
+			}
+			var power PowerState
+			if err := s.call(ctx, func(ctx context.Context) (err error) { power, err = hv.State(ctx, v.ID); return err }); err != nil {
+				s.fail(ctx, v.ID, fmt.Sprintf("interrupted while %s: %v", status, err))
+				return
+			}
+			_, err = s.update(ctx, v.ID, func(_ context.Context, cur *VM) error {
+				cur.PowerState = power
+				if power == PowerMissing {
+					return cur.SetStatus(StatusError, reasonMissing)
+				}
+				if status == StatusDeleting {
+					return cur.SetStatus(StatusError, "interrupted while deleting; delete it again")
+				}
+				return cur.SetStatus(StatusAvailable, "")
+			})
+			s.logErr("recover", v.ID, err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ForEach calls fn for every VM matching opts, page by page.
+func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*VM)) error {
+	for {
+		page, err := repo.List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for _, v := range page.Items {
+			fn(v)
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		opts.Cursor = page.NextCursor
+	}
+}

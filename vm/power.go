@@ -1,0 +1,209 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/storage"
+	"github.com/openvair/openvair/volume"
+)
+
+// Start boots a VM that is shut off. Its volumes must be available (not being extended or deleted) on
+// available storages.
+func (s *Service) Start(ctx context.Context, id uuid.UUID) (*VM, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.update(ctx, id, func(ctx context.Context, cur *VM) error {
+		if err := requireStopped(cur, "start"); err != nil {
+			return err
+		}
+		if cur.PowerState == PowerMissing {
+			return errkind.New(errkind.WrongState, "vm", id.String(), "its domain is missing from the hypervisor: %s", cur.StatusReason)
+		}
+		if err := s.checkDisksUsable(ctx, cur); err != nil {
+			return err
+		}
+		return cur.SetStatus(StatusStarting, "")
+	}); err != nil {
+		return nil, err
+	}
+	err = s.call(ctx, func(ctx context.Context) error { return hv.Start(ctx, id) })
+	return s.finishPower(ctx, hv, id, "start", err, PowerRunning)
+}
+
+// checkDisksUsable refuses to start a VM whose volumes are busy or whose storages are not available.
+func (s *Service) checkDisksUsable(ctx context.Context, v *VM) error {
+	for _, d := range v.Disks {
+		vol, err := s.Volumes.Get(ctx, d.VolumeID)
+		if err != nil {
+			return err
+		}
+		if err := fsm.Require("volume", vol.ID.String(), "start a VM using it", vol.Status, volume.StatusAvailable); err != nil {
+			return err
+		}
+		st, err := s.Storages.Get(ctx, vol.StorageID)
+		if err != nil {
+			return err
+		}
+		if err := fsm.Require("storage", st.ID.String(), "start a VM using it", st.Status, storage.StatusAvailable); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishPower ends a power operation: on success the VM is available in state want; on failure it is in
+// error with the reason and the power state the hypervisor reports.
+func (s *Service) finishPower(ctx context.Context, hv Hypervisor, id uuid.UUID, op string, opErr error, want PowerState) (*VM, error) {
+	ctx = context.WithoutCancel(ctx)
+	power := want
+	if opErr != nil {
+		var err error
+		if err = s.call(ctx, func(ctx context.Context) error { power, err = hv.State(ctx, id); return err }); err != nil {
+			power = ""
+		}
+	}
+	out, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
+		if power != "" {
+			cur.PowerState = power
+		}
+		if opErr != nil {
+			return cur.SetStatus(StatusError, op+" failed: "+opErr.Error())
+		}
+		return cur.SetStatus(StatusAvailable, "")
+	})
+	if opErr != nil {
+		return nil, fmt.Errorf("%s vm %s: %w", op, id, opErr)
+	}
+	return out, err
+}
+
+// Stop powers a VM off: gracefully (the guest is asked to shut down, and Stop waits up to opts.Timeout) or
+// at once with opts.Force. A graceful stop that times out leaves the VM running and returns an error
+// wrapping errkind.Timeout, unless opts.ForceAfterTimeout is set.
+func (s *Service) Stop(ctx context.Context, id uuid.UUID, opts StopOptions) (*VM, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
+		if err := fsm.Require("vm", id.String(), "stop", cur.Status, StatusAvailable, StatusError); err != nil {
+			return err
+		}
+		switch cur.PowerState {
+		case PowerRunning, PowerPaused, PowerStopping, PowerCrashed:
+		default:
+			return errkind.New(errkind.WrongState, "vm", id.String(), "cannot stop while power state is %q", cur.PowerState)
+		}
+		return cur.SetStatus(StatusStopping, "")
+	}); err != nil {
+		return nil, err
+	}
+	if opts.Force {
+		err = s.call(ctx, func(ctx context.Context) error { return hv.Destroy(ctx, id) })
+		return s.finishPower(ctx, hv, id, "stop", err, PowerShutOff)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = s.DefaultStopTimeout
+	}
+	err = s.call(ctx, func(ctx context.Context) error { return hv.Shutdown(ctx, id) })
+	if err == nil {
+		err = s.waitShutOff(ctx, hv, id, timeout)
+		if errkind.KindOf(err) == errkind.Timeout && opts.ForceAfterTimeout {
+			err = s.call(ctx, func(ctx context.Context) error { return hv.Destroy(ctx, id) })
+		} else if errkind.KindOf(err) == errkind.Timeout {
+			// The guest ignored the request: it is still running, which is not an error of the VM.
+			power, _ := hv.State(context.WithoutCancel(ctx), id)
+			_, uerr := s.update(context.WithoutCancel(ctx), id, func(_ context.Context, cur *VM) error {
+				if power != "" {
+					cur.PowerState = power
+				}
+				return cur.SetStatus(StatusAvailable, "")
+			})
+			s.logErr("end a timed out stop", id, uerr)
+			return nil, err
+		}
+	}
+	return s.finishPower(ctx, hv, id, "stop", err, PowerShutOff)
+}
+
+// waitShutOff polls the power state until the domain is shut off or timeout passes.
+func (s *Service) waitShutOff(ctx context.Context, hv Hypervisor, id uuid.UUID, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(s.PollInterval)
+	defer tick.Stop()
+	for {
+		state, err := hv.State(ctx, id)
+		if err == nil && (state == PowerShutOff || state == PowerMissing) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errkind.New(errkind.Timeout, "vm", id.String(), "guest did not shut down within %s", timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// Reboot asks a running VM's guest to reboot.
+func (s *Service) Reboot(ctx context.Context, id uuid.UUID) (*VM, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := s.Repo.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsm.Require("vm", id.String(), "reboot", cur.Status, StatusAvailable); err != nil {
+		return nil, err
+	}
+	if cur.PowerState != PowerRunning {
+		return nil, errkind.New(errkind.WrongState, "vm", id.String(), "cannot reboot while power state is %q", cur.PowerState)
+	}
+	if err := s.call(ctx, func(ctx context.Context) error { return hv.Reboot(ctx, id) }); err != nil {
+		return nil, fmt.Errorf("reboot vm %q: %w", cur.Name, err)
+	}
+	return cur, nil
+}
+
+// Console returns where a running VM's graphical console listens.
+func (s *Service) Console(ctx context.Context, id uuid.UUID) (Console, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return Console{}, err
+	}
+	cur, err := s.Repo.Get(ctx, id)
+	if err != nil {
+		return Console{}, err
+	}
+	if cur.Graphics.Type == "none" {
+		return Console{}, errkind.New(errkind.NotFound, "vm", id.String(), "has no graphical console")
+	}
+	if cur.PowerState != PowerRunning && cur.PowerState != PowerPaused {
+		return Console{}, errkind.New(errkind.WrongState, "vm", id.String(), "console is only there while the VM runs (power state %q)", cur.PowerState)
+	}
+	var c Console
+	err = s.call(ctx, func(ctx context.Context) error {
+		dc, err := hv.Console(ctx, id)
+		c = Console{Type: dc.Type, Host: dc.Host, Port: dc.Port, PasswordSet: cur.Graphics.Password != ""}
+		return err
+	})
+	return c, err
+}
+
+// Console is how to reach a VM's graphical console.
+type Console struct {
+	Type        string `json:"type"` // vnc or spice
+	Host        string `json:"host"`
+	Port        int    `json:"port"`
+	PasswordSet bool   `json:"password_set"` // the console asks for the VM's graphics password
+}

@@ -1,0 +1,419 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/deadline"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/storage"
+)
+
+// Repository persists volumes. Implementations enforce that names are unique per storage
+// (errkind.AlreadyExists), refuse an Update whose Version is not the stored one (errkind.Conflict), bump the
+// Version of the value passed to a successful Update, and fill Attachments on reads.
+type Repository interface {
+	Get(ctx context.Context, id uuid.UUID) (*Volume, error)
+	List(ctx context.Context, opts ListOptions) (Page, error)
+	Create(ctx context.Context, v *Volume) error
+	Update(ctx context.Context, v *Volume) error
+	Delete(ctx context.Context, id uuid.UUID) error
+}
+
+// StorageReader reads the storage a volume lives on.
+type StorageReader interface {
+	Get(ctx context.Context, id uuid.UUID) (*storage.Storage, error)
+}
+
+// Transactor runs fn as one unit of work (see storage.Transactor).
+type Transactor interface {
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// Backend is what the volume service needs from a storage driver.
+type Backend interface {
+	Info() driver.StorageInfo
+	CreateVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error)
+	ExtendVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID, newSize int64) (driver.VolumeInfo, error)
+	DeleteVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) error
+	InspectVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.VolumeInfo, error)
+}
+
+// Backends finds the backend for a storage type.
+type Backends interface {
+	VolumeBackend(t storage.Type) (Backend, error)
+}
+
+// Service holds the volume rules.
+type Service struct {
+	repo     Repository
+	storages StorageReader
+	tx       Transactor
+	backends Backends
+	// OpTimeout bounds each backend call that has no earlier deadline.
+	OpTimeout time.Duration
+	// MonitorTimeout bounds one inspection of one volume.
+	MonitorTimeout time.Duration
+	Log            *slog.Logger
+	now            func() time.Time
+}
+
+// NewService returns a volume service.
+func NewService(repo Repository, storages StorageReader, tx Transactor, backends Backends) *Service {
+	return &Service{repo: repo, storages: storages, tx: tx, backends: backends, OpTimeout: 5 * time.Minute,
+		MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}
+}
+
+// Get returns a volume by id.
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Volume, error) { return s.repo.Get(ctx, id) }
+
+// List returns a page of volumes.
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.repo.List(ctx, opts) }
+
+// Create makes a volume on an available storage. The name must be unique on the storage, the size must fit
+// in the storage's available space. When the backend fails, nothing remains.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		vol *Volume
+		st  *storage.Storage
+	)
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		st, err = s.usableStorage(ctx, req.StorageID, req.Size)
+		if err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		vol = &Volume{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, StorageID: req.StorageID,
+			Format: req.Format, Size: req.Size, ReadOnly: req.ReadOnly, Shareable: req.Shareable, Status: StatusCreating,
+			CreatedAt: now, UpdatedAt: now}
+		return s.repo.Create(ctx, vol)
+	})
+	if err != nil {
+		return nil, err
+	}
+	backend, err := s.backend(st, vol.Format)
+	var info driver.VolumeInfo
+	if err == nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		info, err = backend.CreateVolume(dctx, st.Pool(), driver.VolumeSpec{ID: vol.ID, Format: vol.Format, Size: vol.Size})
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err != nil {
+		s.discard(ctx, backend, st, vol.ID)
+		return nil, fmt.Errorf("create volume %q: %w", vol.Name, err)
+	}
+	return s.update(ctx, vol.ID, func(cur *Volume) error {
+		cur.Allocated = info.Allocated
+		return cur.SetStatus(StatusAvailable, "")
+	})
+}
+
+// discard removes a volume whose creation failed, file and row.
+func (s *Service) discard(ctx context.Context, backend Backend, st *storage.Storage, id uuid.UUID) {
+	if backend != nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		if err := backend.DeleteVolume(dctx, st.Pool(), id); err != nil {
+			s.Log.Error("volume: removing the file of a failed create", "id", id, "err", err)
+		}
+		cancel()
+	}
+	if err := s.repo.Delete(ctx, id); err != nil {
+		s.Log.Error("volume: removing a failed create", "id", id, "err", err)
+	}
+}
+
+// usableStorage returns the storage when it is available and has room for size more bytes.
+func (s *Service) usableStorage(ctx context.Context, id uuid.UUID, size int64) (*storage.Storage, error) {
+	st, err := s.storages.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsm.Require("storage", id.String(), "place volumes", st.Status, storage.StatusAvailable); err != nil {
+		return nil, err
+	}
+	if size > st.Available {
+		return nil, errkind.New(errkind.TooLarge, "storage", id.String(),
+			"not enough space: %d bytes requested, %d available", size, st.Available)
+	}
+	return st, nil
+}
+
+func (s *Service) backend(st *storage.Storage, format Format) (Backend, error) {
+	b, err := s.backends.VolumeBackend(st.Type)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range b.Info().Capabilities.VolumeFormats {
+		if f == format {
+			return b, nil
+		}
+	}
+	return nil, errkind.New(errkind.Unsupported, "storage", st.ID.String(), "backend %s cannot hold %s volumes", b.Info().Name, format)
+}
+
+// Edit changes a volume's name, description, read-only or shareable flag.
+func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Volume, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return s.update(ctx, id, func(cur *Volume) error {
+		if err := fsm.Require("volume", id.String(), "edit", cur.Status, StatusAvailable, StatusError); err != nil {
+			return err
+		}
+		if req.Shareable != nil && !*req.Shareable && len(cur.Attachments) > 1 {
+			return errkind.New(errkind.InUse, "volume", id.String(), "attached to %d VMs, cannot stop being shareable", len(cur.Attachments))
+		}
+		if req.Name != nil {
+			cur.Name = *req.Name
+		}
+		if req.Description != nil {
+			cur.Description = *req.Description
+		}
+		if req.ReadOnly != nil {
+			cur.ReadOnly = *req.ReadOnly
+		}
+		if req.Shareable != nil {
+			cur.Shareable = *req.Shareable
+		}
+		return nil
+	})
+}
+
+// Extend grows a volume to newSize bytes. It must grow, fit in the storage, and the volume must not be in
+// use by a VM that is not shut off.
+func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Volume, error) {
+	var (
+		vol *Volume
+		st  *storage.Storage
+	)
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if newSize <= cur.Size {
+			return &errkind.ValidationError{Entity: "volume", Fields: []errkind.FieldError{{Field: "new_size",
+				Message: fmt.Sprintf("must be greater than the current size %d bytes", cur.Size)}}}
+		}
+		if err := fsm.Require("volume", id.String(), "extend", cur.Status, StatusAvailable); err != nil {
+			return err
+		}
+		for _, a := range cur.Attachments {
+			if a.Active {
+				return errkind.New(errkind.InUse, "volume", id.String(), "attached to VM %q which is not shut off", a.VMName)
+			}
+		}
+		if st, err = s.usableStorage(ctx, cur.StorageID, newSize-cur.Size); err != nil {
+			return err
+		}
+		if err := cur.SetStatus(StatusExtending, ""); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		vol = cur
+		return s.repo.Update(ctx, cur)
+	})
+	if err != nil {
+		return nil, err
+	}
+	backend, err := s.backend(st, vol.Format)
+	var info driver.VolumeInfo
+	if err == nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		info, err = backend.ExtendVolume(dctx, st.Pool(), id, newSize)
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err != nil {
+		s.fail(ctx, id, "extend failed: "+err.Error())
+		return nil, fmt.Errorf("extend volume %q: %w", vol.Name, err)
+	}
+	return s.update(ctx, id, func(cur *Volume) error {
+		cur.Size = newSize
+		cur.Allocated = info.Allocated
+		return cur.SetStatus(StatusAvailable, "")
+	})
+}
+
+// fail records that an operation failed, leaving the volume in error with reason.
+func (s *Service) fail(ctx context.Context, id uuid.UUID, reason string) {
+	if _, err := s.update(ctx, id, func(cur *Volume) error { return cur.SetStatus(StatusError, reason) }); err != nil {
+		s.Log.Error("volume: recording a failure", "id", id, "reason", reason, "err", err)
+	}
+}
+
+// Delete removes a volume that no VM uses.
+func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
+	var vol *Volume
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fsm.Require("volume", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
+			return err
+		}
+		if len(cur.Attachments) > 0 {
+			e := errkind.New(errkind.InUse, "volume", id.String(), "attached to VM %q", cur.Attachments[0].VMName)
+			for _, a := range cur.Attachments {
+				e.Refs = append(e.Refs, errkind.Ref{Kind: "vm", ID: a.VMID.String(), Name: a.VMName})
+			}
+			return e
+		}
+		if err := cur.SetStatus(StatusDeleting, ""); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		vol = cur
+		return s.repo.Update(ctx, cur)
+	})
+	if err != nil {
+		return err
+	}
+	st, err := s.storages.Get(ctx, vol.StorageID)
+	var backend Backend
+	if err == nil {
+		backend, err = s.backends.VolumeBackend(st.Type)
+	}
+	if err == nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		err = backend.DeleteVolume(dctx, st.Pool(), id)
+		cancel()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err != nil {
+		s.fail(ctx, id, "delete failed: "+err.Error())
+		return fmt.Errorf("delete volume %q: %w", vol.Name, err)
+	}
+	return s.repo.Delete(ctx, id)
+}
+
+// Refresh inspects a volume on its storage: its allocated size, and whether its file is still there (a
+// missing file puts it in error). Only available and error volumes are touched, and only if nobody changed
+// them meanwhile; an unreachable storage leaves its volumes as they are (the storage shows the problem).
+func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Volume, error) {
+	vol, err := s.repo.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if vol.Status != StatusAvailable && vol.Status != StatusError {
+		return vol, nil
+	}
+	st, err := s.storages.Get(ctx, vol.StorageID)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != storage.StatusAvailable {
+		return vol, nil
+	}
+	backend, err := s.backends.VolumeBackend(st.Type)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := deadline.Ensure(ctx, s.MonitorTimeout)
+	info, ierr := backend.InspectVolume(dctx, st.Pool(), id)
+	cancel()
+	if ierr != nil && !errors.Is(ierr, errkind.NotFound) {
+		return vol, nil
+	}
+	updated, err := s.update(ctx, id, func(cur *Volume) error {
+		if cur.Version != vol.Version {
+			return errSkip
+		}
+		if ierr != nil {
+			return cur.SetStatus(StatusError, "volume file missing on storage "+st.Name)
+		}
+		cur.Allocated = info.Allocated
+		if info.VirtualSize > 0 {
+			cur.Size = info.VirtualSize
+		}
+		return cur.SetStatus(StatusAvailable, "")
+	})
+	if errors.Is(err, errSkip) {
+		return s.repo.Get(ctx, id)
+	}
+	return updated, err
+}
+
+var errSkip = errors.New("skip")
+
+// RefreshAll refreshes every volume.
+func (s *Service) RefreshAll(ctx context.Context) error {
+	return ForEach(ctx, s.repo, ListOptions{}, func(v *Volume) {
+		if _, err := s.Refresh(ctx, v.ID); err != nil && ctx.Err() == nil {
+			s.Log.Warn("volume: refresh failed", "id", v.ID, "err", err)
+		}
+	})
+}
+
+// Recover finishes what a crash interrupted: a half-created volume is removed (file and row), an
+// interrupted extend or delete leaves the volume in error with a reason (a refresh or a new delete
+// resolves it).
+func (s *Service) Recover(ctx context.Context) error {
+	for _, status := range []Status{StatusCreating, StatusExtending, StatusDeleting} {
+		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(v *Volume) {
+			if status == StatusCreating {
+				st, err := s.storages.Get(ctx, v.StorageID)
+				if err == nil {
+					b, _ := s.backends.VolumeBackend(st.Type)
+					s.discard(ctx, b, st, v.ID)
+					return
+				}
+			}
+			s.fail(ctx, v.ID, fmt.Sprintf("interrupted while %s", status))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// update applies fn to the current volume inside a unit of work and stores it.
+func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Volume) error) (*Volume, error) {
+	var out *Volume
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.repo.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(cur); err != nil {
+			return err
+		}
+		cur.UpdatedAt = s.now().UTC()
+		if err := s.repo.Update(ctx, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// ForEach calls fn for every volume matching opts, page by page.
+func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Volume)) error {
+	for {
+		page, err := repo.List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for _, v := range page.Items {
+			fn(v)
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		opts.Cursor = page.NextCursor
+	}
+}
