@@ -237,6 +237,9 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 	var sig signature
 	if dev != nil {
 		if sig, err = probeDevice(dev.path); err != nil {
+			if _, uerr := checkNotInUse(dev, s.dir); uerr != nil {
+				return fail(uerr) // the better explanation
+			}
 			return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot read device %s", dev.path))
 		}
 	}

@@ -3,11 +3,15 @@ package localfs
 import (
 	"os"
 
-	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/qcow2"
 )
 
-// growQCOW2 grows a qcow2 image to newSize bytes of virtual size.
-// TODO: switch to qcow2.Grow once internal/qcow2 has it.
+// growQCOW2 grows a qcow2 image to newSize bytes of virtual size; new metadata is appended to the file.
 func growQCOW2(f *os.File, newSize int64) error {
-	return errkind.New(errkind.Unsupported, "volume", "", "growing qcow2 volumes is not implemented yet")
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	_, err = qcow2.Grow(f, fi.Size(), newSize)
+	return err
 }

@@ -1,0 +1,252 @@
+package localfs_test
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/drivertest"
+	"github.com/openvair/openvair/driver/localfs"
+	"github.com/openvair/openvair/internal/testenv"
+	"github.com/openvair/openvair/internal/testenv/loopdev"
+)
+
+// loopSize is the size of the loop devices (sparse); mkfs.xfs refuses filesystems under 300 MiB.
+const loopSize = 512 << 20
+
+// requireDeviceTools skips (or fails in CI) without root, losetup and the mkfs of fsType.
+func requireDeviceTools(t *testing.T, fsType string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.LookPath(t, "losetup")
+	testenv.LookPath(t, "mkfs."+fsType)
+}
+
+func devicePool(dev, fsType string) driver.PoolSpec {
+	return driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS,
+		LocalFS: &driver.LocalFSSpec{Device: dev, FSType: fsType, Format: true}}
+}
+
+// TestDeviceSuite runs the conformance suite on loop devices formatted with ext4 and with xfs.
+func TestDeviceSuite(t *testing.T) {
+	for _, fsType := range []string{"ext4", "xfs"} {
+		t.Run(fsType, func(t *testing.T) {
+			requireDeviceTools(t, fsType)
+			dataDir := t.TempDir()
+			b, err := localfs.New(driver.Config{DataDir: dataDir})
+			require.NoError(t, err)
+			drivertest.RunStorageSuite(t, drivertest.StorageHarness{
+				Backend: b,
+				Pool: func(t *testing.T) driver.PoolSpec {
+					return devicePool(loopdev.New(t, loopSize), fsType)
+				},
+				Stop: func(t *testing.T, pool driver.PoolSpec) {
+					require.NoError(t, unix.Unmount(filepath.Join(dataDir, "mnt", pool.ID.String()), 0))
+				},
+				Restart: func(t *testing.T, pool driver.PoolSpec) {}, // Prepare mounts the device again
+			})
+		})
+	}
+}
+
+func mkfsExt4(t *testing.T, dev string) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "mkfs.ext4", "-q", "-F", dev).CombinedOutput()
+	require.NoError(t, err, "mkfs.ext4: %s", out)
+}
+
+func blkidUUID(t *testing.T, dev string) string {
+	t.Helper()
+	bin := testenv.LookPath(t, "blkid")
+	out, err := exec.CommandContext(t.Context(), bin, "-p", "-o", "value", "-s", "UUID", dev).Output()
+	require.NoError(t, err)
+	return strings.TrimSpace(string(out))
+}
+
+func TestDeviceRefused(t *testing.T) {
+	requireDeviceTools(t, "ext4")
+	b := newBackend(t)
+	ctx := t.Context()
+
+	t.Run("Paths", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "disk.img")
+		require.NoError(t, os.WriteFile(file, nil, 0o600))
+		for name, dev := range map[string]string{
+			"relative":       "dev/loop0",
+			"outside /dev":   file,
+			"unclean":        "/dev/../dev/loop0",
+			"char device":    "/dev/null",
+			"missing device": "/dev/openvair-no-such-device",
+			"directory":      "/dev/disk",
+		} {
+			_, err := b.Prepare(ctx, devicePool(dev, "ext4"))
+			require.ErrorIs(t, err, driver.ErrInvalid, name)
+		}
+	})
+
+	t.Run("NoFormatFlag", func(t *testing.T) {
+		dev := loopdev.New(t, loopSize)
+		pool := devicePool(dev, "ext4")
+		pool.LocalFS.Format = false
+		_, err := b.Prepare(ctx, pool)
+		require.ErrorIs(t, err, driver.ErrInvalid)
+	})
+
+	t.Run("ReuseWithoutFilesystem", func(t *testing.T) {
+		dev := loopdev.New(t, loopSize)
+		pool := devicePool(dev, "ext4")
+		pool.LocalFS.Format, pool.LocalFS.ReuseFilesystem = false, true
+		_, err := b.Prepare(ctx, pool)
+		require.ErrorIs(t, err, driver.ErrInvalid)
+	})
+
+	t.Run("BadFSType", func(t *testing.T) {
+		_, err := b.Prepare(ctx, devicePool(loopdev.New(t, loopSize), "btrfs"))
+		require.ErrorIs(t, err, driver.ErrInvalid)
+	})
+
+	t.Run("Mounted", func(t *testing.T) {
+		dev := loopdev.New(t, loopSize)
+		mkfsExt4(t, dev)
+		mnt := t.TempDir()
+		require.NoError(t, unix.Mount(dev, mnt, "ext4", 0, ""))
+		t.Cleanup(func() { _ = unix.Unmount(mnt, 0) })
+		pool := devicePool(dev, "ext4")
+		pool.LocalFS.ReuseFilesystem = true
+		_, err := b.Prepare(ctx, pool)
+		require.ErrorIs(t, err, driver.ErrInUse)
+		require.Contains(t, err.Error(), mnt)
+	})
+
+	t.Run("ExistingFilesystem", func(t *testing.T) {
+		dev := loopdev.New(t, loopSize)
+		mkfsExt4(t, dev)
+		want := blkidUUID(t, dev)
+		_, err := b.Prepare(ctx, devicePool(dev, "ext4"))
+		require.ErrorIs(t, err, driver.ErrInUse, "Format must not wipe an existing filesystem")
+		require.Equal(t, want, blkidUUID(t, dev), "the filesystem is untouched")
+
+		pool := devicePool(dev, "xfs")
+		pool.LocalFS.ReuseFilesystem = true
+		_, err = b.Prepare(ctx, pool)
+		require.ErrorIs(t, err, driver.ErrInvalid, "reuse with another fs_type")
+
+		pool = devicePool(dev, "")
+		pool.LocalFS.Format, pool.LocalFS.ReuseFilesystem = false, true
+		state, err := b.Prepare(ctx, pool)
+		require.NoError(t, err, "ReuseFilesystem mounts it")
+		t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
+		require.Equal(t, want, state.FSUUID)
+		require.NoError(t, b.Teardown(ctx, pool))
+	})
+
+	t.Run("OtherSignature", func(t *testing.T) {
+		dev := loopdev.New(t, loopSize)
+		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteAt([]byte("EFI PART"), 512) // a GPT header
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		pool := devicePool(dev, "ext4")
+		pool.LocalFS.ReuseFilesystem = true
+		_, err = b.Prepare(ctx, pool)
+		require.ErrorIs(t, err, driver.ErrInUse)
+	})
+}
+
+// TestDeviceRenamed: a storage whose device comes back under another name is found by its filesystem UUID,
+// and the device now at the old path is not formatted.
+func TestDeviceRenamed(t *testing.T) {
+	requireDeviceTools(t, "ext4")
+	b := newBackend(t)
+	ctx := t.Context()
+
+	backing := loopdev.NewBackingFile(t, loopSize)
+	first := loopdev.Attach(t, backing)
+	pool := devicePool(first, "ext4")
+	state, err := b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	pool.LocalFS.FSUUID = state.FSUUID
+	vol := uuid.New()
+	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vol, Format: driver.FormatRaw, Size: 1 << 20})
+	require.NoError(t, err)
+	require.NoError(t, b.Teardown(ctx, pool))
+	loopdev.Detach(t, first)
+
+	// A blank device takes the old name (losetup picks the lowest free number), the storage another one.
+	blank := loopdev.New(t, loopSize)
+	moved := loopdev.Attach(t, backing)
+	require.NotEqual(t, first, moved)
+	t.Logf("storage was %s, now %s; %s is blank", first, moved, blank)
+
+	state2, err := b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
+	require.Equal(t, state.FSUUID, state2.FSUUID)
+	_, err = b.InspectVolume(ctx, pool, vol)
+	require.NoError(t, err, "the volume is on the device found by UUID")
+	sig, err := exec.CommandContext(ctx, "blkid", "-p", blank).CombinedOutput()
+	require.Error(t, err, "the blank device must stay blank: %s", sig)
+	require.NoError(t, b.Teardown(ctx, pool))
+
+	// Without a device carrying the UUID, Prepare reports the storage unavailable and formats nothing.
+	loopdev.Detach(t, moved)
+	_, err = b.Prepare(ctx, pool)
+	require.ErrorIs(t, err, driver.ErrUnavailable)
+}
+
+// TestFullDisk: an upload that fills the storage fails with a clear "storage is full" error wrapping
+// ErrTooLarge and leaves no partial file, on a tmpfs (directory mode) and on a small ext4 device.
+func TestFullDisk(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := t.Context()
+	check := func(t *testing.T, b *localfs.Backend, pool driver.PoolSpec) {
+		id := uuid.New()
+		_, err := b.WriteImage(ctx, pool, driver.ImageWrite{ID: id}, zeroReader(64<<20))
+		require.ErrorIs(t, err, driver.ErrTooLarge)
+		require.Contains(t, err.Error(), "storage is full")
+		left, _ := filepath.Glob(b.DiskSource(pool, driver.KindImage, id).Path + "*")
+		require.Empty(t, left, "partial upload left behind")
+		vol := uuid.New()
+		_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vol, Format: driver.FormatRaw, Size: 1 << 20})
+		require.NoError(t, err, "the storage is usable again after the failed upload")
+		require.NoError(t, b.DeleteVolume(ctx, pool, vol))
+	}
+	t.Run("tmpfs", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"))
+		t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+		b := newBackend(t)
+		pool := dirPool(dir)
+		_, err := b.Prepare(ctx, pool)
+		require.NoError(t, err)
+		check(t, b, pool)
+	})
+	t.Run("ext4", func(t *testing.T) {
+		requireDeviceTools(t, "ext4")
+		b := newBackend(t)
+		pool := devicePool(loopdev.New(t, 32<<20), "ext4")
+		_, err := b.Prepare(ctx, pool)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
+		check(t, b, pool)
+	})
+}
+
+// zeroes is an endless stream of zero bytes.
+type zeroes struct{}
+
+func (zeroes) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func zeroReader(n int64) io.Reader { return io.LimitReader(zeroes{}, n) }

@@ -1,0 +1,90 @@
+package localfs
+
+import (
+	"bufio"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair/driver"
+)
+
+func TestParseMountinfo(t *testing.T) {
+	const text = `22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 7:3 / /var/lib/open\040vair/mnt/x rw,nosuid - xfs /dev/loop3 rw,attr2
+31 22 0:45 / /tmp/t rw - tmpfs tmpfs rw,size=8192k
+bad line
+`
+	got, err := parseMountinfo(bufio.NewScanner(strings.NewReader(text)))
+	require.NoError(t, err)
+	require.Equal(t, []mountEntry{
+		{major: 254, minor: 0, mountPoint: "/", fsType: "ext4", source: "/dev/vda"},
+		{major: 7, minor: 3, mountPoint: "/var/lib/open vair/mnt/x", fsType: "xfs", source: "/dev/loop3"},
+		{major: 0, minor: 45, mountPoint: "/tmp/t", fsType: "tmpfs", source: "tmpfs"},
+	}, got)
+}
+
+func TestProbeSignature(t *testing.T) {
+	u := uuid.MustParse("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0")
+	ext := make([]byte, probeSize)
+	binary.LittleEndian.PutUint16(ext[1024+0x38:], 0xEF53)
+	copy(ext[1024+0x68:], u[:])
+	xfs := make([]byte, probeSize)
+	copy(xfs, "XFSB")
+	copy(xfs[32:], u[:])
+	at := func(off int, s string) []byte {
+		b := make([]byte, probeSize)
+		copy(b[off:], s)
+		return b
+	}
+	for name, c := range map[string]struct {
+		in   []byte
+		want signature
+	}{
+		"ext4":  {ext, signature{kind: "ext4", uuid: u.String()}},
+		"xfs":   {xfs, signature{kind: "xfs", uuid: u.String()}},
+		"blank": {make([]byte, probeSize), signature{}},
+		"short": {[]byte("XF"), signature{}},
+		"gpt":   {at(512, "EFI PART"), signature{kind: "gpt"}},
+		"lvm":   {at(512+24, "LVM2 001"), signature{kind: "LVM2_member"}},
+		"swap":  {at(4086, "SWAPSPACE2"), signature{kind: "swap"}},
+		"iso":   {at(32769, "CD001"), signature{kind: "iso9660"}},
+		"luks":  {at(0, "LUKS\xba\xbe"), signature{kind: "crypto_LUKS"}},
+		"mbr":   {at(510, "\x55\xaa"), signature{kind: "dos partition table or boot sector"}},
+	} {
+		require.Equal(t, c.want, probeSignature(c.in), name)
+	}
+	require.True(t, signature{kind: "xfs"}.mountable())
+	require.False(t, signature{kind: "swap"}.mountable())
+}
+
+func TestCheckDevicePath(t *testing.T) {
+	require.NoError(t, checkDevicePath("/dev/vdb1"))
+	for _, p := range []string{"vdb", "/dev/../etc/passwd", "/tmp/disk", "/dev/vdb/", "/dev/x\x00y", "/devices/x"} {
+		require.Error(t, checkDevicePath(p), p)
+	}
+}
+
+// TestRootDeviceRefused: the device holding / is refused, and Prepare never gets to format it.
+func TestRootDeviceRefused(t *testing.T) {
+	root, err := mountAt("/")
+	require.NoError(t, err)
+	require.NotNil(t, root)
+	d, err := openBlockDevice(root.source)
+	if err != nil {
+		t.Skipf("root filesystem %s is not on a block device: %v", root.source, err)
+	}
+	_, err = checkNotInUse(d, "/nonexistent")
+	require.ErrorIs(t, err, driver.ErrInUse)
+	require.Contains(t, err.Error(), "system mount point /")
+
+	// Reuse only: this path can never run mkfs, whatever the checks do.
+	b, err := New(driver.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	_, err = b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS,
+		LocalFS: &driver.LocalFSSpec{Device: root.source, ReuseFilesystem: true}})
+	require.ErrorIs(t, err, driver.ErrInUse)
+}
