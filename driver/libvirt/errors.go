@@ -56,6 +56,8 @@ func isLibvirtError(err error) bool {
 	return errors.As(err, &lerr)
 }
 
-func asLibvirtError(err error, target *golibvirt.Error) bool { return err != nil && errors.As(err, target) }
+func asLibvirtError(err error, target *golibvirt.Error) bool {
+	return err != nil && errors.As(err, target)
+}
 
 func errkindIs(err, kind error) bool { return err != nil && errors.Is(err, kind) }

@@ -307,3 +307,26 @@ func (d *Daemon) Ping(ctx context.Context) error {
 	}
 	return c.Close()
 }
+
+// Mkdir creates a directory below the daemon's directory that the daemon (and its QEMU processes) own,
+// for disk images of test domains.
+func (d *Daemon) Mkdir(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(d.dir, filepath.Base(name))
+	if err := os.MkdirAll(p, 0o700); err != nil {
+		t.Fatalf("libvirtd: mkdir: %v", err)
+	}
+	d.Chown(t, p)
+	return p
+}
+
+// Chown gives a file to the daemon's uid (a no-op when the test does not run as root).
+func (d *Daemon) Chown(t testing.TB, path string) {
+	t.Helper()
+	if d.uid < 0 {
+		return
+	}
+	if err := os.Chown(path, d.uid, d.uid); err != nil {
+		t.Fatalf("libvirtd: chown %s: %v", path, err)
+	}
+}
