@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,7 +96,7 @@ func (s *Server) serve(pmL, nfsL net.Listener) {
 	cs := s.nfsCons
 	go func() {
 		defer s.wg.Done()
-		_ = nfs.Serve(&trackingListener{Listener: nfsL, conns: cs}, s.handler)
+		_ = nfs.Serve(&trackingListener{Listener: nfsL, conns: cs, usedOf: s.usedOf}, s.handler)
 	}()
 }
 
@@ -159,7 +162,8 @@ func (s *Server) Restart() error {
 // trackingListener wraps accepted connections in an exportConn and records them for Stop.
 type trackingListener struct {
 	net.Listener
-	conns *conns
+	conns  *conns
+	usedOf func(fh []byte) (uint64, bool)
 }
 
 // Accept returns the next connection, wrapped.
@@ -170,7 +174,24 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.conns.add(c) {
-			return newExportConn(c), nil
+			return newExportConn(c, l.usedOf), nil
 		}
 	}
+}
+
+// usedOf returns the bytes allocated to the file behind a handle (st_blocks * 512).
+func (s *Server) usedOf(fh []byte) (uint64, bool) {
+	_, p, err := s.handler.FromHandle(fh)
+	if err != nil {
+		return 0, false
+	}
+	fi, err := os.Lstat(filepath.Join(append([]string{s.dir}, p...)...))
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return uint64(st.Blocks) * 512, true
 }

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	gonfs "github.com/vmware/go-nfs-client/nfs"
 	"github.com/vmware/go-nfs-client/nfs/rpc"
-	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair/internal/nfsrpc"
 )

@@ -1,0 +1,22 @@
+package nfs
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/drivertest"
+)
+
+// TestConformanceGoNFS runs the storage conformance suite against the in-process go-nfs server.
+func TestConformanceGoNFS(t *testing.T) {
+	srv := startServer(t)
+	b := newBackend(t, nil)
+	drivertest.RunStorageSuite(t, drivertest.StorageHarness{
+		Backend: b,
+		Pool:    func(t *testing.T) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+		Stop:    func(t *testing.T, _ driver.PoolSpec) { srv.Stop() },
+		Restart: func(t *testing.T, _ driver.PoolSpec) { require.NoError(t, srv.Restart()) },
+	})
+}
