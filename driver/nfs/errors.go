@@ -65,4 +65,3 @@ func nfsStatus(err error) uint32 {
 	}
 	return 0
 }
-

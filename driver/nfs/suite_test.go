@@ -7,6 +7,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/drivertest"
+	"github.com/openvair/openvair/internal/testenv/ganesha"
 )
 
 // TestConformanceGoNFS runs the storage conformance suite against the in-process go-nfs server.
@@ -18,5 +19,21 @@ func TestConformanceGoNFS(t *testing.T) {
 		Pool:    func(t *testing.T) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
 		Stop:    func(t *testing.T, _ driver.PoolSpec) { srv.Stop() },
 		Restart: func(t *testing.T, _ driver.PoolSpec) { require.NoError(t, srv.Restart()) },
+	})
+}
+
+// TestConformanceGanesha runs the storage conformance suite against nfs-ganesha (in a private network
+// namespace: the test re-executes itself there).
+func TestConformanceGanesha(t *testing.T) {
+	if !ganesha.InNamespace(t) {
+		return
+	}
+	srv := ganesha.Start(t)
+	b := newBackend(t, nil)
+	drivertest.RunStorageSuite(t, drivertest.StorageHarness{
+		Backend: b,
+		Pool:    func(t *testing.T) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+		Stop:    func(t *testing.T, _ driver.PoolSpec) { srv.Stop() },
+		Restart: func(t *testing.T, _ driver.PoolSpec) { require.NoError(t, srv.Restart(t.Context())) },
 	})
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/openvair/openvair/driver"
-	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/deadline"
+	"github.com/openvair/openvair/internal/qcow2"
 )
 
 var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
