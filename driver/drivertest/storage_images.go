@@ -154,6 +154,6 @@ func stTestImages(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 // stErrReader fails every read, like a client connection that drops.
 type stErrReader struct{}
 
-var stErrDropped = errors.New("drivertest: connection dropped")
+var errStDropped = errors.New("drivertest: connection dropped")
 
-func (stErrReader) Read([]byte) (int, error) { return 0, stErrDropped }
+func (stErrReader) Read([]byte) (int, error) { return 0, errStDropped }

@@ -56,11 +56,12 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		}
 	}()
 
-	w := &recordingWriter{f: f}
+	w := newAsyncWriter(f)
 	info, err := copyImage(ctx, w, &ctxReader{ctx: ctx, r: r}, img.MaxSize)
+	werr := w.Close()
 	switch {
-	case w.err != nil:
-		return driver.ImageInfo{}, fileErr(w.err, "image", id, "write image")
+	case werr != nil:
+		return driver.ImageInfo{}, fileErr(werr, "image", id, "write image")
 	case ctx.Err() != nil:
 		return driver.ImageInfo{}, ctxErr(ctx.Err(), s.id)
 	case err != nil:
@@ -145,21 +146,6 @@ func (b *Backend) InspectImage(ctx context.Context, pool driver.PoolSpec, id uui
 		return driver.ImageInfo{}, fileErr(err, "image", id.String(), "read image")
 	}
 	return driver.ImageInfo{Size: fi.Size(), Format: detectImage(head)}, nil
-}
-
-// recordingWriter writes to the upload file and keeps the first error, so a full disk is recognised however
-// the copier wraps it.
-type recordingWriter struct {
-	f   *os.File
-	err error
-}
-
-func (w *recordingWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if err != nil && w.err == nil {
-		w.err = err
-	}
-	return n, err
 }
 
 // ctxReader stops reading once ctx is done.
