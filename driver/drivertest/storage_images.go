@@ -60,6 +60,22 @@ func stTestImages(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		}
 	})
 
+	t.Run("WriteConcurrently", func(t *testing.T) {
+		ctx := stCtx(t)
+		id := stNewID()
+		content := stPattern(2*stMiB, 9)
+		errs := stConcurrently(4, func() error {
+			_, err := b.WriteImage(ctx, pool, driver.ImageWrite{ID: id}, bytes.NewReader(content))
+			return err
+		})
+		t.Cleanup(func() { _ = b.DeleteImage(context.Background(), pool, id) })
+		stCheckOneWinner(t, errs)
+		got, err := b.InspectImage(ctx, pool, id)
+		require.NoError(t, err)
+		require.Equal(t, int64(len(content)), got.Size)
+		stCheckImageFile(t, b.DiskSource(pool, driver.KindImage, id), content)
+	})
+
 	t.Run("InspectMissing", func(t *testing.T) {
 		_, err := b.InspectImage(stCtx(t), pool, stNewID())
 		require.ErrorIs(t, err, driver.ErrNotFound)

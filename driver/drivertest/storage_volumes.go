@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -56,6 +57,20 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		got, err := b.InspectVolume(ctx, pool, id)
 		require.NoError(t, err, "the existing volume must survive a refused create")
 		require.Equal(t, 2*stMiB, got.VirtualSize)
+	})
+
+	t.Run("CreateConcurrently", func(t *testing.T) {
+		ctx := stCtx(t)
+		id := stNewID()
+		errs := stConcurrently(8, func() error {
+			_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0], Size: 16 * stMiB})
+			return err
+		})
+		t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
+		stCheckOneWinner(t, errs)
+		got, err := b.InspectVolume(ctx, pool, id)
+		require.NoError(t, err)
+		require.Equal(t, 16*stMiB, got.VirtualSize)
 	})
 
 	t.Run("CreateInvalid", func(t *testing.T) {
@@ -166,4 +181,36 @@ func stCheckNoFile(t *testing.T, src driver.DiskSource) {
 	left, err := filepath.Glob(src.Path + "*")
 	require.NoError(t, err)
 	require.Empty(t, left, "files left behind")
+}
+
+// stConcurrently runs f n times at once and returns the errors.
+func stConcurrently(n int, f func() error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = f()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// stCheckOneWinner checks that exactly one call succeeded and the others failed with ErrAlreadyExists.
+func stCheckOneWinner(t *testing.T, errs []error) {
+	t.Helper()
+	wins := 0
+	for _, err := range errs {
+		if err == nil {
+			wins++
+			continue
+		}
+		require.ErrorIs(t, err, driver.ErrAlreadyExists)
+	}
+	require.Equal(t, 1, wins, "exactly one concurrent create must win")
 }
