@@ -24,8 +24,9 @@ type mount struct {
 	key mountKey
 	sem chan struct{}
 
-	target *gonfs.Target
-	root   []byte
+	target   *gonfs.Target
+	lastUsed time.Time // end of the last call on target
+	root     []byte
 	wtmax  uint32
 	rtmax  uint32
 }
@@ -74,6 +75,28 @@ func (b *Backend) with(ctx context.Context, key mountKey, fn func(s *sess) error
 	}
 	defer func() { <-m.sem }()
 
+	if m.target != nil && time.Since(m.lastUsed) > idleCheck {
+		// The server may have closed an idle connection or restarted: check before relying on it.
+		if err := b.with1(ctx, m, func(s *sess) error { return s.note(nfsrpc.Null(s.t, s.auth)) }); err != nil {
+			m.drop()
+		}
+	}
+	return b.with1(ctx, m, fn)
+}
+
+// idleCheck is how long a connection may stay unused before a NULL call checks it.
+const idleCheck = time.Second
+
+func (m *mount) drop() {
+	if m.target != nil {
+		_ = m.target.Close()
+		m.target = nil
+	}
+}
+
+// with1 runs fn on m, which the caller holds.
+func (b *Backend) with1(ctx context.Context, m *mount, fn func(s *sess) error) (err error) {
+	key := m.key
 	if m.target == nil {
 		if err := b.dial(ctx, m); err != nil {
 			return err
@@ -101,6 +124,8 @@ func (b *Backend) with(ctx context.Context, key mountKey, fn func(s *sess) error
 		if s.broken || (err != nil && isTransport(err)) {
 			_ = t.Close()
 			m.target = nil
+		} else {
+			m.lastUsed = time.Now()
 		}
 	}()
 	return fn(s)

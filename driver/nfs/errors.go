@@ -28,7 +28,7 @@ func (b *Backend) mapErr(ctx context.Context, err error, p pool, what string) er
 	switch status := nfsStatus(err); {
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return errkind.Wrap(driver.ErrTimeout, err, "nfs", p.id, "%s on %s: cancelled", what, server)
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		return errkind.Wrap(driver.ErrUnavailable, err, "nfs", p.id, "%s: server %s not answering", what, server)
 	case status == 0:
 		return errkind.Wrap(driver.ErrUnavailable, err, "nfs", p.id, "%s: server %s unreachable or misbehaving", what, server)

@@ -331,3 +331,9 @@ func Commit(c Caller, auth rpc.Auth, fh []byte) (uint64, error) {
 // ErrVerifierChanged is returned when the server's write verifier changed between WRITE and COMMIT (it
 // restarted and may have lost unstable data).
 var ErrVerifierChanged = errors.New("nfsrpc: server write verifier changed, unstable data may be lost")
+
+// Null calls the NFS NULL procedure: a cheap check that the connection and the server are alive.
+func Null(c Caller, auth rpc.Auth) error {
+	_, err := c.Call(&struct{ rpc.Header }{header(auth, 0)})
+	return err
+}
