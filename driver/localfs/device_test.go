@@ -162,6 +162,34 @@ func TestDeviceRefused(t *testing.T) {
 	})
 }
 
+// TestDeviceBusy: Teardown refuses to unmount a storage with open files (ErrInUse) and succeeds once they
+// are closed.
+func TestDeviceBusy(t *testing.T) {
+	requireDeviceTools(t, "ext4")
+	b := newBackend(t)
+	ctx := t.Context()
+	pool := devicePool(loopdev.New(t, loopSize), "ext4")
+	state, err := b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
+	id := uuid.New()
+	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatQCOW2, Size: 1 << 30})
+	require.NoError(t, err)
+	f, err := os.Open(b.DiskSource(pool, driver.KindVolume, id).Path)
+	require.NoError(t, err)
+	require.ErrorIs(t, b.Teardown(ctx, pool), driver.ErrInUse)
+	_, err = b.Status(ctx, pool)
+	require.NoError(t, err, "a refused teardown leaves the storage mounted")
+	require.NoError(t, f.Close())
+	require.NoError(t, b.Teardown(ctx, pool))
+	_, err = os.Stat(state.MountPoint)
+	require.ErrorIs(t, err, os.ErrNotExist, "Teardown removes the mount point")
+	_, err = b.Status(ctx, pool)
+	require.ErrorIs(t, err, driver.ErrUnavailable)
+	_, err = b.InspectVolume(ctx, pool, id)
+	require.ErrorIs(t, err, driver.ErrUnavailable, "objects of an unmounted storage are unavailable, not missing")
+}
+
 // TestDeviceRenamed: a storage whose device comes back under another name is found by its filesystem UUID,
 // and the device now at the old path is not formatted.
 func TestDeviceRenamed(t *testing.T) {

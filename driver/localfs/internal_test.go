@@ -88,3 +88,25 @@ func TestRootDeviceRefused(t *testing.T) {
 		LocalFS: &driver.LocalFSSpec{Device: root.source, ReuseFilesystem: true}})
 	require.ErrorIs(t, err, driver.ErrInUse)
 }
+
+// FuzzProbeSignature: device content is untrusted; probing must never panic and only report known kinds
+// with UUIDs for mountable filesystems.
+func FuzzProbeSignature(f *testing.F) {
+	f.Add([]byte("XFSB"))
+	f.Add(make([]byte, 2048))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := probeSignature(b)
+		if s.uuid != "" && !s.mountable() {
+			t.Fatalf("uuid %q reported for %q", s.uuid, s.kind)
+		}
+	})
+}
+
+// FuzzParseMountinfo: the mount table parser must never panic.
+func FuzzParseMountinfo(f *testing.F) {
+	f.Add("22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n")
+	f.Add("1 2 3:4 / /a\\0 rw - x y z\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = parseMountinfo(bufio.NewScanner(strings.NewReader(s)))
+	})
+}
