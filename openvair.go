@@ -18,6 +18,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/openvair/openvair/driver"
+	_ "github.com/openvair/openvair/driver/libvirt" // the "libvirt" hypervisor
+	_ "github.com/openvair/openvair/driver/localfs" // the "localfs" storage backend
+	_ "github.com/openvair/openvair/driver/nfs"     // the "nfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/repo"
