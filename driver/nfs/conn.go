@@ -27,8 +27,8 @@ type mount struct {
 	target   *gonfs.Target
 	lastUsed time.Time // end of the last call on target
 	root     []byte
-	wtmax  uint32
-	rtmax  uint32
+	wtmax    uint32
+	rtmax    uint32
 }
 
 // sess is what an operation gets while it holds a mount: the target, the credentials and a flag that makes

@@ -119,7 +119,9 @@ func blackhole(t *testing.T) string {
 	return l.Addr().(*net.TCPAddr).IP.String()
 }
 
-func itoa(n int) string { return string(rune('0'+n/100)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
+func itoa(n int) string {
+	return string(rune('0'+n/100)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
+}
 
 // TestDeadServerIsolation: a stopped server and a hung one make Status fail with ErrUnavailable within
 // the status timeout even without a caller deadline, while calls on another NFS storage and on a LocalFS

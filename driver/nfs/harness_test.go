@@ -1,7 +1,6 @@
 package nfs
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -57,5 +56,3 @@ func partFiles(t *testing.T, exportDir string, pool driver.PoolSpec) []string {
 func poolFile(exportDir string, pool driver.PoolSpec, name string) string {
 	return filepath.Join(exportDir, "openvair-"+pool.ID.String(), name)
 }
-
-var _ = os.Stat
