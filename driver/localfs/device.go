@@ -136,6 +136,19 @@ func checkNotInUse(d *blockDevice, mountPoint string) (ours bool, err error) {
 	return ours, nil
 }
 
+// checkExclusive opens the device exclusively, which the kernel refuses (EBUSY) while it is mounted or
+// held by device-mapper, RAID or another exclusive opener: a last check before formatting.
+func checkExclusive(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return errkind.Wrap(errkind.InUse, err, "", "", "device %s is in use", path)
+		}
+		return errkind.Wrap(errkind.Unavailable, err, "", "", "cannot open device %s", path)
+	}
+	return unix.Close(fd)
+}
+
 // findByUUID looks for the block device carrying an ext4 or xfs filesystem with that UUID: first through
 // /dev/disk/by-uuid, then by probing every block device sysfs lists.
 func findByUUID(fsUUID string) (*blockDevice, error) {
@@ -284,6 +297,9 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 		if fsType == "" {
 			fsType = "ext4"
 		}
+		if err := checkExclusive(dev.path); err != nil {
+			return fail(err)
+		}
 		if err := mkfs(ctx, fsType, dev.path); err != nil {
 			return fail(err)
 		}
@@ -292,7 +308,7 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 		}
 	case !sig.mountable():
 		return fail(errkind.New(errkind.InUse, "", "", "device %s holds %s data; refusing to touch it", dev.path, sig.kind))
-	case sig.uuid == spec.FSUUID:
+	case spec.FSUUID != "" && sig.uuid == spec.FSUUID:
 		// this storage's own filesystem: mount it again
 	case !spec.ReuseFilesystem:
 		return fail(errkind.New(errkind.InUse, "", "", "device %s already holds an %s filesystem (UUID %s); set reuse_filesystem to use it", dev.path, sig.kind, sig.uuid))
