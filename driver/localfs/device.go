@@ -253,7 +253,10 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 			if _, uerr := checkNotInUse(dev, s.dir); uerr != nil {
 				return fail(uerr) // the better explanation
 			}
-			return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot read device %s", dev.path))
+			if spec.FSUUID == "" {
+				return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot read device %s", dev.path))
+			}
+			dev = nil // unreadable (a detached loop device, a removed disk): look for the filesystem
 		}
 	}
 	if spec.FSUUID != "" && (dev == nil || sig.uuid != spec.FSUUID) {

@@ -207,12 +207,13 @@ func TestDeviceRenamed(t *testing.T) {
 	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vol, Format: driver.FormatRaw, Size: 1 << 20})
 	require.NoError(t, err)
 	require.NoError(t, b.Teardown(ctx, pool))
-	loopdev.Detach(t, first)
 
-	// A blank device takes the old name (losetup picks the lowest free number), the storage another one.
-	blank := loopdev.New(t, loopSize)
+	// The storage comes back under another name; a blank device probably takes the old one (losetup picks
+	// the lowest free number), else the old name is an unattached loop device.
 	moved := loopdev.Attach(t, backing)
 	require.NotEqual(t, first, moved)
+	loopdev.Detach(t, first)
+	blank := loopdev.New(t, loopSize)
 	t.Logf("storage was %s, now %s; %s is blank", first, moved, blank)
 
 	state2, err := b.Prepare(ctx, pool)
@@ -221,8 +222,16 @@ func TestDeviceRenamed(t *testing.T) {
 	require.Equal(t, state.FSUUID, state2.FSUUID)
 	_, err = b.InspectVolume(ctx, pool, vol)
 	require.NoError(t, err, "the volume is on the device found by UUID")
-	sig, err := exec.CommandContext(ctx, "blkid", "-p", blank).CombinedOutput()
-	require.Error(t, err, "the blank device must stay blank: %s", sig)
+	for _, dev := range []string{first, blank} {
+		sig, err := exec.CommandContext(ctx, "blkid", "-p", dev).CombinedOutput()
+		require.Error(t, err, "%s must stay blank: %s", dev, sig)
+	}
+	require.NoError(t, b.Teardown(ctx, pool))
+
+	// The old name is now an unattached loop device: still found.
+	loopdev.Detach(t, blank)
+	_, err = b.Prepare(ctx, pool)
+	require.NoError(t, err, "device path now unattached")
 	require.NoError(t, b.Teardown(ctx, pool))
 
 	// Without a device carrying the UUID, Prepare reports the storage unavailable and formats nothing.
