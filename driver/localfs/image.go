@@ -11,6 +11,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/qcow2"
 )
 
 // detectHead is how many bytes of an image InspectImage reads to detect its format (an ISO 9660 volume
@@ -41,7 +42,7 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		return driver.ImageInfo{}, errkind.New(errkind.AlreadyExists, "image", id, "image file already exists")
 	}
 	part := final + partSuffix
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, b.fileMode)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, b.fileMode)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return driver.ImageInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "image", id, "an upload of this image is already in progress")
@@ -71,6 +72,9 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		}
 		return driver.ImageInfo{}, errkind.Wrap(errkind.Invalid, err, "image", id, "upload failed")
 	}
+	if err := checkQCOW2(f, info.Format, id); err != nil {
+		return driver.ImageInfo{}, err
+	}
 	if err := f.Sync(); err != nil {
 		return driver.ImageInfo{}, fileErr(err, "image", id, "sync image")
 	}
@@ -89,6 +93,25 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 	done = true
 	syncDir(s.dir)
 	return info, nil
+}
+
+// checkQCOW2 reads back the header of a stored qcow2 image and refuses one that references a backing file or
+// an external data file, or that cannot be parsed: such an image would make the hypervisor open other
+// files. (The streaming copier checks this too; this check is on the bytes actually stored.)
+func checkQCOW2(f *os.File, format driver.ImageFormat, id string) error {
+	if format != driver.ImageQCOW2 {
+		return nil
+	}
+	h, err := qcow2.ReadHeader(f)
+	switch {
+	case err != nil:
+		return errkind.Wrap(errkind.Invalid, err, "image", id, "invalid qcow2 image")
+	case h.BackingFile != "" || h.BackingFileOffset != 0:
+		return errkind.New(errkind.Invalid, "image", id, "qcow2 image with a backing file (%q) refused", h.BackingFile)
+	case h.HasDataFile():
+		return errkind.New(errkind.Invalid, "image", id, "qcow2 image with an external data file refused")
+	}
+	return nil
 }
 
 // renameNoReplace renames oldPath to newPath unless newPath exists.
