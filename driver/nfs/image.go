@@ -29,6 +29,10 @@ func (b *Backend) WriteImage(ctx context.Context, spec driver.PoolSpec, img driv
 	final, part := imageName(img.ID), imageName(img.ID)+partSuffix
 	key := b.partKey(p, part)
 	b.mu.Lock()
+	if b.uploading[key] > 0 {
+		b.mu.Unlock()
+		return driver.ImageInfo{}, logical(driver.ErrAlreadyExists, p, "image %s is being uploaded", img.ID)
+	}
 	b.uploading[key]++
 	b.mu.Unlock()
 	defer func() {
