@@ -79,7 +79,9 @@ func NewService(repo Repository, storages StorageReader, tx Transactor, backends
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Image, error) { return s.repo.Get(ctx, id) }
 
 // List returns a page of images.
-func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.repo.List(ctx, opts) }
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	return s.repo.List(ctx, opts)
+}
 
 // Create streams content into an available storage as a new image. The content type is detected from the
 // bytes; the upload is limited to MaxSize and to the storage's available space. When the upload fails or

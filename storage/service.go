@@ -66,10 +66,14 @@ func NewService(repo Repository, tx Transactor, backends Backends) *Service {
 }
 
 // Get returns a storage by id.
-func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Storage, error) { return s.repo.Get(ctx, id) }
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Storage, error) {
+	return s.repo.Get(ctx, id)
+}
 
 // List returns a page of storages.
-func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.repo.List(ctx, opts) }
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	return s.repo.List(ctx, opts)
+}
 
 // Create checks the request, records the storage as creating, prepares it on its backend and makes it
 // available. When the backend refuses, nothing remains and the backend's error is returned.

@@ -105,7 +105,9 @@ func NewService(d Deps) *Service {
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*VM, error) { return s.Repo.Get(ctx, id) }
 
 // List returns a page of VMs.
-func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.Repo.List(ctx, opts) }
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	return s.Repo.List(ctx, opts)
+}
 
 func (s *Service) hypervisor() (Hypervisor, error) {
 	if s.Hypervisor == nil {
@@ -191,7 +193,9 @@ func (s *Service) createVolumes(ctx context.Context, rev *revert.Reverter, disks
 		if err != nil {
 			return fmt.Errorf("disks[%d]: %w", i, err)
 		}
-		rev.Add(func(ctx context.Context) { s.logErr("remove volume of a failed VM operation", vol.ID, s.VolumeSvc.Delete(ctx, vol.ID)) })
+		rev.Add(func(ctx context.Context) {
+			s.logErr("remove volume of a failed VM operation", vol.ID, s.VolumeSvc.Delete(ctx, vol.ID))
+		})
 		disks[i].VolumeID, disks[i].New = vol.ID, nil
 	}
 	return nil
@@ -364,7 +368,9 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*VM,
 	if err := s.define(ctx, hv, next); err != nil {
 		return nil, err
 	}
-	rev.Add(func(ctx context.Context) { s.logErr("restore the domain of a failed edit", id, s.define(ctx, hv, prev)) })
+	rev.Add(func(ctx context.Context) {
+		s.logErr("restore the domain of a failed edit", id, s.define(ctx, hv, prev))
+	})
 	out, err := s.update(context.WithoutCancel(ctx), id, func(ctx context.Context, cur *VM) error {
 		if err := s.checkAttachable(ctx, next, prev); err != nil {
 			return err

@@ -68,7 +68,10 @@ func TestCreateValidation(t *testing.T) {
 		mutate func(r *vm.CreateRequest)
 		fields []string
 	}{
-		{"cpu and memory", func(r *vm.CreateRequest) { r.CPU = vm.CPU{Sockets: 0, Cores: -1, Threads: 1, Mode: "weird"}; r.MemoryBytes = 1 },
+		{"cpu and memory", func(r *vm.CreateRequest) {
+			r.CPU = vm.CPU{Sockets: 0, Cores: -1, Threads: 1, Mode: "weird"}
+			r.MemoryBytes = 1
+		},
 			[]string{"cpu.sockets", "cpu.cores", "cpu.mode", "memory"}},
 		{"custom cpu needs a model", func(r *vm.CreateRequest) { r.CPU.Mode = vm.CPUCustom }, []string{"cpu.model"}},
 		{"too many vcpus", func(r *vm.CreateRequest) { r.CPU = vm.CPU{Sockets: 64, Cores: 64, Threads: 2} }, []string{"cpu"}},
@@ -83,7 +86,9 @@ func TestCreateValidation(t *testing.T) {
 			r.Interfaces = []vm.Interface{{Type: "bridge", Source: "br0; rm -rf /", Model: "ne2k"}, {Type: "x", Source: "b", MAC: "01:00:5e:00:00:01"},
 				{Type: "bridge", Source: "b", MAC: "52:54:00:00:00:01"}, {Type: "bridge", Source: "b", MAC: "52:54:00:00:00:01"}}
 		}, []string{"interfaces[0].source", "interfaces[0].model", "interfaces[1].type", "interfaces[1].mac", "interfaces[3].mac"}},
-		{"graphics", func(r *vm.CreateRequest) { r.Graphics = vm.Graphics{Type: "vnc", Listen: "everywhere", Password: "much-too-long"} },
+		{"graphics", func(r *vm.CreateRequest) {
+			r.Graphics = vm.Graphics{Type: "vnc", Listen: "everywhere", Password: "much-too-long"}
+		},
 			[]string{"graphics.listen", "graphics.password"}},
 		{"cdroms", func(r *vm.CreateRequest) { r.CDROMs = []vm.CDROM{{}, {ImageID: vid}, {ImageID: vid}} },
 			[]string{"cdroms[0].image_id", "cdroms[2].image_id"}},

@@ -74,7 +74,9 @@ func NewService(repo Repository, storages StorageReader, tx Transactor, backends
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Volume, error) { return s.repo.Get(ctx, id) }
 
 // List returns a page of volumes.
-func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) { return s.repo.List(ctx, opts) }
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	return s.repo.List(ctx, opts)
+}
 
 // Create makes a volume on an available storage. The name must be unique on the storage, the size must fit
 // in the storage's available space. When the backend fails, nothing remains.
