@@ -139,8 +139,8 @@ func (c *connector) session(ctx context.Context) (*session, error) {
 // dial opens a connection and reads the host capabilities, all bounded by ctx.
 func (c *connector) dial(ctx context.Context) (*session, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
-	defer cancel()
 	nc, err := c.dialer.DialContext(dctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx, "", "connect")
@@ -167,12 +167,11 @@ func (c *connector) dial(ctx context.Context) (*session, error) {
 	var r result
 	select {
 	case r = <-done:
-	case <-dctx.Done():
+	case <-ctx.Done():
+		// The handshake is bounded by the caller's context only: opening qemu:///session the first time
+		// makes libvirtd probe QEMU's capabilities, which takes seconds.
 		nc.Close() // unblocks the handshake; the goroutine then ends
-		if ctx.Err() != nil {
-			return nil, ctxError(ctx, "", "connect")
-		}
-		return nil, errkind.Wrap(driver.ErrTimeout, dctx.Err(), entity, "", "libvirtd at %s did not complete the handshake within %s", c.opts.Socket, c.opts.DialTimeout)
+		return nil, ctxError(ctx, "", "connect to "+c.uri)
 	}
 	if r.err != nil {
 		nc.Close()

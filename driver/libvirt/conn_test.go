@@ -179,6 +179,7 @@ func (p *freezeProxy) pipe(dst, src net.Conn) {
 // connection is dropped after the grace period, and the next call works on a fresh connection.
 func TestWedgedConnectionDropped(t *testing.T) {
 	d := libvirtd.Start(t)
+	d.Dial(t, golibvirt.TestDefault) // the test driver forgets its domains when its last connection closes
 	p := newFreezeProxy(t, d.Socket())
 	drv := openDriverAt(t, p.sock(), func(o *libvirt.Options) { o.WedgeGrace = 100 * time.Millisecond })
 	ctx := ctxT(t, 30*time.Second)

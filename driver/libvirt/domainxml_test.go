@@ -163,7 +163,7 @@ func TestBuildDomainXMLInvalid(t *testing.T) {
 		{"no memory", "memory", func(s *driver.DomainSpec) { s.MemoryBytes = 0 }},
 		{"negative memory", "memory", func(s *driver.DomainSpec) { s.MemoryBytes = -1 }},
 		{"negative cores", "cpu", func(s *driver.DomainSpec) { s.CPU.Cores = -1 }},
-		{"too many vcpus", "cpu", func(s *driver.DomainSpec) { s.CPU.Sockets, s.CPU.Cores = 1 << 40, 1 << 40 }},
+		{"too many vcpus", "cpu", func(s *driver.DomainSpec) { s.CPU.Sockets, s.CPU.Cores = 1<<40, 1<<40 }},
 		{"bad cpu mode", "cpu.mode", func(s *driver.DomainSpec) { s.CPU.Mode = "turbo" }},
 		{"custom without model", "cpu.model", func(s *driver.DomainSpec) { s.CPU.Model = "" }},
 		{"model without custom", "cpu.model", func(s *driver.DomainSpec) { s.CPU.Mode = "host-model" }},

@@ -10,9 +10,10 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-// lookup finds the domain of a VM by its UUID.
-func lookup(l *golibvirt.Libvirt, id uuid.UUID) (golibvirt.Domain, error) {
-	return l.DomainLookupByUUID(golibvirt.UUID(id))
+// lookup names the domain of a VM without a round trip: libvirtd resolves a domain reference by its
+// UUID, and answers VIR_ERR_NO_DOMAIN (driver.ErrNotFound) for the operation itself when it is missing.
+func lookup(_ *golibvirt.Libvirt, id uuid.UUID) (golibvirt.Domain, error) {
+	return golibvirt.Domain{Name: DomainName(id), UUID: golibvirt.UUID(id), ID: -1}, nil
 }
 
 // Define creates or replaces the persistent definition of a domain (DomainDefineXMLFlags with schema
@@ -59,12 +60,16 @@ func (d *Driver) Undefine(ctx context.Context, id uuid.UUID) error {
 // Start boots a defined domain; driver.ErrWrongState-kind (errkind.WrongState) when it already runs.
 func (d *Driver) Start(ctx context.Context, id uuid.UUID) error {
 	return d.domainOp(ctx, id, "start", func(l *golibvirt.Libvirt, dom golibvirt.Domain) error {
-		// Not every libvirt driver reports "already running" as VIR_ERR_OPERATION_INVALID: check first.
-		if st, _, err := l.DomainGetState(dom, 0); err == nil && golibvirt.DomainState(st) != golibvirt.DomainShutoff &&
-			golibvirt.DomainState(st) != golibvirt.DomainCrashed {
-			return errkind.New(errkind.WrongState, entity, id.String(), "domain is already %s", powerState(golibvirt.DomainState(st)))
+		err := l.DomainCreate(dom)
+		if err == nil || !isLibvirtError(err) {
+			return err
 		}
-		return l.DomainCreate(dom)
+		// Not every libvirt driver reports "already running" as VIR_ERR_OPERATION_INVALID: look.
+		if st, _, serr := l.DomainGetState(dom, 0); serr == nil && golibvirt.DomainState(st) != golibvirt.DomainShutoff &&
+			golibvirt.DomainState(st) != golibvirt.DomainCrashed {
+			return errkind.Wrap(errkind.WrongState, err, entity, id.String(), "domain is already %s", powerState(golibvirt.DomainState(st)))
+		}
+		return err
 	})
 }
 

@@ -53,7 +53,7 @@ type Options struct {
 	QEMUUID    *int
 	QEMUGID    *int
 
-	DialTimeout     time.Duration // connect + handshake (default 5s)
+	DialTimeout     time.Duration // opening the transport (default 5s); the handshake is bounded by the call's context
 	CallTimeout     time.Duration // applied when a call's context has no deadline (default 60s)
 	MinBackoff      time.Duration // first wait after a failed dial (default 100ms)
 	MaxBackoff      time.Duration // longest wait between dials (default 5s)
