@@ -217,7 +217,7 @@ func mkfs(ctx context.Context, fsType, dev string) error {
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctxErr(ctx.Err(), "")
+			return ctxErr(ctx.Err(), "storage", "")
 		}
 		return errkind.Wrap(errkind.Unavailable, err, "", "", "%s %s failed: %s", name, dev, strings.TrimSpace(string(out)))
 	}

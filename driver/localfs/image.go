@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
@@ -42,7 +44,10 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		return driver.ImageInfo{}, errkind.New(errkind.AlreadyExists, "image", id, "image file already exists")
 	}
 	part := final + partSuffix
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, b.fileMode)
+	f, err := createPart(part, b.fileMode)
+	if errors.Is(err, os.ErrExist) && removeStalePart(part) {
+		f, err = createPart(part, b.fileMode) // the leftover of a crashed upload is gone
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return driver.ImageInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "image", id, "an upload of this image is already in progress")
@@ -52,8 +57,8 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 	done := false
 	defer func() {
 		if !done {
+			_ = os.Remove(part) // while the lock is held, so no sweeper races with us
 			_ = f.Close()
-			_ = os.Remove(part)
 		}
 	}()
 
@@ -64,7 +69,7 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 	case werr != nil:
 		return driver.ImageInfo{}, fileErr(werr, "image", id, "write image")
 	case ctx.Err() != nil:
-		return driver.ImageInfo{}, ctxErr(ctx.Err(), s.id)
+		return driver.ImageInfo{}, ctxErr(ctx.Err(), "image", id)
 	case err != nil:
 		var ke *errkind.Error
 		if errors.As(err, &ke) || errors.Is(err, errkind.TooLarge) || errors.Is(err, errkind.Invalid) {
@@ -78,12 +83,10 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 	if err := f.Sync(); err != nil {
 		return driver.ImageInfo{}, fileErr(err, "image", id, "sync image")
 	}
-	if err := f.Close(); err != nil {
-		return driver.ImageInfo{}, fileErr(err, "image", id, "close image")
-	}
 	if err := ctx.Err(); err != nil {
-		return driver.ImageInfo{}, ctxErr(err, s.id)
+		return driver.ImageInfo{}, ctxErr(err, "image", id)
 	}
+	// Rename before closing: the lock on the .part file is held until it has its final name.
 	if err := renameNoReplace(part, final); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return driver.ImageInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "image", id, "image file already exists")
@@ -91,8 +94,62 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		return driver.ImageInfo{}, fileErr(err, "image", id, "rename upload")
 	}
 	done = true
+	err = f.Close()
 	syncDir(s.dir)
+	if err != nil {
+		_ = os.Remove(final)
+		return driver.ImageInfo{}, fileErr(err, "image", id, "close image")
+	}
 	return info, nil
+}
+
+// createPart creates an upload file exclusively and locks it (flock), so that removeStalePart can tell a
+// live upload from the leftover of a crashed one.
+func createPart(path string, mode os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = os.Remove(path)
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// staleAge is how long an unlocked upload file must have been untouched before it is removed: it covers
+// the instant between an upload's exclusive create and its lock.
+const staleAge = time.Minute
+
+// removeStalePart removes an upload file left by a crashed process: one that no live upload holds locked
+// and that nobody wrote for staleAge. It reports whether the file is gone.
+func removeStalePart(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false // a live upload holds it
+	}
+	fi, err := f.Stat()
+	if err != nil || time.Since(fi.ModTime()) < staleAge {
+		return false
+	}
+	return os.Remove(path) == nil
+}
+
+// sweepParts removes the stale upload files of a storage (see removeStalePart). Prepare calls it, so a
+// crash during an upload leaves no file behind once the storage is prepared again.
+func sweepParts(dir string) {
+	parts, _ := filepath.Glob(filepath.Join(dir, string(driver.KindImage)+"-*"+partSuffix))
+	for _, p := range parts {
+		removeStalePart(p)
+	}
 }
 
 // checkQCOW2 reads back the header of a stored qcow2 image and refuses one that references a backing file or

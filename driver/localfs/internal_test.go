@@ -3,8 +3,10 @@ package localfs
 import (
 	"bufio"
 	"encoding/binary"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -109,4 +111,47 @@ func FuzzParseMountinfo(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = parseMountinfo(bufio.NewScanner(strings.NewReader(s)))
 	})
+}
+
+// TestStaleUploads: the .part file of a crashed upload (unlocked, old) is removed by Prepare and by a new
+// upload of the same image; a live upload's file (locked) and a just-created one are kept.
+func TestStaleUploads(t *testing.T) {
+	b, err := New(driver.Config{})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	pool := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: dir}}
+	ctx := t.Context()
+	old := time.Now().Add(-2 * staleAge)
+	partOf := func(id uuid.UUID) string { return b.DiskSource(pool, driver.KindImage, id).Path + partSuffix }
+	leftover := func(id uuid.UUID, age time.Time) string {
+		p := partOf(id)
+		require.NoError(t, os.WriteFile(p, []byte("half an upload"), 0o600))
+		require.NoError(t, os.Chtimes(p, age, age))
+		return p
+	}
+
+	crashed, fresh, live, retried := uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	leftover(crashed, old)
+	leftover(fresh, time.Now())
+	lf, err := createPart(partOf(live), 0o600)
+	require.NoError(t, err)
+	defer lf.Close()
+	require.NoError(t, os.Chtimes(partOf(live), old, old))
+
+	_, err = b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	require.NoFileExists(t, partOf(crashed), "Prepare removes a crashed upload")
+	require.FileExists(t, partOf(fresh), "a just-created upload file is kept")
+	require.FileExists(t, partOf(live), "a locked upload file is kept")
+
+	_, err = b.WriteImage(ctx, pool, driver.ImageWrite{ID: live}, strings.NewReader("x"))
+	require.ErrorIs(t, err, driver.ErrAlreadyExists, "an upload in progress")
+	_, err = b.WriteImage(ctx, pool, driver.ImageWrite{ID: fresh}, strings.NewReader("x"))
+	require.ErrorIs(t, err, driver.ErrAlreadyExists, "a just-created upload file")
+
+	leftover(retried, old)
+	info, err := b.WriteImage(ctx, pool, driver.ImageWrite{ID: retried}, strings.NewReader("new content"))
+	require.NoError(t, err, "a new upload replaces a crashed one")
+	require.Equal(t, int64(len("new content")), info.Size)
+	require.NoFileExists(t, partOf(retried))
 }

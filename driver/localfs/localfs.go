@@ -74,17 +74,20 @@ func (b *Backend) Info() driver.StorageInfo {
 	}
 }
 
-// checkCtx returns a Timeout or Unavailable error when ctx is done.
+// checkCtx returns a Timeout error (deadline) or an error wrapping context.Canceled when ctx is done.
 func checkCtx(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
-		return ctxErr(err, id)
+		return ctxErr(err, "storage", id)
 	}
 	return nil
 }
 
-func ctxErr(err error, id string) error {
+func ctxErr(err error, entity, id string) error {
 	if err == context.DeadlineExceeded {
-		return errkind.Wrap(errkind.Timeout, err, "storage", id, "deadline exceeded")
+		return errkind.Wrap(errkind.Timeout, err, entity, id, "deadline exceeded")
 	}
-	return fmt.Errorf("storage %s: %w", id, err)
+	if id == "" {
+		return fmt.Errorf("%s: %w", entity, err)
+	}
+	return fmt.Errorf("%s %s: %w", entity, id, err)
 }

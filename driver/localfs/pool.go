@@ -74,7 +74,8 @@ func checkDirPath(p string) error {
 }
 
 // Prepare makes a storage usable. Directory mode creates the directory (0750) when its parent exists; device
-// mode checks, formats (when asked) and mounts the device. It is idempotent.
+// mode checks, formats (when asked) and mounts the device. It is idempotent, and removes the partial files
+// of uploads interrupted by a crash.
 func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
 	s, err := b.resolve(pool)
 	if err != nil {
@@ -83,11 +84,26 @@ func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.Poo
 	if err := checkCtx(ctx, s.id); err != nil {
 		return driver.PoolState{}, err
 	}
+	var state driver.PoolState
 	if s.device {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.prepareDevice(ctx, s)
+		state, err = b.prepareDeviceLocked(ctx, s)
+	} else {
+		state, err = b.prepareDir(ctx, s)
 	}
+	if err == nil {
+		sweepParts(s.dir)
+	}
+	return state, err
+}
+
+func (b *Backend) prepareDeviceLocked(ctx context.Context, s *storage) (driver.PoolState, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.prepareDevice(ctx, s)
+}
+
+// prepareDir creates the directory of a directory-mode storage when its parent exists.
+func (b *Backend) prepareDir(ctx context.Context, s *storage) (driver.PoolState, error) {
 	fi, err := os.Stat(s.dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
