@@ -87,3 +87,23 @@ func tempFile(t testing.TB, name string) (*os.File, string) {
 	t.Cleanup(func() { _ = f.Close() })
 	return f, p
 }
+
+// qemuCheckLeaky runs qemu-img check and returns its findings without asserting on them.
+func qemuCheckLeaky(t testing.TB, path string) checkResult {
+	t.Helper()
+	bin := testenv.LookPath(t, "qemu-img")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, "check", "--output=json", path).Output()
+	var res checkResult
+	require.NoError(t, json.Unmarshal(out, &res), "qemu-img check output: %s", out)
+	return res
+}
+
+// runCmd runs a binary with a generous deadline and returns its combined output.
+func runCmd(bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err
+}

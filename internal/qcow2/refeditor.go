@@ -122,3 +122,50 @@ func (e *refEditor) tableBytes(clusters int64) []byte {
 	}
 	return raw
 }
+
+// firstFreeTail returns the first cluster at or after from such that it and every later cluster have
+// refcount 0. It reads the refcount blocks that cover clusters from "from" on, each distinct block once, so
+// its work is bounded by the file's size even for a hostile refcount table.
+func (e *refEditor) firstFreeTail(from int64) (int64, error) {
+	first := from
+	seen := map[uint64]bool{}
+	scratch := make([]byte, e.cs)
+	for bi := from / e.perBlock; bi < int64(len(e.table)); bi++ {
+		if !e.hasBlock(bi) || seen[e.table[bi]] {
+			continue
+		}
+		seen[e.table[bi]] = true
+		b, ok := e.blocks[bi]
+		if !ok {
+			if err := readAt(e.f, scratch, int64(e.table[bi]), "refcount block"); err != nil {
+				return 0, err
+			}
+			b = scratch
+		}
+		if last := lastUsed(b, e.order); last >= 0 && bi*e.perBlock+last >= first {
+			first = bi*e.perBlock + last + 1
+		}
+	}
+	return first, nil
+}
+
+// lastUsed returns the index of the last non-zero entry of a refcount block, or -1.
+func lastUsed(b []byte, order uint32) int64 {
+	j := len(b) - 1
+	for j >= 8 && binary.LittleEndian.Uint64(b[j-7:]) == 0 {
+		j -= 8
+	}
+	for j >= 0 && b[j] == 0 {
+		j--
+	}
+	if j < 0 {
+		return -1
+	}
+	bits := int64(1) << order
+	for i := (int64(j)*8 + 7) / bits; i >= int64(j)*8/bits; i-- {
+		if refcountGet(b, i, order) != 0 {
+			return i
+		}
+	}
+	return -1 // not reached: byte j holds a non-zero entry
+}
