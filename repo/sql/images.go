@@ -1,0 +1,193 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/image"
+	"github.com/openvair/openvair/internal/errkind"
+)
+
+type imageRepo struct{ s *Store }
+
+const imageCols = "i.id, i.name, i.description, i.storage_id, i.format, i.size, i.sha256, i.status, i.status_reason, i.created_at, i.updated_at, i.version"
+
+// imageJoin appends each image's attachments (the VMs using it as a cdrom) to the rows of i.
+const imageJoin = " LEFT JOIN vm_cdroms c ON c.image_id = i.id LEFT JOIN vms m ON m.id = c.vm_id"
+
+// imageScanner collects images with their attachments from joined rows ordered by image id, VM id.
+type imageScanner struct{ items []*image.Image }
+
+func (sc *imageScanner) scan(rows *sql.Rows) error {
+	var img image.Image
+	var created, updated sql.NullInt64
+	var vmID uuid.NullUUID
+	var vmName sql.NullString
+	if err := rows.Scan(&img.ID, &img.Name, &img.Description, &img.StorageID, &img.Format, &img.Size, &img.SHA256, &img.Status,
+		&img.StatusReason, &created, &updated, &img.Version, &vmID, &vmName); err != nil {
+		return err
+	}
+	cur := &img
+	if n := len(sc.items); n > 0 && sc.items[n-1].ID == img.ID {
+		cur = sc.items[n-1]
+	} else {
+		img.CreatedAt, img.UpdatedAt = fromNanos(created), fromNanos(updated)
+		img.Attachments = []image.Attachment{}
+		sc.items = append(sc.items, cur)
+	}
+	if vmID.Valid {
+		cur.Attachments = append(cur.Attachments, image.Attachment{VMID: vmID.UUID, VMName: vmName.String})
+	}
+	return nil
+}
+
+func (r imageRepo) Get(ctx context.Context, id uuid.UUID) (*image.Image, error) {
+	var sc imageScanner
+	err := r.s.reader(ctx).query(ctx, sc.scan,
+		"SELECT "+imageCols+", m.id, m.name FROM images i"+imageJoin+" WHERE i.id = ? ORDER BY m.id", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(sc.items) == 0 {
+		return nil, notFound("image", id.String())
+	}
+	return sc.items[0], nil
+}
+
+func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, error) {
+	q, err := newListQuery(o.Cursor, o.Limit, "id")
+	if err != nil {
+		return image.Page{}, err
+	}
+	if o.StorageID != uuid.Nil {
+		q.add("storage_id = ?", o.StorageID)
+	}
+	if o.Status != "" {
+		q.add("status = ?", o.Status)
+	}
+	if o.Name != "" {
+		q.add("name = ?", o.Name)
+	}
+	tail, args := q.tail("id")
+	sc := imageScanner{items: []*image.Image{}}
+	err = r.s.reader(ctx).query(ctx, sc.scan, "SELECT "+imageCols+", m.id, m.name FROM (SELECT * FROM images"+tail+") i"+
+		imageJoin+" ORDER BY i.id, m.id", args...)
+	if err != nil {
+		return image.Page{}, err
+	}
+	items, next := trim(sc.items, q.limit, func(img *image.Image) uuid.UUID { return img.ID })
+	return image.Page{Items: items, NextCursor: next}, nil
+}
+
+// check enforces the image rules against the database: the storage exists, the name is free on it.
+func (r imageRepo) check(ctx context.Context, c conn, img *image.Image) error {
+	found, err := c.exists(ctx, "SELECT 1 FROM storages WHERE id = ?", img.StorageID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return notFound("storage", img.StorageID.String())
+	}
+	dup, err := c.exists(ctx, "SELECT 1 FROM images WHERE storage_id = ? AND name = ? AND id <> ?", img.StorageID, img.Name, img.ID)
+	if err != nil {
+		return err
+	}
+	if dup {
+		return exists("image", "an image named %q exists on this storage", img.Name)
+	}
+	return nil
+}
+
+func imageArgs(img *image.Image) []any {
+	return []any{img.Name, img.Description, img.StorageID, img.Format, img.Size, img.SHA256, img.Status, img.StatusReason,
+		nanos(img.CreatedAt), nanos(img.UpdatedAt)}
+}
+
+func (r imageRepo) Create(ctx context.Context, img *image.Image) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		dup, err := c.exists(ctx, "SELECT 1 FROM images WHERE id = ?", img.ID)
+		if err != nil {
+			return err
+		}
+		if dup {
+			return exists("image", "id %s exists", img.ID)
+		}
+		if err := r.check(ctx, c, img); err != nil {
+			return err
+		}
+		_, err = c.exec(ctx, `INSERT INTO images (id, name, description, storage_id, format, size, sha256, status, status_reason,
+			created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`, append([]any{img.ID}, imageArgs(img)...)...)
+		if err != nil {
+			return err
+		}
+		img.Version = 1
+		return nil
+	})
+}
+
+func (r imageRepo) Update(ctx context.Context, img *image.Image) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		var version int64
+		var status string
+		var storageID uuid.UUID
+		found := false
+		err := c.query(ctx, func(rows *sql.Rows) error {
+			found = true
+			return rows.Scan(&version, &status, &storageID)
+		}, "SELECT version, status, storage_id FROM images WHERE id = ?", img.ID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("image", img.ID.String())
+		}
+		if version != img.Version {
+			return conflict("image", img.ID.String())
+		}
+		if storageID != img.StorageID {
+			return errkind.New(errkind.Invalid, "image", img.ID.String(), "an image cannot move to another storage")
+		}
+		if err := transition("image", img.ID, image.Status(status), img.Status, image.Status.CanTransition); err != nil {
+			return err
+		}
+		if err := r.check(ctx, c, img); err != nil {
+			return err
+		}
+		n, err := c.execN(ctx, `UPDATE images SET name = ?, description = ?, storage_id = ?, format = ?, size = ?, sha256 = ?,
+			status = ?, status_reason = ?, created_at = ?, updated_at = ?, version = version + 1
+			WHERE id = ? AND version = ? AND status = ?`, append(imageArgs(img), img.ID, img.Version, status)...)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return conflict("image", img.ID.String())
+		}
+		img.Version++
+		return nil
+	})
+}
+
+func (r imageRepo) Delete(ctx context.Context, id uuid.UUID) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		found, err := c.exists(ctx, "SELECT 1 FROM images WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("image", id.String())
+		}
+		var user string
+		used := false
+		err = c.query(ctx, func(rows *sql.Rows) error { used = true; return rows.Scan(&user) },
+			"SELECT m.name FROM vm_cdroms c JOIN vms m ON m.id = c.vm_id WHERE c.image_id = ? ORDER BY m.id LIMIT 1", id)
+		if err != nil {
+			return err
+		}
+		if used {
+			return errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", user)
+		}
+		_, err = c.exec(ctx, "DELETE FROM images WHERE id = ?", id)
+		return err
+	})
+}

@@ -1,0 +1,204 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/vm"
+	"github.com/openvair/openvair/volume"
+)
+
+type volumeRepo struct{ s *Store }
+
+const volumeCols = "v.id, v.name, v.description, v.storage_id, v.format, v.size, v.allocated, v.read_only, v.shareable, v.status, v.status_reason, v.created_at, v.updated_at, v.version"
+
+// volumeJoin appends each volume's attachments (the VMs using it, in VM id order) to the rows of v.
+const volumeJoin = " LEFT JOIN vm_disks d ON d.volume_id = v.id LEFT JOIN vms m ON m.id = d.vm_id"
+
+// active reports whether a VM in power state p is using its disks.
+func active(p vm.PowerState) bool {
+	return p == vm.PowerRunning || p == vm.PowerPaused || p == vm.PowerStopping
+}
+
+// volumeScanner collects volumes with their attachments from joined rows ordered by volume id, VM id.
+type volumeScanner struct{ items []*volume.Volume }
+
+func (sc *volumeScanner) scan(rows *sql.Rows) error {
+	var v volume.Volume
+	var created, updated sql.NullInt64
+	var vmID uuid.NullUUID
+	var vmName, power sql.NullString
+	if err := rows.Scan(&v.ID, &v.Name, &v.Description, &v.StorageID, &v.Format, &v.Size, &v.Allocated, &v.ReadOnly,
+		&v.Shareable, &v.Status, &v.StatusReason, &created, &updated, &v.Version, &vmID, &vmName, &power); err != nil {
+		return err
+	}
+	cur := &v
+	if n := len(sc.items); n > 0 && sc.items[n-1].ID == v.ID {
+		cur = sc.items[n-1]
+	} else {
+		v.CreatedAt, v.UpdatedAt = fromNanos(created), fromNanos(updated)
+		v.Attachments = []volume.Attachment{}
+		sc.items = append(sc.items, cur)
+	}
+	if vmID.Valid {
+		cur.Attachments = append(cur.Attachments, volume.Attachment{VMID: vmID.UUID, VMName: vmName.String, Active: active(vm.PowerState(power.String))})
+	}
+	return nil
+}
+
+func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, error) {
+	var sc volumeScanner
+	err := r.s.reader(ctx).query(ctx, sc.scan,
+		"SELECT "+volumeCols+", m.id, m.name, m.power_state FROM volumes v"+volumeJoin+" WHERE v.id = ? ORDER BY m.id", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(sc.items) == 0 {
+		return nil, notFound("volume", id.String())
+	}
+	return sc.items[0], nil
+}
+
+func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page, error) {
+	q, err := newListQuery(o.Cursor, o.Limit, "id")
+	if err != nil {
+		return volume.Page{}, err
+	}
+	if o.StorageID != uuid.Nil {
+		q.add("storage_id = ?", o.StorageID)
+	}
+	if o.Status != "" {
+		q.add("status = ?", o.Status)
+	}
+	if o.Name != "" {
+		q.add("name = ?", o.Name)
+	}
+	if o.Attached != nil {
+		not := "NOT "
+		if *o.Attached {
+			not = ""
+		}
+		q.add(not + "EXISTS (SELECT 1 FROM vm_disks a WHERE a.volume_id = volumes.id)")
+	}
+	tail, args := q.tail("id")
+	sc := volumeScanner{items: []*volume.Volume{}}
+	err = r.s.reader(ctx).query(ctx, sc.scan, "SELECT "+volumeCols+", m.id, m.name, m.power_state FROM (SELECT * FROM volumes"+tail+") v"+
+		volumeJoin+" ORDER BY v.id, m.id", args...)
+	if err != nil {
+		return volume.Page{}, err
+	}
+	items, next := trim(sc.items, q.limit, func(v *volume.Volume) uuid.UUID { return v.ID })
+	return volume.Page{Items: items, NextCursor: next}, nil
+}
+
+// check enforces the volume rules against the database: the storage exists, the name is free on it.
+func (r volumeRepo) check(ctx context.Context, c conn, v *volume.Volume) error {
+	found, err := c.exists(ctx, "SELECT 1 FROM storages WHERE id = ?", v.StorageID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return notFound("storage", v.StorageID.String())
+	}
+	dup, err := c.exists(ctx, "SELECT 1 FROM volumes WHERE storage_id = ? AND name = ? AND id <> ?", v.StorageID, v.Name, v.ID)
+	if err != nil {
+		return err
+	}
+	if dup {
+		return exists("volume", "a volume named %q exists on this storage", v.Name)
+	}
+	return nil
+}
+
+func volumeArgs(v *volume.Volume) []any {
+	return []any{v.Name, v.Description, v.StorageID, v.Format, v.Size, v.Allocated, v.ReadOnly, v.Shareable, v.Status,
+		v.StatusReason, nanos(v.CreatedAt), nanos(v.UpdatedAt)}
+}
+
+func (r volumeRepo) Create(ctx context.Context, v *volume.Volume) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		dup, err := c.exists(ctx, "SELECT 1 FROM volumes WHERE id = ?", v.ID)
+		if err != nil {
+			return err
+		}
+		if dup {
+			return exists("volume", "id %s exists", v.ID)
+		}
+		if err := r.check(ctx, c, v); err != nil {
+			return err
+		}
+		_, err = c.exec(ctx, `INSERT INTO volumes (id, name, description, storage_id, format, size, allocated, read_only, shareable,
+			status, status_reason, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+			append([]any{v.ID}, volumeArgs(v)...)...)
+		if err != nil {
+			return err
+		}
+		v.Version = 1
+		return nil
+	})
+}
+
+func (r volumeRepo) Update(ctx context.Context, v *volume.Volume) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		var version int64
+		var status string
+		var storageID uuid.UUID
+		found := false
+		err := c.query(ctx, func(rows *sql.Rows) error {
+			found = true
+			return rows.Scan(&version, &status, &storageID)
+		}, "SELECT version, status, storage_id FROM volumes WHERE id = ?", v.ID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("volume", v.ID.String())
+		}
+		if version != v.Version {
+			return conflict("volume", v.ID.String())
+		}
+		if storageID != v.StorageID {
+			return errkind.New(errkind.Invalid, "volume", v.ID.String(), "a volume cannot move to another storage")
+		}
+		if err := transition("volume", v.ID, volume.Status(status), v.Status, volume.Status.CanTransition); err != nil {
+			return err
+		}
+		if err := r.check(ctx, c, v); err != nil {
+			return err
+		}
+		n, err := c.execN(ctx, `UPDATE volumes SET name = ?, description = ?, storage_id = ?, format = ?, size = ?, allocated = ?,
+			read_only = ?, shareable = ?, status = ?, status_reason = ?, created_at = ?, updated_at = ?, version = version + 1
+			WHERE id = ? AND version = ? AND status = ?`, append(volumeArgs(v), v.ID, v.Version, status)...)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return conflict("volume", v.ID.String())
+		}
+		v.Version++
+		return nil
+	})
+}
+
+func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		found, err := c.exists(ctx, "SELECT 1 FROM volumes WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("volume", id.String())
+		}
+		attached, err := c.exists(ctx, "SELECT 1 FROM vm_disks WHERE volume_id = ?", id)
+		if err != nil {
+			return err
+		}
+		if attached {
+			return errkind.New(errkind.InUse, "volume", id.String(), "attached to a VM")
+		}
+		_, err = c.exec(ctx, "DELETE FROM volumes WHERE id = ?", id)
+		return err
+	})
+}
