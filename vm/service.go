@@ -314,17 +314,56 @@ func (s *Service) locate(ctx context.Context, storageID uuid.UUID, kind driver.O
 // Edit changes a VM that is shut off. Volumes asked for with New are created; the domain is redefined;
 // when a step fails, the VM and its domain stay as they were.
 func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*VM, error) {
+	return s.edit(ctx, id, func(*VM) (EditRequest, error) { return req, nil })
+}
+
+// AttachVolume attaches an existing volume to a VM that is shut off.
+func (s *Service) AttachVolume(ctx context.Context, id, volumeID uuid.UUID, bus string) (*VM, error) {
+	return s.edit(ctx, id, func(cur *VM) (EditRequest, error) {
+		if cur.HasVolume(volumeID) {
+			return EditRequest{}, errkind.New(errkind.AlreadyExists, "vm", id.String(), "volume %s is already attached", volumeID)
+		}
+		disks := append(specOf(cur).Disks, DiskRequest{VolumeID: volumeID, Bus: bus})
+		return EditRequest{Disks: &disks}, nil
+	})
+}
+
+// DetachVolume detaches a volume from a VM that is shut off; the volume is kept.
+func (s *Service) DetachVolume(ctx context.Context, id, volumeID uuid.UUID) (*VM, error) {
+	return s.edit(ctx, id, func(cur *VM) (EditRequest, error) {
+		if !cur.HasVolume(volumeID) {
+			return EditRequest{}, errkind.New(errkind.NotFound, "vm", id.String(), "volume %s is not attached", volumeID)
+		}
+		disks := []DiskRequest{}
+		for _, d := range specOf(cur).Disks {
+			if d.VolumeID != volumeID {
+				disks = append(disks, d)
+			}
+		}
+		return EditRequest{Disks: &disks}, nil
+	})
+}
+
+// edit runs an edit whose request is computed from the VM as it is when the edit claims it (so that
+// attach and detach never drop a concurrent change).
+func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) (EditRequest, error)) (*VM, error) {
 	hv, err := s.hypervisor()
 	if err != nil {
 		return nil, err
 	}
-	var prev *VM
+	var (
+		prev *VM
+		req  EditRequest
+	)
 	err = s.Tx.InTx(ctx, func(ctx context.Context) error {
 		cur, err := s.Repo.Get(ctx, id)
 		if err != nil {
 			return err
 		}
 		if err := requireStopped(cur, "edit"); err != nil {
+			return err
+		}
+		if req, err = compute(cur); err != nil {
 			return err
 		}
 		sp := specOf(cur)
@@ -368,9 +407,7 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*VM,
 	if err := s.define(ctx, hv, next); err != nil {
 		return nil, err
 	}
-	rev.Add(func(ctx context.Context) {
-		s.logErr("restore the domain of a failed edit", id, s.define(ctx, hv, prev))
-	})
+	rev.Add(func(ctx context.Context) { s.logErr("restore the domain of a failed edit", id, s.define(ctx, hv, prev)) })
 	out, err := s.update(context.WithoutCancel(ctx), id, func(ctx context.Context, cur *VM) error {
 		if err := s.checkAttachable(ctx, next, prev); err != nil {
 			return err
@@ -385,54 +422,6 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*VM,
 	}
 	rev.Success()
 	return out, nil
-}
-
-// AttachVolume attaches an existing volume to a VM that is shut off.
-func (s *Service) AttachVolume(ctx context.Context, id, volumeID uuid.UUID, bus string) (*VM, error) {
-	cur, err := s.Repo.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if cur.HasVolume(volumeID) {
-		return nil, errkind.New(errkind.AlreadyExists, "vm", id.String(), "volume %s is already attached", volumeID)
-	}
-	disks := specOf(cur).Disks
-	disks = append(disks, DiskRequest{VolumeID: volumeID, Bus: bus})
-	return s.editExpecting(ctx, cur, EditRequest{Disks: &disks})
-}
-
-// DetachVolume detaches a volume from a VM that is shut off; the volume is kept.
-func (s *Service) DetachVolume(ctx context.Context, id, volumeID uuid.UUID) (*VM, error) {
-	cur, err := s.Repo.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if !cur.HasVolume(volumeID) {
-		return nil, errkind.New(errkind.NotFound, "vm", id.String(), "volume %s is not attached", volumeID)
-	}
-	var disks []DiskRequest
-	for _, d := range specOf(cur).Disks {
-		if d.VolumeID != volumeID {
-			disks = append(disks, d)
-		}
-	}
-	if disks == nil {
-		disks = []DiskRequest{}
-	}
-	return s.editExpecting(ctx, cur, EditRequest{Disks: &disks})
-}
-
-// editExpecting runs an edit computed from seen, refusing it when the VM changed since (the disk list would
-// otherwise drop a concurrent change).
-func (s *Service) editExpecting(ctx context.Context, seen *VM, req EditRequest) (*VM, error) {
-	cur, err := s.Repo.Get(ctx, seen.ID)
-	if err != nil {
-		return nil, err
-	}
-	if cur.Version != seen.Version {
-		return nil, errkind.New(errkind.Conflict, "vm", seen.ID.String(), "changed concurrently, retry")
-	}
-	return s.Edit(ctx, seen.ID, req)
 }
 
 func requireStopped(v *VM, op string) error {

@@ -456,3 +456,37 @@ func TestNoHypervisor(t *testing.T) {
 	_, err := e.Sys.VMs.Create(e.Ctx, sdktest.VMRequest("web"))
 	assert.ErrorIs(t, err, errkind.Unavailable)
 }
+
+func TestConcurrentAttachesNeverDropEachOther(t *testing.T) {
+	e := sdktest.New(t, nil)
+	st := e.Storage(t, "pool")
+	m := e.VM(t, "web")
+	vols := make([]*volume.Volume, 10)
+	for i := range vols {
+		vols[i] = e.Volume(t, st.ID, fmt.Sprintf("v%d", i), 1<<20)
+	}
+	errs := make([]error, len(vols))
+	done := make(chan struct{})
+	for i, v := range vols {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			_, errs[i] = e.Sys.VMs.AttachVolume(e.Ctx, m.ID, v.ID, "virtio")
+		}()
+	}
+	for range vols {
+		<-done
+	}
+	wins := 0
+	for _, err := range errs {
+		if err == nil {
+			wins++
+		} else {
+			assert.ErrorIs(t, err, errkind.WrongState, "the VM was busy with another edit")
+		}
+	}
+	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, wins, 1)
+	assert.Len(t, got.Disks, wins, "every successful attach is still there")
+	assert.Len(t, e.HV.Domain(m.ID).Spec.Disks, wins, "and in the domain")
+}
