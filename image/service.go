@@ -13,6 +13,7 @@ import (
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/internal/uow"
 	"github.com/openvair/openvair/storage"
 )
 
@@ -290,38 +291,20 @@ func (s *Service) Recover(ctx context.Context) error {
 
 // update applies fn to the current image inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Image) error) (*Image, error) {
-	var out *Image
-	err := s.tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.repo.Get(ctx, id)
-		if err != nil {
-			return err
-		}
+	return uow.Update(ctx, s.tx, s.repo.Get, s.repo.Update, id, func(ctx context.Context, cur *Image) error {
 		if err := fn(cur); err != nil {
 			return err
 		}
 		cur.UpdatedAt = s.now().UTC()
-		if err := s.repo.Update(ctx, cur); err != nil {
-			return err
-		}
-		out = cur
 		return nil
 	})
-	return out, err
 }
 
 // ForEach calls fn for every image matching opts, page by page.
 func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Image)) error {
-	for {
+	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*Image, string, error) {
+		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
-		if err != nil {
-			return err
-		}
-		for _, img := range page.Items {
-			fn(img)
-		}
-		if page.NextCursor == "" {
-			return nil
-		}
-		opts.Cursor = page.NextCursor
-	}
+		return page.Items, page.NextCursor, err
+	}, fn)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/internal/uow"
 )
 
 // Repository persists storages. Implementations enforce the uniqueness of Name and of Location (returning
@@ -277,38 +278,20 @@ var errSkip = errors.New("skip")
 
 // update applies fn to the current storage inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Storage) error) (*Storage, error) {
-	var out *Storage
-	err := s.tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.repo.Get(ctx, id)
-		if err != nil {
-			return err
-		}
+	return uow.Update(ctx, s.tx, s.repo.Get, s.repo.Update, id, func(ctx context.Context, cur *Storage) error {
 		if err := fn(cur); err != nil {
 			return err
 		}
 		cur.UpdatedAt = s.now().UTC()
-		if err := s.repo.Update(ctx, cur); err != nil {
-			return err
-		}
-		out = cur
 		return nil
 	})
-	return out, err
 }
 
 // ForEach calls fn for every storage matching opts, page by page.
 func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Storage)) error {
-	for {
+	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*Storage, string, error) {
+		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
-		if err != nil {
-			return err
-		}
-		for _, st := range page.Items {
-			fn(st)
-		}
-		if page.NextCursor == "" {
-			return nil
-		}
-		opts.Cursor = page.NextCursor
-	}
+		return page.Items, page.NextCursor, err
+	}, fn)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/openvair/openvair/internal/uow"
 	"time"
 
 	"github.com/google/uuid"
@@ -179,17 +180,9 @@ func (s *Service) Recover(ctx context.Context) error {
 
 // ForEach calls fn for every VM matching opts, page by page.
 func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*VM)) error {
-	for {
+	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*VM, string, error) {
+		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
-		if err != nil {
-			return err
-		}
-		for _, v := range page.Items {
-			fn(v)
-		}
-		if page.NextCursor == "" {
-			return nil
-		}
-		opts.Cursor = page.NextCursor
-	}
+		return page.Items, page.NextCursor, err
+	}, fn)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
 	"github.com/openvair/openvair/internal/revert"
+	"github.com/openvair/openvair/internal/uow"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 )
@@ -407,7 +408,9 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 	if err := s.define(ctx, hv, next); err != nil {
 		return nil, err
 	}
-	rev.Add(func(ctx context.Context) { s.logErr("restore the domain of a failed edit", id, s.define(ctx, hv, prev)) })
+	rev.Add(func(ctx context.Context) {
+		s.logErr("restore the domain of a failed edit", id, s.define(ctx, hv, prev))
+	})
 	out, err := s.update(context.WithoutCancel(ctx), id, func(ctx context.Context, cur *VM) error {
 		if err := s.checkAttachable(ctx, next, prev); err != nil {
 			return err
@@ -495,21 +498,11 @@ func (s *Service) logErr(what string, id uuid.UUID, err error) {
 
 // update applies fn to the current VM inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(ctx context.Context, cur *VM) error) (*VM, error) {
-	var out *VM
-	err := s.Tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.Repo.Get(ctx, id)
-		if err != nil {
-			return err
-		}
+	return uow.Update(ctx, s.Tx, s.Repo.Get, s.Repo.Update, id, func(ctx context.Context, cur *VM) error {
 		if err := fn(ctx, cur); err != nil {
 			return err
 		}
 		cur.UpdatedAt = s.now().UTC()
-		if err := s.Repo.Update(ctx, cur); err != nil {
-			return err
-		}
-		out = cur
 		return nil
 	})
-	return out, err
 }

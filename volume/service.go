@@ -12,6 +12,7 @@ import (
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/internal/uow"
 	"github.com/openvair/openvair/storage"
 )
 
@@ -384,38 +385,20 @@ func (s *Service) Recover(ctx context.Context) error {
 
 // update applies fn to the current volume inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Volume) error) (*Volume, error) {
-	var out *Volume
-	err := s.tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.repo.Get(ctx, id)
-		if err != nil {
-			return err
-		}
+	return uow.Update(ctx, s.tx, s.repo.Get, s.repo.Update, id, func(ctx context.Context, cur *Volume) error {
 		if err := fn(cur); err != nil {
 			return err
 		}
 		cur.UpdatedAt = s.now().UTC()
-		if err := s.repo.Update(ctx, cur); err != nil {
-			return err
-		}
-		out = cur
 		return nil
 	})
-	return out, err
 }
 
 // ForEach calls fn for every volume matching opts, page by page.
 func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Volume)) error {
-	for {
+	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*Volume, string, error) {
+		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
-		if err != nil {
-			return err
-		}
-		for _, v := range page.Items {
-			fn(v)
-		}
-		if page.NextCursor == "" {
-			return nil
-		}
-		opts.Cursor = page.NextCursor
-	}
+		return page.Items, page.NextCursor, err
+	}, fn)
 }

@@ -1,0 +1,55 @@
+// Package uow holds the two loops every openvair service runs over its repository: read-modify-write of one
+// entity inside a unit of work, and a walk over every page of a list.
+package uow
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
+
+// Transactor runs fn as one unit of work.
+type Transactor interface {
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// Update reads the entity id, applies fn to it and stores it, all in one unit of work. fn receives the
+// unit of work's context; when it returns an error nothing is stored and that error is returned.
+func Update[T any](ctx context.Context, tx Transactor, get func(context.Context, uuid.UUID) (T, error),
+	put func(context.Context, T) error, id uuid.UUID, fn func(ctx context.Context, cur T) error) (T, error) {
+	var out T
+	err := tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(ctx, cur); err != nil {
+			return err
+		}
+		if err := put(ctx, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// ForEach calls fn for every item of a paged list; list returns one page after cursor and the next cursor
+// ("" on the last page).
+func ForEach[T any](ctx context.Context, list func(ctx context.Context, cursor string) ([]T, string, error), fn func(T)) error {
+	cursor := ""
+	for {
+		items, next, err := list(ctx, cursor)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			fn(it)
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}
