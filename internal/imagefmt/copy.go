@@ -1,0 +1,163 @@
+package imagefmt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/qcow2"
+)
+
+// BufferSize is the size of the buffers Copy reads, hashes and writes. It is at least the largest qcow2
+// cluster, so the first buffer holds the whole qcow2 header area (extensions and backing file name).
+const BufferSize = 2 << 20
+
+// maxEmptyReads bounds how many (0, nil) reads in a row are tolerated before giving up.
+const maxEmptyReads = 100
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+
+// Copy streams r into w in large buffers (1 MiB or more, reused via sync.Pool), computing SHA-256 as it goes,
+// detecting the format from the content, refusing a qcow2 whose header has a backing file or an external data
+// file (errkind.Invalid) as soon as the header has arrived, enforcing maxSize (0 = no limit; errkind.TooLarge as
+// soon as one byte more than maxSize is read), and checking ctx between buffers (ctx.Err()). It returns
+// driver.ImageInfo{Size, SHA256 (hex), Format}. It never removes anything: the caller deletes the partial file on error.
+//
+// Nothing is written before the first buffer (BufferSize bytes, or the whole input when shorter) has been
+// read and checked, so a refused qcow2 or an over-limit small input leaves w untouched.
+func Copy(ctx context.Context, w io.Writer, r io.Reader, maxSize int64) (driver.ImageInfo, error) {
+	return copyLoop(ctx, r, maxSize, func(p []byte, _ int64) error {
+		n, err := w.Write(p)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		return err
+	})
+}
+
+// CopyAt is Copy for a destination written at offsets (an NFS file): the i-th byte of r goes to offset i.
+func CopyAt(ctx context.Context, w io.WriterAt, r io.Reader, maxSize int64) (driver.ImageInfo, error) {
+	return copyLoop(ctx, r, maxSize, func(p []byte, off int64) error {
+		n, err := w.WriteAt(p, off)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		return err
+	})
+}
+
+// copyLoop reads r buffer by buffer and hands each buffer to sink (with its offset in the stream) while
+// hashing it concurrently.
+func copyLoop(ctx context.Context, r io.Reader, maxSize int64, sink func(p []byte, off int64) error) (driver.ImageInfo, error) {
+	if maxSize < 0 {
+		return driver.ImageInfo{}, errkind.New(errkind.Invalid, "image", "", "negative size limit %d", maxSize)
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+
+	var (
+		info  driver.ImageInfo
+		total int64
+		h     = sha256.New()
+	)
+	for first := true; ; first = false {
+		if err := ctx.Err(); err != nil {
+			return info, err
+		}
+		limit := len(buf)
+		if maxSize > 0 {
+			// Never read more than one byte past the limit.
+			limit = int(min(int64(limit), maxSize+1-total))
+		}
+		n, eof, err := fill(r, buf[:limit])
+		if err != nil {
+			return info, err
+		}
+		total += int64(n)
+		if maxSize > 0 && total > maxSize {
+			return info, errkind.New(errkind.TooLarge, "image", "", "image is larger than the limit of %d bytes", maxSize)
+		}
+		chunk := buf[:n]
+		if first {
+			info.Format = Detect(chunk)
+			if info.Format == driver.ImageQCOW2 {
+				if err := checkQCOW2(chunk); err != nil {
+					return info, err
+				}
+			}
+		}
+		if n > 0 {
+			if err := hashAndSink(h, chunk, total-int64(n), sink); err != nil {
+				return info, err
+			}
+		}
+		if eof {
+			info.Size = total
+			info.SHA256 = hex.EncodeToString(h.Sum(nil))
+			return info, nil
+		}
+	}
+}
+
+// hashAndSink hashes p in a second goroutine while sink writes it.
+func hashAndSink(h hash.Hash, p []byte, off int64, sink func([]byte, int64) error) error {
+	done := make(chan struct{})
+	go func() {
+		h.Write(p)
+		close(done)
+	}()
+	err := sink(p, off)
+	<-done
+	if err != nil {
+		return fmt.Errorf("imagefmt: write at %d: %w", off, err)
+	}
+	return nil
+}
+
+// fill reads into p until it is full or r ends; eof reports the end of r.
+func fill(r io.Reader, p []byte) (n int, eof bool, err error) {
+	empty := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		switch {
+		case errors.Is(err, io.EOF):
+			return n, true, nil
+		case err != nil:
+			return n, false, fmt.Errorf("imagefmt: read: %w", err)
+		case m == 0:
+			if empty++; empty >= maxEmptyReads {
+				return n, false, fmt.Errorf("imagefmt: read: %w", io.ErrNoProgress)
+			}
+		default:
+			empty = 0
+		}
+	}
+	return n, false, nil
+}
+
+// checkQCOW2 refuses a qcow2 image that would make a hypervisor open other files (a backing file or an
+// external data file), or whose header is not valid. head is the start of the image: at least
+// BufferSize bytes unless the image is shorter, so it holds the whole header area.
+func checkQCOW2(head []byte) error {
+	h, err := qcow2.ReadHeader(bytes.NewReader(head))
+	if err != nil {
+		return errkind.Wrap(errkind.Invalid, err, "image", "", "invalid qcow2 image")
+	}
+	if h.BackingFile != "" || h.BackingFileOffset != 0 {
+		return errkind.New(errkind.Invalid, "image", "", "qcow2 image with a backing file (%q) is not accepted", h.BackingFile)
+	}
+	if h.HasDataFile() {
+		return errkind.New(errkind.Invalid, "image", "", "qcow2 image with an external data file (%q) is not accepted", h.ExternalDataFile)
+	}
+	return nil
+}
