@@ -27,18 +27,30 @@ func init() {
 // duration (so units of work are serializable) and undoes its writes when it fails.
 type Store struct {
 	mu       sync.RWMutex
-	storages map[uuid.UUID]*storage.Storage
-	volumes  map[uuid.UUID]*volume.Volume
-	images   map[uuid.UUID]*image.Image
-	vms      map[uuid.UUID]*vm.VM
+	storages table[*storage.Storage]
+	volumes  table[*volume.Volume]
+	images   table[*image.Image]
+	vms      table[*vm.VM]
 }
 
 var _ repo.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{storages: map[uuid.UUID]*storage.Storage{}, volumes: map[uuid.UUID]*volume.Volume{},
-		images: map[uuid.UUID]*image.Image{}, vms: map[uuid.UUID]*vm.VM{}}
+	return &Store{
+		storages: table[*storage.Storage]{entity: "storage", rows: map[uuid.UUID]*storage.Storage{},
+			id: func(v *storage.Storage) uuid.UUID { return v.ID }, version: func(v *storage.Storage) *int64 { return &v.Version },
+			store: (*storage.Storage).Clone},
+		volumes: table[*volume.Volume]{entity: "volume", rows: map[uuid.UUID]*volume.Volume{},
+			id: func(v *volume.Volume) uuid.UUID { return v.ID }, version: func(v *volume.Volume) *int64 { return &v.Version },
+			store: func(v *volume.Volume) *volume.Volume { c := v.Clone(); c.Attachments = nil; return c }},
+		images: table[*image.Image]{entity: "image", rows: map[uuid.UUID]*image.Image{},
+			id: func(v *image.Image) uuid.UUID { return v.ID }, version: func(v *image.Image) *int64 { return &v.Version },
+			store: func(v *image.Image) *image.Image { c := v.Clone(); c.Attachments = nil; return c }},
+		vms: table[*vm.VM]{entity: "vm", rows: map[uuid.UUID]*vm.VM{},
+			id: func(v *vm.VM) uuid.UUID { return v.ID }, version: func(v *vm.VM) *int64 { return &v.Version },
+			store: (*vm.VM).Clone},
+	}
 }
 
 type txKey struct{}

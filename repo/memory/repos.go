@@ -16,16 +16,16 @@ type storageRepo struct{ s *Store }
 
 func (r storageRepo) Get(ctx context.Context, id uuid.UUID) (*storage.Storage, error) {
 	defer r.s.read(ctx)()
-	st, ok := r.s.storages[id]
-	if !ok {
-		return nil, notFound("storage", id)
+	st, err := r.s.storages.get(id)
+	if err != nil {
+		return nil, err
 	}
 	return st.Clone(), nil
 }
 
 func (r storageRepo) List(ctx context.Context, o storage.ListOptions) (storage.Page, error) {
 	defer r.s.read(ctx)()
-	items, next, err := page(r.s.storages, o.Cursor, o.Limit, func(st *storage.Storage) bool {
+	items, next, err := page(r.s.storages.rows, o.Cursor, o.Limit, func(st *storage.Storage) bool {
 		return (o.Status == "" || st.Status == o.Status) && (o.Type == "" || st.Type == o.Type) && (o.Name == "" || st.Name == o.Name)
 	})
 	for i := range items {
@@ -34,8 +34,9 @@ func (r storageRepo) List(ctx context.Context, o storage.ListOptions) (storage.P
 	return storage.Page{Items: items, NextCursor: next}, err
 }
 
+// unique enforces one name and one location per storage.
 func (r storageRepo) unique(st *storage.Storage) error {
-	for id, o := range r.s.storages {
+	for id, o := range r.s.storages.rows {
 		if id == st.ID {
 			continue
 		}
@@ -52,50 +53,22 @@ func (r storageRepo) unique(st *storage.Storage) error {
 }
 
 func (r storageRepo) Create(ctx context.Context, st *storage.Storage) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, dup := r.s.storages[st.ID]; dup {
-		return exists("storage", "id %s exists", st.ID)
-	}
-	if err := r.unique(st); err != nil {
-		return err
-	}
-	st.Version = 1
-	put(r.s.storages, st.ID, st.Clone(), onUndo)
-	return nil
+	return r.s.storages.create(r.s, ctx, st, r.unique)
 }
 
 func (r storageRepo) Update(ctx context.Context, st *storage.Storage) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	cur, ok := r.s.storages[st.ID]
-	if !ok {
-		return notFound("storage", st.ID)
-	}
-	if cur.Version != st.Version {
-		return conflict("storage", st.ID)
-	}
-	if err := r.unique(st); err != nil {
-		return err
-	}
-	st.Version++
-	put(r.s.storages, st.ID, st.Clone(), onUndo)
-	return nil
+	return r.s.storages.update(r.s, ctx, st, func(_, next *storage.Storage) error { return r.unique(next) })
 }
 
 func (r storageRepo) Delete(ctx context.Context, id uuid.UUID) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, ok := r.s.storages[id]; !ok {
-		return notFound("storage", id)
-	}
-	if deps := r.dependents(id); len(deps) > 0 {
-		e := errkind.New(errkind.InUse, "storage", id.String(), "still holds volumes or images")
-		e.Refs = deps
-		return e
-	}
-	remove(r.s.storages, id, onUndo)
-	return nil
+	return r.s.storages.delete(r.s, ctx, id, func() error {
+		if deps := r.dependents(id); len(deps) > 0 {
+			e := errkind.New(errkind.InUse, "storage", id.String(), "still holds volumes or images")
+			e.Refs = deps
+			return e
+		}
+		return nil
+	})
 }
 
 func (r storageRepo) Dependents(ctx context.Context, id uuid.UUID) ([]errkind.Ref, error) {
@@ -105,12 +78,12 @@ func (r storageRepo) Dependents(ctx context.Context, id uuid.UUID) ([]errkind.Re
 
 func (r storageRepo) dependents(id uuid.UUID) []errkind.Ref {
 	var refs []errkind.Ref
-	for _, v := range r.s.volumes {
+	for _, v := range r.s.volumes.rows {
 		if v.StorageID == id {
 			refs = append(refs, errkind.Ref{Kind: "volume", ID: v.ID.String(), Name: v.Name})
 		}
 	}
-	for _, img := range r.s.images {
+	for _, img := range r.s.images.rows {
 		if img.StorageID == id {
 			refs = append(refs, errkind.Ref{Kind: "image", ID: img.ID.String(), Name: img.Name})
 		}
@@ -124,13 +97,34 @@ func (r storageRepo) dependents(id uuid.UUID) []errkind.Ref {
 	return refs
 }
 
+// onStorage checks that storageID exists and that no other object of the table has the name there.
+func onStorage[T any](s *Store, entity string, rows map[uuid.UUID]T, id, storageID uuid.UUID, name string, key func(T) (uuid.UUID, string)) error {
+	if _, ok := s.storages.rows[storageID]; !ok {
+		return notFound("storage", storageID)
+	}
+	for oid, o := range rows {
+		if sid, oname := key(o); oid != id && sid == storageID && oname == name {
+			return exists(entity, "a %s named %q exists on this storage", entity, name)
+		}
+	}
+	return nil
+}
+
+// stays refuses to move an object to another storage.
+func stays(entity string, id, from, to uuid.UUID) error {
+	if from != to {
+		return errkind.New(errkind.Invalid, entity, id.String(), "a %s cannot move to another storage", entity)
+	}
+	return nil
+}
+
 type volumeRepo struct{ s *Store }
 
 // view returns a copy of v with its attachments filled.
 func (r volumeRepo) view(v *volume.Volume) *volume.Volume {
 	c := v.Clone()
 	c.Attachments = []volume.Attachment{}
-	for _, m := range sortedVMs(r.s.vms) {
+	for _, m := range sortedVMs(r.s.vms.rows) {
 		if m.HasVolume(v.ID) {
 			c.Attachments = append(c.Attachments, volume.Attachment{VMID: m.ID, VMName: m.Name, Active: active(m.PowerState)})
 		}
@@ -144,9 +138,9 @@ func active(p vm.PowerState) bool {
 
 func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, error) {
 	defer r.s.read(ctx)()
-	v, ok := r.s.volumes[id]
-	if !ok {
-		return nil, notFound("volume", id)
+	v, err := r.s.volumes.get(id)
+	if err != nil {
+		return nil, err
 	}
 	return r.view(v), nil
 }
@@ -154,7 +148,7 @@ func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, erro
 func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page, error) {
 	defer r.s.read(ctx)()
 	attached := r.attachedSet()
-	items, next, err := page(r.s.volumes, o.Cursor, o.Limit, func(v *volume.Volume) bool {
+	items, next, err := page(r.s.volumes.rows, o.Cursor, o.Limit, func(v *volume.Volume) bool {
 		return (o.StorageID == uuid.Nil || v.StorageID == o.StorageID) && (o.Status == "" || v.Status == o.Status) &&
 			(o.Name == "" || v.Name == o.Name) && (o.Attached == nil || *o.Attached == attached[v.ID])
 	})
@@ -166,7 +160,7 @@ func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page
 
 func (r volumeRepo) attachedSet() map[uuid.UUID]bool {
 	set := map[uuid.UUID]bool{}
-	for _, m := range r.s.vms {
+	for _, m := range r.s.vms.rows {
 		for _, d := range m.Disks {
 			set[d.VolumeID] = true
 		}
@@ -175,69 +169,29 @@ func (r volumeRepo) attachedSet() map[uuid.UUID]bool {
 }
 
 func (r volumeRepo) check(v *volume.Volume) error {
-	if _, ok := r.s.storages[v.StorageID]; !ok {
-		return notFound("storage", v.StorageID)
-	}
-	for id, o := range r.s.volumes {
-		if id != v.ID && o.StorageID == v.StorageID && o.Name == v.Name {
-			return exists("volume", "a volume named %q exists on this storage", v.Name)
-		}
-	}
-	return nil
+	return onStorage(r.s, "volume", r.s.volumes.rows, v.ID, v.StorageID, v.Name, func(o *volume.Volume) (uuid.UUID, string) { return o.StorageID, o.Name })
 }
 
 func (r volumeRepo) Create(ctx context.Context, v *volume.Volume) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, dup := r.s.volumes[v.ID]; dup {
-		return exists("volume", "id %s exists", v.ID)
-	}
-	if err := r.check(v); err != nil {
-		return err
-	}
-	v.Version = 1
-	put(r.s.volumes, v.ID, stripVolume(v), onUndo)
-	return nil
-}
-
-func stripVolume(v *volume.Volume) *volume.Volume {
-	c := v.Clone()
-	c.Attachments = nil
-	return c
+	return r.s.volumes.create(r.s, ctx, v, r.check)
 }
 
 func (r volumeRepo) Update(ctx context.Context, v *volume.Volume) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	cur, ok := r.s.volumes[v.ID]
-	if !ok {
-		return notFound("volume", v.ID)
-	}
-	if cur.Version != v.Version {
-		return conflict("volume", v.ID)
-	}
-	if cur.StorageID != v.StorageID {
-		return errkind.New(errkind.Invalid, "volume", v.ID.String(), "a volume cannot move to another storage")
-	}
-	if err := r.check(v); err != nil {
-		return err
-	}
-	v.Version++
-	put(r.s.volumes, v.ID, stripVolume(v), onUndo)
-	return nil
+	return r.s.volumes.update(r.s, ctx, v, func(cur, next *volume.Volume) error {
+		if err := stays("volume", next.ID, cur.StorageID, next.StorageID); err != nil {
+			return err
+		}
+		return r.check(next)
+	})
 }
 
 func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, ok := r.s.volumes[id]; !ok {
-		return notFound("volume", id)
-	}
-	if r.attachedSet()[id] {
-		return errkind.New(errkind.InUse, "volume", id.String(), "attached to a VM")
-	}
-	remove(r.s.volumes, id, onUndo)
-	return nil
+	return r.s.volumes.delete(r.s, ctx, id, func() error {
+		if r.attachedSet()[id] {
+			return errkind.New(errkind.InUse, "volume", id.String(), "attached to a VM")
+		}
+		return nil
+	})
 }
 
 type imageRepo struct{ s *Store }
@@ -245,7 +199,7 @@ type imageRepo struct{ s *Store }
 func (r imageRepo) view(img *image.Image) *image.Image {
 	c := img.Clone()
 	c.Attachments = []image.Attachment{}
-	for _, m := range sortedVMs(r.s.vms) {
+	for _, m := range sortedVMs(r.s.vms.rows) {
 		if m.HasImage(img.ID) {
 			c.Attachments = append(c.Attachments, image.Attachment{VMID: m.ID, VMName: m.Name})
 		}
@@ -255,16 +209,16 @@ func (r imageRepo) view(img *image.Image) *image.Image {
 
 func (r imageRepo) Get(ctx context.Context, id uuid.UUID) (*image.Image, error) {
 	defer r.s.read(ctx)()
-	img, ok := r.s.images[id]
-	if !ok {
-		return nil, notFound("image", id)
+	img, err := r.s.images.get(id)
+	if err != nil {
+		return nil, err
 	}
 	return r.view(img), nil
 }
 
 func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, error) {
 	defer r.s.read(ctx)()
-	items, next, err := page(r.s.images, o.Cursor, o.Limit, func(img *image.Image) bool {
+	items, next, err := page(r.s.images.rows, o.Cursor, o.Limit, func(img *image.Image) bool {
 		return (o.StorageID == uuid.Nil || img.StorageID == o.StorageID) && (o.Status == "" || img.Status == o.Status) &&
 			(o.Name == "" || img.Name == o.Name)
 	})
@@ -275,71 +229,31 @@ func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, e
 }
 
 func (r imageRepo) check(img *image.Image) error {
-	if _, ok := r.s.storages[img.StorageID]; !ok {
-		return notFound("storage", img.StorageID)
-	}
-	for id, o := range r.s.images {
-		if id != img.ID && o.StorageID == img.StorageID && o.Name == img.Name {
-			return exists("image", "an image named %q exists on this storage", img.Name)
-		}
-	}
-	return nil
-}
-
-func stripImage(img *image.Image) *image.Image {
-	c := img.Clone()
-	c.Attachments = nil
-	return c
+	return onStorage(r.s, "image", r.s.images.rows, img.ID, img.StorageID, img.Name, func(o *image.Image) (uuid.UUID, string) { return o.StorageID, o.Name })
 }
 
 func (r imageRepo) Create(ctx context.Context, img *image.Image) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, dup := r.s.images[img.ID]; dup {
-		return exists("image", "id %s exists", img.ID)
-	}
-	if err := r.check(img); err != nil {
-		return err
-	}
-	img.Version = 1
-	put(r.s.images, img.ID, stripImage(img), onUndo)
-	return nil
+	return r.s.images.create(r.s, ctx, img, r.check)
 }
 
 func (r imageRepo) Update(ctx context.Context, img *image.Image) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	cur, ok := r.s.images[img.ID]
-	if !ok {
-		return notFound("image", img.ID)
-	}
-	if cur.Version != img.Version {
-		return conflict("image", img.ID)
-	}
-	if cur.StorageID != img.StorageID {
-		return errkind.New(errkind.Invalid, "image", img.ID.String(), "an image cannot move to another storage")
-	}
-	if err := r.check(img); err != nil {
-		return err
-	}
-	img.Version++
-	put(r.s.images, img.ID, stripImage(img), onUndo)
-	return nil
+	return r.s.images.update(r.s, ctx, img, func(cur, next *image.Image) error {
+		if err := stays("image", next.ID, cur.StorageID, next.StorageID); err != nil {
+			return err
+		}
+		return r.check(next)
+	})
 }
 
 func (r imageRepo) Delete(ctx context.Context, id uuid.UUID) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, ok := r.s.images[id]; !ok {
-		return notFound("image", id)
-	}
-	for _, m := range r.s.vms {
-		if m.HasImage(id) {
-			return errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", m.Name)
+	return r.s.images.delete(r.s, ctx, id, func() error {
+		for _, m := range r.s.vms.rows {
+			if m.HasImage(id) {
+				return errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", m.Name)
+			}
 		}
-	}
-	remove(r.s.images, id, onUndo)
-	return nil
+		return nil
+	})
 }
 
 type vmRepo struct{ s *Store }
@@ -355,16 +269,16 @@ func sortedVMs(m map[uuid.UUID]*vm.VM) []*vm.VM {
 
 func (r vmRepo) Get(ctx context.Context, id uuid.UUID) (*vm.VM, error) {
 	defer r.s.read(ctx)()
-	v, ok := r.s.vms[id]
-	if !ok {
-		return nil, notFound("vm", id)
+	v, err := r.s.vms.get(id)
+	if err != nil {
+		return nil, err
 	}
 	return v.Clone(), nil
 }
 
 func (r vmRepo) List(ctx context.Context, o vm.ListOptions) (vm.Page, error) {
 	defer r.s.read(ctx)()
-	items, next, err := page(r.s.vms, o.Cursor, o.Limit, func(v *vm.VM) bool {
+	items, next, err := page(r.s.vms.rows, o.Cursor, o.Limit, func(v *vm.VM) bool {
 		return (o.Status == "" || v.Status == o.Status) && (o.PowerState == "" || v.PowerState == o.PowerState) &&
 			(o.Name == "" || v.Name == o.Name)
 	})
@@ -380,7 +294,7 @@ func (r vmRepo) check(v *vm.VM) error {
 	for _, n := range v.Interfaces {
 		macs[n.MAC] = true
 	}
-	for id, o := range r.s.vms {
+	for id, o := range r.s.vms.rows {
 		if id == v.ID {
 			continue
 		}
@@ -394,12 +308,12 @@ func (r vmRepo) check(v *vm.VM) error {
 		}
 	}
 	for _, d := range v.Disks {
-		if _, ok := r.s.volumes[d.VolumeID]; !ok {
+		if _, ok := r.s.volumes.rows[d.VolumeID]; !ok {
 			return notFound("volume", d.VolumeID)
 		}
 	}
 	for _, c := range v.CDROMs {
-		if _, ok := r.s.images[c.ImageID]; !ok {
+		if _, ok := r.s.images.rows[c.ImageID]; !ok {
 			return notFound("image", c.ImageID)
 		}
 	}
@@ -407,43 +321,13 @@ func (r vmRepo) check(v *vm.VM) error {
 }
 
 func (r vmRepo) Create(ctx context.Context, v *vm.VM) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, dup := r.s.vms[v.ID]; dup {
-		return exists("vm", "id %s exists", v.ID)
-	}
-	if err := r.check(v); err != nil {
-		return err
-	}
-	v.Version = 1
-	put(r.s.vms, v.ID, v.Clone(), onUndo)
-	return nil
+	return r.s.vms.create(r.s, ctx, v, r.check)
 }
 
 func (r vmRepo) Update(ctx context.Context, v *vm.VM) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	cur, ok := r.s.vms[v.ID]
-	if !ok {
-		return notFound("vm", v.ID)
-	}
-	if cur.Version != v.Version {
-		return conflict("vm", v.ID)
-	}
-	if err := r.check(v); err != nil {
-		return err
-	}
-	v.Version++
-	put(r.s.vms, v.ID, v.Clone(), onUndo)
-	return nil
+	return r.s.vms.update(r.s, ctx, v, func(_, next *vm.VM) error { return r.check(next) })
 }
 
 func (r vmRepo) Delete(ctx context.Context, id uuid.UUID) error {
-	unlock, onUndo := r.s.write(ctx)
-	defer unlock()
-	if _, ok := r.s.vms[id]; !ok {
-		return notFound("vm", id)
-	}
-	remove(r.s.vms, id, onUndo)
-	return nil
+	return r.s.vms.delete(r.s, ctx, id, func() error { return nil })
 }
