@@ -1,0 +1,147 @@
+package refserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"reflect"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/openvair/openvair"
+)
+
+// Problem is an RFC 9457 problem details object, the body of every error response. Kind names the SDK
+// error kind ("not_found", "in_use", ...), Refs the entities the error is about (the VMs using a volume,
+// the storage that already has a name), Errors the bad fields of an invalid request.
+type Problem struct {
+	Type     string              `json:"type,omitempty" doc:"A URI reference to the problem type (about:blank)."`
+	Title    string              `json:"title,omitempty" doc:"The HTTP status text."`
+	Status   int                 `json:"status,omitempty" doc:"The HTTP status code."`
+	Detail   string              `json:"detail,omitempty" doc:"What went wrong in this occurrence."`
+	Instance string              `json:"instance,omitempty" doc:"The request path."`
+	Kind     string              `json:"kind,omitempty" doc:"The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unauthenticated, forbidden."`
+	Refs     []openvair.Ref      `json:"refs,omitempty" doc:"Entities the error points at."`
+	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"The bad fields of an invalid request."`
+}
+
+// Error implements error.
+func (p *Problem) Error() string { return p.Detail }
+
+// GetStatus implements huma.StatusError.
+func (p *Problem) GetStatus() int { return p.Status }
+
+// ContentType implements huma.ContentTypeFilter: problems are application/problem+json.
+func (p *Problem) ContentType(ct string) string {
+	if ct == "application/json" {
+		return "application/problem+json"
+	}
+	return ct
+}
+
+// newProblem returns a problem with the status's title.
+func newProblem(status int, kind, detail string) *Problem {
+	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Kind: kind, Detail: detail}
+}
+
+// kinds maps each SDK error kind to its HTTP status and its name in problems. The order matters only for
+// errors that carry several kinds, which the SDK does not produce.
+var kinds = []struct {
+	err    error
+	status int
+	name   string
+}{
+	{openvair.ErrInvalid, http.StatusUnprocessableEntity, "invalid"},
+	{openvair.ErrNotFound, http.StatusNotFound, "not_found"},
+	{openvair.ErrAlreadyExists, http.StatusConflict, "already_exists"},
+	{openvair.ErrWrongState, http.StatusConflict, "wrong_state"},
+	{openvair.ErrInUse, http.StatusConflict, "in_use"},
+	{openvair.ErrConflict, http.StatusConflict, "conflict"},
+	{openvair.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{openvair.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{openvair.ErrUnsupported, http.StatusUnprocessableEntity, "unsupported"},
+	{openvair.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
+}
+
+// StatusOf is the one mapping from SDK errors to HTTP status codes:
+//
+//	ErrInvalid                                         422 (the fields are listed in the problem's errors)
+//	ErrNotFound                                        404
+//	ErrAlreadyExists, ErrWrongState, ErrInUse, ErrConflict  409
+//	ErrTooLarge, *http.MaxBytesError                   413
+//	ErrUnavailable                                     503
+//	ErrUnsupported                                     422 (the request is valid, this backend cannot do it)
+//	ErrTimeout                                         504 (the backend or the guest did not finish in time)
+//	the client went away (context.Canceled)            499 (never seen by the client)
+//	anything else                                      500 (and logged)
+func StatusOf(err error) int {
+	s, _ := classify(err)
+	return s
+}
+
+func classify(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge, "too_large"
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return k.status, k.name
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return 499, "canceled"
+	}
+	return http.StatusInternalServerError, ""
+}
+
+// problemOf turns an SDK error into a problem. Unknown errors become a 500 whose detail hides the cause,
+// which is logged instead.
+func (s *server) problemOf(ctx context.Context, err error) *Problem {
+	status, kind := classify(err)
+	if status == http.StatusInternalServerError {
+		s.log.ErrorContext(ctx, "internal error", "err", err)
+		return newProblem(status, "", "internal error; see the server log")
+	}
+	p := newProblem(status, kind, err.Error())
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		p.Detail = "request body larger than the limit"
+	}
+	var ve *openvair.ValidationError
+	if errors.As(err, &ve) {
+		for _, f := range ve.Fields {
+			p.Errors = append(p.Errors, &huma.ErrorDetail{Message: f.Message, Location: "body." + f.Field})
+		}
+	}
+	var oe *openvair.Error
+	if errors.As(err, &oe) {
+		p.Refs = oe.Refs
+	}
+	if status == 499 {
+		s.log.DebugContext(ctx, "request canceled by the client", "err", err)
+	}
+	return p
+}
+
+// useProblemSchema documents every error response of every operation with the Problem schema (Huma's own
+// validation errors have the same fields, without kind and refs).
+func useProblemSchema(api huma.API) {
+	oapi := api.OpenAPI()
+	reg := oapi.Components.Schemas
+	schema := reg.Schema(reflect.TypeFor[Problem](), true, "Problem")
+	for _, item := range oapi.Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			for _, resp := range op.Responses {
+				for ct, mt := range resp.Content {
+					if ct == "application/problem+json" {
+						mt.Schema = schema
+					}
+				}
+			}
+		}
+	}
+	delete(reg.Map(), "ErrorModel")
+}

@@ -1,0 +1,73 @@
+package refserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/storage"
+)
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status     string `json:"status" doc:"ok, or unavailable when the store does not answer."`
+	Store      string `json:"store,omitempty" doc:"ok or the store's error."`
+	Hypervisor string `json:"hypervisor,omitempty" doc:"ok, not configured, or why it cannot be reached (VM calls then answer 503)."`
+}
+
+type healthOutput struct{ Body Health }
+
+// probeTimeout bounds each readiness check.
+const probeTimeout = 3 * time.Second
+
+func (s *server) registerHealth(api huma.API) {
+	huma.Register(api, huma.Operation{OperationID: "healthz", Method: http.MethodGet, Path: "/healthz",
+		Summary: "Liveness: the process serves requests", Tags: []string{"health"}},
+		func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
+			return &healthOutput{Body: Health{Status: "ok"}}, nil
+		})
+	huma.Register(api, huma.Operation{OperationID: "readyz", Method: http.MethodGet, Path: "/readyz",
+		Summary: "Readiness: the store answers (the hypervisor's state is reported, not required)",
+		Tags:    []string{"health"}, Errors: []int{http.StatusServiceUnavailable}},
+		func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
+			h := s.readiness(ctx)
+			if h.Status != "ok" {
+				p := newProblem(http.StatusServiceUnavailable, "unavailable", "store: "+h.Store)
+				return nil, p
+			}
+			return &healthOutput{Body: h}, nil
+		})
+}
+
+// readiness checks the store and the hypervisor, each within probeTimeout.
+func (s *server) readiness(ctx context.Context) Health {
+	h := Health{Status: "ok", Store: "ok", Hypervisor: "ok"}
+	sctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if _, err := s.sys.Storages.List(sctx, storage.ListOptions{Limit: 1}); err != nil {
+		h.Status, h.Store = "unavailable", err.Error()
+	}
+	h.Hypervisor = HypervisorStatus(ctx, s.sys)
+	return h
+}
+
+// HypervisorStatus reports whether the System's hypervisor answers within a few seconds: "ok",
+// "not configured", or the error that makes VM calls answer 503.
+func HypervisorStatus(ctx context.Context, sys *openvair.System) string {
+	hv := sys.VMs.Hypervisor
+	if hv == nil {
+		return "not configured"
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	// The state of a domain that cannot exist: a reachable hypervisor answers "missing" or not found.
+	_, err := hv.State(ctx, uuid.Nil)
+	if err == nil || errors.Is(err, openvair.ErrNotFound) {
+		return "ok"
+	}
+	return err.Error()
+}

@@ -1,0 +1,234 @@
+package refserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/image"
+)
+
+type imageOutput struct {
+	Location string `header:"Location" doc:"Set on create."`
+	Body     *Image
+}
+
+// ImagePage is one page of images; next_cursor is absent on the last page.
+type ImagePage struct {
+	Items      []*Image `json:"items" nullable:"false"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+type imagePageOutput struct{ Body ImagePage }
+
+type listImagesInput struct {
+	pageInput
+	StorageID string `query:"storage_id" doc:"Only images on this storage."`
+	Status    string `query:"status" doc:"Only images with this status."`
+	Name      string `query:"name" doc:"Only images with this name."`
+}
+
+type editImageInput struct {
+	idInput
+	Body MetaEdit
+}
+
+// uploadImageInput has no body field: Huma leaves the request body alone, and the handler streams it.
+type uploadImageInput struct {
+	StorageID   string `query:"storage_id" doc:"The storage to upload to (or a storage_id form field before the file part)."`
+	Name        string `query:"name" doc:"The image's name (or a name form field; default: the file part's file name)."`
+	Description string `query:"description" doc:"The image's description (or a description form field)."`
+
+	r *http.Request
+	w http.ResponseWriter
+}
+
+// Resolve keeps the raw request so the handler can stream its body.
+func (in *uploadImageInput) Resolve(ctx huma.Context) []error {
+	in.r, in.w = humago.Unwrap(ctx)
+	return nil
+}
+
+// multipartOverhead is what a multipart upload may add to the image size (headers, form fields).
+const multipartOverhead = 1 << 20
+
+func (s *server) registerImages(api huma.API) {
+	const tag = "images"
+	svc := s.sys.Images
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/images", "listImages", "List images", tag),
+		func(ctx context.Context, in *listImagesInput) (*imagePageOutput, error) {
+			sid, err := optionalID("storage_id", in.StorageID)
+			if err != nil {
+				return nil, err
+			}
+			page, err := svc.List(ctx, image.ListOptions{Limit: in.Limit, Cursor: in.Cursor, StorageID: sid,
+				Status: image.Status(in.Status), Name: in.Name})
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			out := &imagePageOutput{Body: ImagePage{Items: make([]*Image, 0, len(page.Items)), NextCursor: page.NextCursor}}
+			for _, i := range page.Items {
+				out.Body.Items = append(out.Body.Items, imageOut(i))
+			}
+			return out, nil
+		})
+
+	up := created(s.op(http.MethodPost, "/api/v1/images", "uploadImage",
+		"Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage", tag,
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnprocessableEntity, http.StatusServiceUnavailable))
+	up.Description = fmt.Sprintf("The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes "+
+		"(ISO 9660, qcow2, or raw). The limit is %d bytes (413 beyond it).", s.cfg.MaxImageSize)
+	up.RequestBody = &huma.RequestBody{
+		Required: true,
+		Content: map[string]*huma.MediaType{
+			"application/octet-stream": {Schema: &huma.Schema{Type: "string", Format: "binary"}},
+			"multipart/form-data": {Schema: &huma.Schema{Type: "object", Properties: map[string]*huma.Schema{
+				"storage_id":  {Type: "string", Format: "uuid"},
+				"name":        {Type: "string"},
+				"description": {Type: "string"},
+				"file":        {Type: "string", Format: "binary", Description: "The image; must be the last part."},
+			}, Required: []string{"file"}}},
+		},
+	}
+	huma.Register(api, up, func(ctx context.Context, in *uploadImageInput) (*imageOutput, error) {
+		img, err := s.upload(ctx, in)
+		if err != nil {
+			var p *Problem
+			if errors.As(err, &p) {
+				return nil, p
+			}
+			return nil, s.problemOf(ctx, err)
+		}
+		return &imageOutput{Location: s.location("images", img.ID), Body: imageOut(img)}, nil
+	})
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/images/{id}", "getImage", "Get an image", tag, http.StatusNotFound),
+		func(ctx context.Context, in *idInput) (*imageOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			img, err := svc.Get(ctx, id)
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &imageOutput{Body: imageOut(img)}, nil
+		})
+
+	huma.Register(api, s.op(http.MethodPatch, "/api/v1/images/{id}", "editImage", "Rename or describe an image", tag,
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict),
+		func(ctx context.Context, in *editImageInput) (*imageOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			img, err := svc.Edit(ctx, id, image.EditRequest{Name: in.Body.Name, Description: in.Body.Description})
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &imageOutput{Body: imageOut(img)}, nil
+		})
+
+	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/images/{id}", "deleteImage",
+		"Delete an image no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		func(ctx context.Context, in *idInput) (*struct{}, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			if err := svc.Delete(ctx, id); err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return nil, nil
+		})
+}
+
+// upload streams the request body (or its multipart file part) into sys.Images.Create.
+func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image, error) {
+	r := in.r
+	req := image.CreateRequest{Name: in.Name, Description: in.Description}
+	sid := in.StorageID
+	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	limit := s.cfg.MaxImageSize
+	if mediaType == "multipart/form-data" {
+		limit += multipartOverhead
+	}
+	if r.ContentLength > limit {
+		return nil, newProblem(http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("the image is %d bytes; the limit is %d bytes", r.ContentLength, s.cfg.MaxImageSize))
+	}
+	body := http.MaxBytesReader(in.w, r.Body, limit)
+	defer body.Close()
+
+	var content io.Reader = body
+	if mediaType == "multipart/form-data" {
+		part, err := s.filePart(multipart.NewReader(body, params["boundary"]), &req, &sid)
+		if err != nil {
+			return nil, err
+		}
+		content = part
+	}
+	if sid != "" {
+		id, err := uuid.Parse(sid)
+		if err != nil {
+			return nil, &Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnprocessableEntity),
+				Status: http.StatusUnprocessableEntity, Kind: "invalid", Detail: "storage_id is not a UUID",
+				Errors: []*huma.ErrorDetail{{Message: "must be a UUID", Location: "query.storage_id", Value: sid}}}
+		}
+		req.StorageID = id
+	}
+	return s.sys.Images.Create(ctx, req, content)
+}
+
+// filePart reads the form fields up to the first file part and returns that part, unread.
+func (s *server) filePart(mr *multipart.Reader, req *image.CreateRequest, sid *string) (*multipart.Part, error) {
+	bad := func(msg string) error { return newProblem(http.StatusBadRequest, "invalid", msg) }
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil, bad("the multipart body has no file part")
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, err
+			}
+			return nil, bad("malformed multipart body: " + err.Error())
+		}
+		if part.FileName() != "" || part.FormName() == "file" {
+			if req.Name == "" && part.FileName() != "" {
+				req.Name = path.Base(strings.ReplaceAll(part.FileName(), "\\", "/"))
+			}
+			return part, nil
+		}
+		v, err := io.ReadAll(io.LimitReader(part, 64<<10))
+		if err != nil {
+			return nil, bad("malformed multipart body: " + err.Error())
+		}
+		switch part.FormName() {
+		case "storage_id":
+			if *sid == "" {
+				*sid = string(v)
+			}
+		case "name":
+			if req.Name == "" {
+				req.Name = string(v)
+			}
+		case "description":
+			if req.Description == "" {
+				req.Description = string(v)
+			}
+		}
+	}
+}

@@ -1,0 +1,141 @@
+// Package refserver is the reference HTTP server of openvair: a Huma v2 API that publishes the SDK's four
+// services (storages, volumes, images, VMs) under /api/v1, with an OpenAPI 3.1 document at /openapi.json
+// and /openapi.yaml, an offline API docs page at /docs, and /healthz and /readyz probes.
+//
+// Handlers only translate between HTTP and SDK calls: every rule lives in the SDK, and every SDK error is
+// turned into an RFC 9457 problem+json response in one place (see StatusOf). Every /api/v1 route needs a
+// bearer token (see Tokens): role admin may do everything, role reader only GET.
+//
+// New returns an http.Handler, so the API can be served by the openvair-server binary or mounted inside
+// another program's mux.
+package refserver
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/image"
+)
+
+// Config configures the API handler.
+type Config struct {
+	// Tokens authenticates /api/v1 requests; required.
+	Tokens *Tokens
+	// Logger receives request and error logs (default slog.Default()). No token or password is ever logged.
+	Logger *slog.Logger
+	// BasePath is the path prefix the handler is mounted under (for example "/openvair" when mounted with
+	// http.StripPrefix("/openvair", h)); it is used in Location headers and the OpenAPI servers list.
+	BasePath string
+	// MaxImageSize limits an image upload in bytes (default: the SDK's limit, sys.Images.MaxSize).
+	MaxImageSize int64
+	// MaxBodyBytes limits a JSON request body (default 1 MiB).
+	MaxBodyBytes int64
+	// RequestTimeout is the read and write deadline of an ordinary request (default 5 minutes); it must
+	// cover the longest synchronous SDK call (a graceful VM stop waits up to its timeout).
+	RequestTimeout time.Duration
+	// UploadTimeout is the read and write deadline of an image upload (default 6 hours).
+	UploadTimeout time.Duration
+	// Version is the API version shown in the OpenAPI document (default "1.0.0").
+	Version string
+}
+
+func (c *Config) defaults(sys *openvair.System) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.BasePath = strings.TrimSuffix(c.BasePath, "/")
+	if c.MaxImageSize <= 0 {
+		c.MaxImageSize = image.DefaultMaxSize
+		if sys.Images != nil && sys.Images.MaxSize > 0 {
+			c.MaxImageSize = sys.Images.MaxSize
+		}
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Minute
+	}
+	if c.UploadTimeout <= 0 {
+		c.UploadTimeout = 6 * time.Hour
+	}
+	if c.Version == "" {
+		c.Version = "1.0.0"
+	}
+}
+
+// server holds what the handlers need.
+type server struct {
+	sys *openvair.System
+	cfg Config
+	log *slog.Logger
+	api huma.API
+}
+
+// New returns the API as an http.Handler over an opened System. The handler does not run the SDK's
+// monitors: call sys.Run in the background.
+func New(sys *openvair.System, cfg Config) (http.Handler, error) {
+	_, h, err := build(sys, cfg)
+	return h, err
+}
+
+// NewAPI is New that also returns the Huma API, for programs that add their own operations or read the
+// OpenAPI document.
+func NewAPI(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
+	return build(sys, cfg)
+}
+
+func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
+	if sys == nil || sys.Storages == nil {
+		return nil, nil, errors.New("refserver: an opened *openvair.System is required")
+	}
+	if cfg.Tokens == nil {
+		return nil, nil, errors.New("refserver: Config.Tokens is required (every /api/v1 route is authenticated)")
+	}
+	cfg.defaults(sys)
+	s := &server{sys: sys, cfg: cfg, log: cfg.Logger}
+
+	mux := http.NewServeMux()
+	hc := huma.Config{
+		OpenAPI: &huma.OpenAPI{
+			OpenAPI: "3.1.0",
+			Info: &huma.Info{
+				Title:       "openvair",
+				Version:     cfg.Version,
+				Description: "Storages, volumes, images and VMs. Sizes are in bytes; ids are UUIDs; errors are RFC 9457 problem+json.",
+			},
+			Components: &huma.Components{
+				Schemas: huma.NewMapRegistry("#/components/schemas/", huma.DefaultSchemaNamer),
+				SecuritySchemes: map[string]*huma.SecurityScheme{
+					securityScheme: {Type: "http", Scheme: "bearer", Description: "An API token: role admin may do everything, role reader only GET."},
+				},
+			},
+		},
+		OpenAPIPath:   "/openapi",
+		Formats:       huma.DefaultFormats,
+		DefaultFormat: "application/json",
+		// No CDN docs renderer and no $schema links: the docs page is embedded (see docs.go).
+	}
+	if cfg.BasePath != "" {
+		hc.Servers = []*huma.Server{{URL: cfg.BasePath}}
+	}
+	api := humago.New(mux, hc)
+	s.api = api
+	api.UseMiddleware(s.recoverMiddleware, s.authMiddleware)
+
+	s.registerStorages(api)
+	s.registerVolumes(api)
+	s.registerImages(api)
+	s.registerVMs(api)
+	s.registerHealth(api)
+	useProblemSchema(api)
+	registerDocs(mux)
+
+	return api, s.outer(mux), nil
+}

@@ -1,0 +1,157 @@
+package refserver
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/storage"
+)
+
+// op is the common shape of an /api/v1 operation: bearer security, the JSON body limit and the error
+// responses it may give besides 401 (403 on every write).
+func (s *server) op(method, path, id, summary, tag string, errs ...int) huma.Operation {
+	codes := []int{http.StatusUnauthorized}
+	if method != http.MethodGet {
+		codes = append(codes, http.StatusForbidden)
+	}
+	return huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, Tags: []string{tag},
+		Security: []map[string][]string{{securityScheme: {}}}, Errors: append(codes, errs...),
+		MaxBodyBytes: s.cfg.MaxBodyBytes}
+}
+
+// created sets the status of a create operation.
+func created(o huma.Operation) huma.Operation {
+	o.DefaultStatus = http.StatusCreated
+	return o
+}
+
+// noContent sets the status of a delete operation.
+func noContent(o huma.Operation) huma.Operation {
+	o.DefaultStatus = http.StatusNoContent
+	return o
+}
+
+// idInput is the input of an operation on one entity.
+type idInput struct {
+	ID string `path:"id" format:"uuid" doc:"The entity's id."`
+}
+
+// parseID parses a path id (Huma has checked its format already).
+func parseID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, &Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnprocessableEntity),
+			Status: http.StatusUnprocessableEntity, Kind: "invalid", Detail: "id is not a UUID",
+			Errors: []*huma.ErrorDetail{{Message: "must be a UUID", Location: "path.id", Value: s}}}
+	}
+	return id, nil
+}
+
+// pageInput is the paging part of a list operation.
+type pageInput struct {
+	Limit  int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor string `query:"cursor" doc:"The next_cursor of the previous page."`
+}
+
+type storageOutput struct {
+	Location string `header:"Location" doc:"Set on create."`
+	Body     *Storage
+}
+
+// StoragePage is one page of storages; next_cursor is absent on the last page.
+type StoragePage struct {
+	Items      []*Storage `json:"items" nullable:"false"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
+
+type storagePageOutput struct{ Body StoragePage }
+
+type listStoragesInput struct {
+	pageInput
+	Status string `query:"status" doc:"Only storages with this status."`
+	Type   string `query:"type" doc:"Only storages of this type (localfs, nfs)."`
+	Name   string `query:"name" doc:"Only the storage with this name."`
+}
+
+type createStorageInput struct{ Body StorageCreate }
+
+type editStorageInput struct {
+	idInput
+	Body MetaEdit
+}
+
+func (s *server) location(kind string, id uuid.UUID) string {
+	return s.cfg.BasePath + "/api/v1/" + kind + "/" + id.String()
+}
+
+func (s *server) registerStorages(api huma.API) {
+	const tag = "storages"
+	svc := s.sys.Storages
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/storages", "listStorages", "List storages", tag),
+		func(ctx context.Context, in *listStoragesInput) (*storagePageOutput, error) {
+			page, err := svc.List(ctx, storage.ListOptions{Limit: in.Limit, Cursor: in.Cursor,
+				Status: storage.Status(in.Status), Type: storage.Type(in.Type), Name: in.Name})
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			out := &storagePageOutput{Body: StoragePage{Items: make([]*Storage, 0, len(page.Items)), NextCursor: page.NextCursor}}
+			for _, st := range page.Items {
+				out.Body.Items = append(out.Body.Items, storageOut(st))
+			}
+			return out, nil
+		})
+
+	huma.Register(api, created(s.op(http.MethodPost, "/api/v1/storages", "createStorage",
+		"Create a storage (a local directory or device, or an NFS export)", tag,
+		http.StatusBadRequest, http.StatusConflict, http.StatusServiceUnavailable)),
+		func(ctx context.Context, in *createStorageInput) (*storageOutput, error) {
+			st, err := svc.Create(ctx, in.Body.request())
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &storageOutput{Location: s.location("storages", st.ID), Body: storageOut(st)}, nil
+		})
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/storages/{id}", "getStorage", "Get a storage", tag, http.StatusNotFound),
+		func(ctx context.Context, in *idInput) (*storageOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			st, err := svc.Get(ctx, id)
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &storageOutput{Body: storageOut(st)}, nil
+		})
+
+	huma.Register(api, s.op(http.MethodPatch, "/api/v1/storages/{id}", "editStorage", "Rename or describe a storage", tag,
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict),
+		func(ctx context.Context, in *editStorageInput) (*storageOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			st, err := svc.Edit(ctx, id, storage.EditRequest{Name: in.Body.Name, Description: in.Body.Description})
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &storageOutput{Body: storageOut(st)}, nil
+		})
+
+	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/storages/{id}", "deleteStorage",
+		"Delete a storage that holds no volumes or images", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		func(ctx context.Context, in *idInput) (*struct{}, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			if err := svc.Delete(ctx, id); err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return nil, nil
+		})
+}

@@ -1,0 +1,418 @@
+package refserver
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/image"
+	"github.com/openvair/openvair/storage"
+	"github.com/openvair/openvair/vm"
+	"github.com/openvair/openvair/volume"
+)
+
+// The JSON shapes of the API. They mirror the SDK's entities and requests field by field (snake_case,
+// sizes in bytes, UUID ids); conversions are plain copies. The SDK validates every request.
+
+// NFS locates an NFS export.
+type NFS struct {
+	Server  string `json:"server" doc:"IP address or host name of the NFS server."`
+	Export  string `json:"export" doc:"Exported path, absolute."`
+	Version int    `json:"version,omitempty" doc:"NFS protocol version; only 3 is supported (default 3)."`
+}
+
+// Storage is a place where volumes and images live.
+type Storage struct {
+	ID           uuid.UUID            `json:"id" format:"uuid"`
+	Name         string               `json:"name"`
+	Description  string               `json:"description"`
+	Type         storage.Type         `json:"type" enum:"localfs,nfs"`
+	LocalFS      *storage.LocalFSSpec `json:"localfs,omitempty"`
+	NFS          *NFS                 `json:"nfs,omitempty"`
+	Status       storage.Status       `json:"status" enum:"creating,available,deleting,error"`
+	StatusReason string               `json:"status_reason,omitempty"`
+	Capacity     int64                `json:"capacity" doc:"Bytes."`
+	Available    int64                `json:"available" doc:"Bytes free for new volumes and images."`
+	MountPoint   string               `json:"mount_point,omitempty"`
+	CreatedAt    time.Time            `json:"created_at"`
+	UpdatedAt    time.Time            `json:"updated_at"`
+	Version      int64                `json:"version"`
+}
+
+// StorageCreate asks for a new storage: type localfs with localfs, or type nfs with nfs.
+type StorageCreate struct {
+	Name        string               `json:"name"`
+	Description string               `json:"description,omitempty"`
+	Type        storage.Type         `json:"type" doc:"localfs or nfs."`
+	LocalFS     *storage.LocalFSSpec `json:"localfs,omitempty" doc:"A directory (path) or a block device (device, fs_type, format or reuse_filesystem)."`
+	NFS         *NFS                 `json:"nfs,omitempty"`
+}
+
+// MetaEdit changes a storage's or an image's name or description; absent fields stay as they are.
+type MetaEdit struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+}
+
+func storageOut(s *storage.Storage) *Storage {
+	out := &Storage{ID: s.ID, Name: s.Name, Description: s.Description, Type: s.Type, LocalFS: s.LocalFS,
+		Status: s.Status, StatusReason: s.StatusReason, Capacity: s.Capacity, Available: s.Available,
+		MountPoint: s.MountPoint, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Version: s.Version}
+	if s.NFS != nil {
+		out.NFS = &NFS{Server: s.NFS.Server, Export: s.NFS.Export, Version: s.NFS.Version}
+	}
+	return out
+}
+
+func (c *StorageCreate) request() storage.CreateRequest {
+	r := storage.CreateRequest{Name: c.Name, Description: c.Description, Type: c.Type, LocalFS: c.LocalFS}
+	if c.NFS != nil {
+		r.NFS = &storage.NFSSpec{Server: c.NFS.Server, Export: c.NFS.Export, Version: c.NFS.Version}
+	}
+	return r
+}
+
+// VolumeAttachment is a VM that uses a volume.
+type VolumeAttachment struct {
+	VMID   uuid.UUID `json:"vm_id" format:"uuid"`
+	VMName string    `json:"vm_name"`
+	Active bool      `json:"active" doc:"True unless the VM is shut off."`
+}
+
+// Volume is a virtual disk on a storage.
+type Volume struct {
+	ID           uuid.UUID          `json:"id" format:"uuid"`
+	Name         string             `json:"name"`
+	Description  string             `json:"description"`
+	StorageID    uuid.UUID          `json:"storage_id" format:"uuid"`
+	Format       volume.Format      `json:"format" enum:"qcow2,raw"`
+	Size         int64              `json:"size" doc:"Virtual size in bytes."`
+	Allocated    int64              `json:"allocated" doc:"Bytes used on the storage."`
+	ReadOnly     bool               `json:"read_only"`
+	Shareable    bool               `json:"shareable"`
+	Status       volume.Status      `json:"status" enum:"creating,available,extending,deleting,error"`
+	StatusReason string             `json:"status_reason,omitempty"`
+	Attachments  []VolumeAttachment `json:"attachments" nullable:"false"`
+	CreatedAt    time.Time          `json:"created_at"`
+	UpdatedAt    time.Time          `json:"updated_at"`
+	Version      int64              `json:"version"`
+}
+
+// VolumeCreate asks for a new volume.
+type VolumeCreate struct {
+	Name        string        `json:"name"`
+	Description string        `json:"description,omitempty"`
+	StorageID   uuid.UUID     `json:"storage_id" format:"uuid"`
+	Format      volume.Format `json:"format" doc:"qcow2 or raw."`
+	Size        int64         `json:"size" doc:"Virtual size in bytes."`
+	ReadOnly    bool          `json:"read_only,omitempty"`
+	Shareable   bool          `json:"shareable,omitempty"`
+}
+
+// VolumeEdit changes a volume's metadata; absent fields stay as they are.
+type VolumeEdit struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+	ReadOnly    *bool   `json:"read_only,omitempty"`
+	Shareable   *bool   `json:"shareable,omitempty"`
+}
+
+// VolumeExtend grows a volume.
+type VolumeExtend struct {
+	Size int64 `json:"size" doc:"New virtual size in bytes; volumes only grow."`
+}
+
+func (c *VolumeCreate) request() volume.CreateRequest {
+	return volume.CreateRequest{Name: c.Name, Description: c.Description, StorageID: c.StorageID, Format: c.Format,
+		Size: c.Size, ReadOnly: c.ReadOnly, Shareable: c.Shareable}
+}
+
+func volumeOut(v *volume.Volume) *Volume {
+	out := &Volume{ID: v.ID, Name: v.Name, Description: v.Description, StorageID: v.StorageID, Format: v.Format,
+		Size: v.Size, Allocated: v.Allocated, ReadOnly: v.ReadOnly, Shareable: v.Shareable, Status: v.Status,
+		StatusReason: v.StatusReason, Attachments: make([]VolumeAttachment, 0, len(v.Attachments)),
+		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Version: v.Version}
+	for _, a := range v.Attachments {
+		out.Attachments = append(out.Attachments, VolumeAttachment{VMID: a.VMID, VMName: a.VMName, Active: a.Active})
+	}
+	return out
+}
+
+// ImageAttachment is a VM that uses an image as a cdrom.
+type ImageAttachment struct {
+	VMID   uuid.UUID `json:"vm_id" format:"uuid"`
+	VMName string    `json:"vm_name"`
+}
+
+// Image is an uploaded ISO or disk image.
+type Image struct {
+	ID           uuid.UUID         `json:"id" format:"uuid"`
+	Name         string            `json:"name"`
+	Description  string            `json:"description"`
+	StorageID    uuid.UUID         `json:"storage_id" format:"uuid"`
+	Format       image.Format      `json:"format" doc:"Detected from the content: iso, qcow2 or raw."`
+	Size         int64             `json:"size" doc:"Bytes."`
+	SHA256       string            `json:"sha256" doc:"Hex SHA-256 of the content, computed while uploading."`
+	Status       image.Status      `json:"status" enum:"uploading,available,deleting,error"`
+	StatusReason string            `json:"status_reason,omitempty"`
+	Attachments  []ImageAttachment `json:"attachments" nullable:"false"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+	Version      int64             `json:"version"`
+}
+
+func imageOut(i *image.Image) *Image {
+	out := &Image{ID: i.ID, Name: i.Name, Description: i.Description, StorageID: i.StorageID, Format: i.Format,
+		Size: i.Size, SHA256: i.SHA256, Status: i.Status, StatusReason: i.StatusReason,
+		Attachments: make([]ImageAttachment, 0, len(i.Attachments)), CreatedAt: i.CreatedAt, UpdatedAt: i.UpdatedAt,
+		Version: i.Version}
+	for _, a := range i.Attachments {
+		out.Attachments = append(out.Attachments, ImageAttachment{VMID: a.VMID, VMName: a.VMName})
+	}
+	return out
+}
+
+// CPU is a VM's CPU topology and mode.
+type CPU struct {
+	Sockets int    `json:"sockets"`
+	Cores   int    `json:"cores"`
+	Threads int    `json:"threads"`
+	Mode    string `json:"mode,omitempty" doc:"host-passthrough, host-model (default) or custom."`
+	Model   string `json:"model,omitempty" doc:"CPU model, for mode custom."`
+}
+
+// Disk is a volume attached to a VM.
+type Disk struct {
+	VolumeID   uuid.UUID `json:"volume_id" format:"uuid"`
+	Bus        string    `json:"bus" doc:"virtio, sata or scsi."`
+	BootOrder  int       `json:"boot_order,omitempty"`
+	ReadIOPS   int64     `json:"read_iops,omitempty"`
+	WriteIOPS  int64     `json:"write_iops,omitempty"`
+	ReadBytes  int64     `json:"read_bytes_sec,omitempty"`
+	WriteBytes int64     `json:"write_bytes_sec,omitempty"`
+}
+
+// DiskRequest attaches an existing volume (volume_id) or a new one created with the VM (new).
+type DiskRequest struct {
+	VolumeID   *uuid.UUID    `json:"volume_id,omitempty" format:"uuid"`
+	New        *VolumeCreate `json:"new,omitempty"`
+	Bus        string        `json:"bus,omitempty" doc:"virtio (default), sata or scsi."`
+	BootOrder  int           `json:"boot_order,omitempty"`
+	ReadIOPS   int64         `json:"read_iops,omitempty"`
+	WriteIOPS  int64         `json:"write_iops,omitempty"`
+	ReadBytes  int64         `json:"read_bytes_sec,omitempty"`
+	WriteBytes int64         `json:"write_bytes_sec,omitempty"`
+}
+
+// CDROM is an image attached to a VM as a read-only cdrom.
+type CDROM struct {
+	ImageID   uuid.UUID `json:"image_id" format:"uuid"`
+	BootOrder int       `json:"boot_order,omitempty"`
+}
+
+// Interface is a VM's network interface.
+type Interface struct {
+	Type   string `json:"type" doc:"bridge or network."`
+	Source string `json:"source" doc:"Bridge or libvirt network name."`
+	Model  string `json:"model,omitempty" doc:"virtio (default), e1000 or rtl8139."`
+	MAC    string `json:"mac,omitempty" doc:"Generated when absent."`
+}
+
+// Graphics is a VM's remote console as the API shows it: the password is never returned.
+type Graphics struct {
+	Type        string `json:"type"`
+	Listen      string `json:"listen"`
+	PasswordSet bool   `json:"password_set"`
+}
+
+// GraphicsRequest sets a VM's remote console.
+type GraphicsRequest struct {
+	Type     string `json:"type,omitempty" doc:"vnc (default), spice or none."`
+	Listen   string `json:"listen,omitempty" doc:"IP address to listen on (default 127.0.0.1)."`
+	Password string `json:"password,omitempty" doc:"Console password; write-only."`
+}
+
+// VM is a virtual machine.
+type VM struct {
+	ID           uuid.UUID     `json:"id" format:"uuid"`
+	Name         string        `json:"name"`
+	Description  string        `json:"description"`
+	CPU          CPU           `json:"cpu"`
+	Memory       int64         `json:"memory" doc:"Bytes."`
+	Firmware     string        `json:"firmware"`
+	MachineType  string        `json:"machine_type,omitempty"`
+	Boot         []string      `json:"boot" nullable:"false"`
+	Disks        []Disk        `json:"disks" nullable:"false"`
+	CDROMs       []CDROM       `json:"cdroms" nullable:"false"`
+	Interfaces   []Interface   `json:"interfaces" nullable:"false"`
+	Graphics     Graphics      `json:"graphics"`
+	Status       vm.Status     `json:"status" enum:"creating,available,starting,stopping,editing,deleting,error"`
+	StatusReason string        `json:"status_reason,omitempty"`
+	PowerState   vm.PowerState `json:"power_state"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+	Version      int64         `json:"version"`
+}
+
+// VMCreate asks for a new VM.
+type VMCreate struct {
+	Name        string           `json:"name"`
+	Description string           `json:"description,omitempty"`
+	CPU         CPU              `json:"cpu"`
+	Memory      int64            `json:"memory" doc:"Bytes, a whole number of MiB."`
+	Firmware    string           `json:"firmware,omitempty" doc:"bios (default) or uefi."`
+	MachineType string           `json:"machine_type,omitempty"`
+	Boot        []string         `json:"boot,omitempty" doc:"Boot order: hd, cdrom, network (default [hd, cdrom])."`
+	Disks       []DiskRequest    `json:"disks,omitempty"`
+	CDROMs      []CDROM          `json:"cdroms,omitempty"`
+	Interfaces  []Interface      `json:"interfaces,omitempty"`
+	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
+}
+
+// VMEdit changes a stopped VM; absent fields stay as they are, lists given replace the current ones.
+type VMEdit struct {
+	Name        *string          `json:"name,omitempty"`
+	Description *string          `json:"description,omitempty"`
+	CPU         *CPU             `json:"cpu,omitempty"`
+	Memory      *int64           `json:"memory,omitempty"`
+	Firmware    *string          `json:"firmware,omitempty"`
+	MachineType *string          `json:"machine_type,omitempty"`
+	Boot        *[]string        `json:"boot,omitempty"`
+	Disks       *[]DiskRequest   `json:"disks,omitempty"`
+	CDROMs      *[]CDROM         `json:"cdroms,omitempty"`
+	Interfaces  *[]Interface     `json:"interfaces,omitempty"`
+	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
+}
+
+// VMStop says how to stop a VM.
+type VMStop struct {
+	Force             bool `json:"force,omitempty" doc:"Power off at once instead of asking the guest to shut down."`
+	Timeout           int  `json:"timeout,omitempty" doc:"Seconds a graceful stop waits for the guest (default 60); then 504 and the VM keeps running, unless force_after_timeout."`
+	ForceAfterTimeout bool `json:"force_after_timeout,omitempty"`
+}
+
+// VolumeAttach attaches an existing volume to a stopped VM.
+type VolumeAttach struct {
+	VolumeID uuid.UUID `json:"volume_id" format:"uuid"`
+	Bus      string    `json:"bus,omitempty" doc:"virtio (default), sata or scsi."`
+}
+
+func vmOut(v *vm.VM) *VM {
+	out := &VM{ID: v.ID, Name: v.Name, Description: v.Description,
+		CPU:    CPU{Sockets: v.CPU.Sockets, Cores: v.CPU.Cores, Threads: v.CPU.Threads, Mode: v.CPU.Mode, Model: v.CPU.Model},
+		Memory: v.MemoryBytes, Firmware: v.Firmware, MachineType: v.MachineType, Boot: append([]string{}, v.Boot...),
+		Disks: make([]Disk, 0, len(v.Disks)), CDROMs: make([]CDROM, 0, len(v.CDROMs)),
+		Interfaces: make([]Interface, 0, len(v.Interfaces)),
+		Graphics:   Graphics{Type: v.Graphics.Type, Listen: v.Graphics.Listen, PasswordSet: v.Graphics.Password != ""},
+		Status:     v.Status, StatusReason: v.StatusReason, PowerState: v.PowerState, CreatedAt: v.CreatedAt,
+		UpdatedAt: v.UpdatedAt, Version: v.Version}
+	for _, d := range v.Disks {
+		out.Disks = append(out.Disks, Disk(d))
+	}
+	for _, c := range v.CDROMs {
+		out.CDROMs = append(out.CDROMs, CDROM(c))
+	}
+	for _, n := range v.Interfaces {
+		out.Interfaces = append(out.Interfaces, Interface(n))
+	}
+	return out
+}
+
+func cpuIn(c CPU) vm.CPU { return vm.CPU(c) }
+
+func disksIn(ds []DiskRequest) []vm.DiskRequest {
+	if ds == nil {
+		return nil
+	}
+	out := make([]vm.DiskRequest, 0, len(ds))
+	for _, d := range ds {
+		r := vm.DiskRequest{Bus: d.Bus, BootOrder: d.BootOrder, ReadIOPS: d.ReadIOPS, WriteIOPS: d.WriteIOPS,
+			ReadBytes: d.ReadBytes, WriteBytes: d.WriteBytes}
+		if d.VolumeID != nil {
+			r.VolumeID = *d.VolumeID
+		}
+		if d.New != nil {
+			nr := d.New.request()
+			r.New = &nr
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func cdromsIn(cs []CDROM) []vm.CDROM {
+	if cs == nil {
+		return nil
+	}
+	out := make([]vm.CDROM, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, vm.CDROM(c))
+	}
+	return out
+}
+
+func interfacesIn(ns []Interface) []vm.Interface {
+	if ns == nil {
+		return nil
+	}
+	out := make([]vm.Interface, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, vm.Interface(n))
+	}
+	return out
+}
+
+func graphicsIn(g *GraphicsRequest) vm.Graphics {
+	if g == nil {
+		return vm.Graphics{}
+	}
+	return vm.Graphics{Type: g.Type, Listen: g.Listen, Password: g.Password}
+}
+
+func (c *VMCreate) request() vm.CreateRequest {
+	return vm.CreateRequest{Name: c.Name, Description: c.Description, CPU: cpuIn(c.CPU), MemoryBytes: c.Memory,
+		Firmware: c.Firmware, MachineType: c.MachineType, Boot: c.Boot, Disks: disksIn(c.Disks),
+		CDROMs: cdromsIn(c.CDROMs), Interfaces: interfacesIn(c.Interfaces), Graphics: graphicsIn(c.Graphics)}
+}
+
+func (e *VMEdit) request() vm.EditRequest {
+	r := vm.EditRequest{Name: e.Name, Description: e.Description, MemoryBytes: e.Memory, Firmware: e.Firmware,
+		MachineType: e.MachineType, Boot: e.Boot}
+	if e.CPU != nil {
+		c := cpuIn(*e.CPU)
+		r.CPU = &c
+	}
+	if e.Disks != nil {
+		d := disksIn(*e.Disks)
+		if d == nil {
+			d = []vm.DiskRequest{}
+		}
+		r.Disks = &d
+	}
+	if e.CDROMs != nil {
+		c := cdromsIn(*e.CDROMs)
+		if c == nil {
+			c = []vm.CDROM{}
+		}
+		r.CDROMs = &c
+	}
+	if e.Interfaces != nil {
+		n := interfacesIn(*e.Interfaces)
+		if n == nil {
+			n = []vm.Interface{}
+		}
+		r.Interfaces = &n
+	}
+	if e.Graphics != nil {
+		g := graphicsIn(e.Graphics)
+		r.Graphics = &g
+	}
+	return r
+}
+
+// Console is how to reach a VM's graphical console.
+type Console struct {
+	Type        string `json:"type" doc:"vnc or spice."`
+	Host        string `json:"host"`
+	Port        int    `json:"port"`
+	PasswordSet bool   `json:"password_set" doc:"The console asks for the VM's graphics password."`
+}

@@ -1,0 +1,149 @@
+package refserver
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+	"github.com/openvair/openvair/volume"
+)
+
+type volumeOutput struct {
+	Location string `header:"Location" doc:"Set on create."`
+	Body     *Volume
+}
+
+// VolumePage is one page of volumes; next_cursor is absent on the last page.
+type VolumePage struct {
+	Items      []*Volume `json:"items" nullable:"false"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+type volumePageOutput struct{ Body VolumePage }
+
+type listVolumesInput struct {
+	pageInput
+	StorageID string `query:"storage_id" doc:"Only volumes on this storage."`
+	Status    string `query:"status" doc:"Only volumes with this status."`
+	Name      string `query:"name" doc:"Only volumes with this name."`
+	Attached  string `query:"attached" enum:"true,false" doc:"true: only volumes attached to a VM; false: only free ones."`
+}
+
+type createVolumeInput struct{ Body VolumeCreate }
+
+type editVolumeInput struct {
+	idInput
+	Body VolumeEdit
+}
+
+type extendVolumeInput struct {
+	idInput
+	Body VolumeExtend
+}
+
+// optionalID parses an optional id filter.
+func optionalID(field, s string) (uuid.UUID, error) {
+	if s == "" {
+		return uuid.Nil, nil
+	}
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, &Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnprocessableEntity),
+			Status: http.StatusUnprocessableEntity, Kind: "invalid", Detail: field + " is not a UUID",
+			Errors: []*huma.ErrorDetail{{Message: "must be a UUID", Location: "query." + field, Value: s}}}
+	}
+	return id, nil
+}
+
+func (s *server) registerVolumes(api huma.API) {
+	const tag = "volumes"
+	svc := s.sys.Volumes
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/volumes", "listVolumes", "List volumes", tag),
+		func(ctx context.Context, in *listVolumesInput) (*volumePageOutput, error) {
+			sid, err := optionalID("storage_id", in.StorageID)
+			if err != nil {
+				return nil, err
+			}
+			opts := volume.ListOptions{Limit: in.Limit, Cursor: in.Cursor, StorageID: sid, Status: volume.Status(in.Status), Name: in.Name}
+			if in.Attached != "" {
+				a := in.Attached == "true"
+				opts.Attached = &a
+			}
+			page, err := svc.List(ctx, opts)
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			out := &volumePageOutput{Body: VolumePage{Items: make([]*Volume, 0, len(page.Items)), NextCursor: page.NextCursor}}
+			for _, v := range page.Items {
+				out.Body.Items = append(out.Body.Items, volumeOut(v))
+			}
+			return out, nil
+		})
+
+	huma.Register(api, created(s.op(http.MethodPost, "/api/v1/volumes", "createVolume", "Create a volume", tag,
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable)),
+		func(ctx context.Context, in *createVolumeInput) (*volumeOutput, error) {
+			v, err := svc.Create(ctx, in.Body.request())
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &volumeOutput{Location: s.location("volumes", v.ID), Body: volumeOut(v)}, nil
+		})
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/volumes/{id}", "getVolume", "Get a volume", tag, http.StatusNotFound),
+		func(ctx context.Context, in *idInput) (*volumeOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			v, err := svc.Get(ctx, id)
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &volumeOutput{Body: volumeOut(v)}, nil
+		})
+
+	huma.Register(api, s.op(http.MethodPatch, "/api/v1/volumes/{id}", "editVolume", "Change a volume's name, description or flags", tag,
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict),
+		func(ctx context.Context, in *editVolumeInput) (*volumeOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			v, err := svc.Edit(ctx, id, volume.EditRequest{Name: in.Body.Name, Description: in.Body.Description,
+				ReadOnly: in.Body.ReadOnly, Shareable: in.Body.Shareable})
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &volumeOutput{Body: volumeOut(v)}, nil
+		})
+
+	huma.Register(api, s.op(http.MethodPost, "/api/v1/volumes/{id}/extend", "extendVolume", "Grow a volume", tag,
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable),
+		func(ctx context.Context, in *extendVolumeInput) (*volumeOutput, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			v, err := svc.Extend(ctx, id, in.Body.Size)
+			if err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return &volumeOutput{Body: volumeOut(v)}, nil
+		})
+
+	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/volumes/{id}", "deleteVolume",
+		"Delete a volume no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		func(ctx context.Context, in *idInput) (*struct{}, error) {
+			id, err := parseID(in.ID)
+			if err != nil {
+				return nil, err
+			}
+			if err := svc.Delete(ctx, id); err != nil {
+				return nil, s.problemOf(ctx, err)
+			}
+			return nil, nil
+		})
+}
