@@ -89,6 +89,11 @@ func classify(err error) classified {
 			c.constraint = sqliteConstraint(se.Error(), se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			c.violation = violFK
+		default:
+			// ON DELETE RESTRICT reports SQLITE_CONSTRAINT_TRIGGER.
+			if se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT && strings.Contains(se.Error(), "FOREIGN KEY constraint failed") {
+				c.violation = violFK
+			}
 		}
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
