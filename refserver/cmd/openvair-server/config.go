@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/openvair/openvair/refserver"
+)
+
+// config is the server's configuration. Sources, later ones winning: the embedded defaults, the TOML file
+// (-config or OPENVAIR_CONFIG), environment variables (OPENVAIR_*), command-line flags.
+type config struct {
+	Listen          string            `toml:"listen"`           // OPENVAIR_LISTEN, -listen
+	DataDir         string            `toml:"data_dir"`         // OPENVAIR_DATA_DIR, -data-dir
+	DSN             string            `toml:"dsn"`              // OPENVAIR_DSN, -dsn; default sqlite:///<data_dir>/openvair.db
+	Hypervisor      string            `toml:"hypervisor"`       // "libvirt" (default) or "none"
+	LibvirtURI      string            `toml:"libvirt_uri"`      // OPENVAIR_LIBVIRT_URI, -libvirt-uri
+	LibvirtSocket   string            `toml:"libvirt_socket"`   // OPENVAIR_LIBVIRT_SOCKET, -libvirt-socket
+	LibvirtOptions  map[string]string `toml:"libvirt_options"`  // other driver options (domain_type, ...)
+	StorageOptions  map[string]string `toml:"storage_options"`  // options of the storage drivers (file_mode, ...)
+	AdminToken      string            `toml:"admin_token"`      // OPENVAIR_ADMIN_TOKEN; default generated into <data_dir>/admin.token
+	Tokens          []refserver.Token `toml:"tokens"`           // more tokens, stored as SHA-256
+	DefaultStorage  *bool             `toml:"default_storage"`  // create a LocalFS storage "default" in <data_dir>/storage when there is none (default true)
+	MaxImageSize    int64             `toml:"max_image_size"`   // bytes (default 64 GiB)
+	MaxBodyBytes    int64             `toml:"max_body_bytes"`   // JSON request bodies (default 1 MiB)
+	RequestTimeout  duration          `toml:"request_timeout"`  // default 5m
+	UploadTimeout   duration          `toml:"upload_timeout"`   // default 6h
+	ShutdownTimeout duration          `toml:"shutdown_timeout"` // default 30s
+	MonitorInterval duration          `toml:"monitor_interval"` // default 10s
+	LogLevel        string            `toml:"log_level"`        // OPENVAIR_LOG_LEVEL, -log-level: debug, info, warn, error
+	LogFormat       string            `toml:"log_format"`       // text (default) or json
+}
+
+// duration is a time.Duration written as "30s" in TOML.
+type duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// defaults returns the embedded defaults, which work on a fresh machine.
+func defaults(getenv func(string) string) config {
+	dataDir := "./openvair-data"
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		dataDir = filepath.Join(x, "openvair")
+	}
+	return config{
+		Listen:          "127.0.0.1:8080",
+		DataDir:         dataDir,
+		Hypervisor:      "libvirt",
+		LibvirtURI:      "qemu:///system",
+		RequestTimeout:  duration{5 * time.Minute},
+		UploadTimeout:   duration{6 * time.Hour},
+		ShutdownTimeout: duration{30 * time.Second},
+		MonitorInterval: duration{10 * time.Second},
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// options are what the command line asks for besides the configuration.
+type options struct {
+	addToken  string // role of a token to add, then exit
+	tokenName string
+}
+
+// loadConfig merges the defaults, the TOML file, the environment and the flags.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, options, error) {
+	cfg := defaults(getenv)
+	var opt options
+	fs := flag.NewFlagSet("openvair-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("OPENVAIR_CONFIG"), "TOML configuration file (env OPENVAIR_CONFIG)")
+	listen := fs.String("listen", "", "address to listen on (env OPENVAIR_LISTEN; default "+cfg.Listen+")")
+	dataDir := fs.String("data-dir", "", "data directory: database, admin token, default storage (env OPENVAIR_DATA_DIR; default "+cfg.DataDir+")")
+	dsn := fs.String("dsn", "", "store DSN: sqlite:///path/file.db, postgres://..., memory: (env OPENVAIR_DSN; default SQLite in the data directory)")
+	uri := fs.String("libvirt-uri", "", "libvirt URI, or none for no hypervisor (env OPENVAIR_LIBVIRT_URI; default "+cfg.LibvirtURI+")")
+	sock := fs.String("libvirt-socket", "", "libvirtd unix socket (env OPENVAIR_LIBVIRT_SOCKET; default: the URI's usual socket)")
+	level := fs.String("log-level", "", "debug, info, warn or error (env OPENVAIR_LOG_LEVEL)")
+	fs.StringVar(&opt.addToken, "add-token", "", "add a token with this role (admin or reader) to <data-dir>/tokens.json, print it once and exit")
+	fs.StringVar(&opt.tokenName, "token-name", "", "name of the token -add-token adds (default: <role>-<date>)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, opt, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, opt, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *configPath != "" {
+		md, err := toml.DecodeFile(*configPath, &cfg)
+		if err != nil {
+			return cfg, opt, fmt.Errorf("config %s: %w", *configPath, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			return cfg, opt, fmt.Errorf("config %s: unknown keys %v", *configPath, und)
+		}
+	}
+	for env, dst := range map[string]*string{
+		"OPENVAIR_LISTEN": &cfg.Listen, "OPENVAIR_DATA_DIR": &cfg.DataDir, "OPENVAIR_DSN": &cfg.DSN,
+		"OPENVAIR_LIBVIRT_URI": &cfg.LibvirtURI, "OPENVAIR_LIBVIRT_SOCKET": &cfg.LibvirtSocket,
+		"OPENVAIR_ADMIN_TOKEN": &cfg.AdminToken, "OPENVAIR_LOG_LEVEL": &cfg.LogLevel,
+	} {
+		if v := getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	if v := getenv("OPENVAIR_MAX_IMAGE_SIZE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return cfg, opt, fmt.Errorf("OPENVAIR_MAX_IMAGE_SIZE: %w", err)
+		}
+		cfg.MaxImageSize = n
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, p := range map[string]struct{ dst, val *string }{
+		"listen": {&cfg.Listen, listen}, "data-dir": {&cfg.DataDir, dataDir}, "dsn": {&cfg.DSN, dsn},
+		"libvirt-uri": {&cfg.LibvirtURI, uri}, "libvirt-socket": {&cfg.LibvirtSocket, sock}, "log-level": {&cfg.LogLevel, level},
+	} {
+		if set[name] {
+			*p.dst = *p.val
+		}
+	}
+	if cfg.LibvirtURI == "none" {
+		cfg.Hypervisor = "none"
+	}
+	if cfg.DataDir == "" {
+		return cfg, opt, errors.New("data directory is empty")
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return cfg, opt, err
+	}
+	cfg.DataDir = abs
+	if cfg.DSN == "" {
+		cfg.DSN = "sqlite://" + filepath.Join(cfg.DataDir, "openvair.db")
+	}
+	return cfg, opt, nil
+}
+
+// logger builds the slog logger the configuration asks for.
+func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
+	}
+	o := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(c.LogFormat) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
+}
+
+// ensureDataDir creates the data directory (0700) when missing.
+func ensureDataDir(dir string) error {
+	return os.MkdirAll(dir, 0o700)
+}

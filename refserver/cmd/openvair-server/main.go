@@ -1,0 +1,146 @@
+// Command openvair-server serves the openvair API (package refserver) over HTTP.
+//
+//	go run ./refserver/cmd/openvair-server
+//
+// On a fresh machine it creates ./openvair-data (or $XDG_DATA_HOME/openvair) holding a SQLite database, a
+// LocalFS storage named "default" in storage/, and admin.token (mode 0600), the bearer token of the first
+// administrator; it listens on 127.0.0.1:8080 and manages VMs through libvirt at qemu:///system when
+// libvirtd answers (otherwise VM calls answer 503 and everything else works).
+//
+// Configuration comes from a TOML file (-config), OPENVAIR_* environment variables and flags, later ones
+// winning; see -help. `-add-token reader` adds a read-only token and prints it once. SIGINT and SIGTERM
+// shut the server down gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/refserver"
+	_ "github.com/openvair/openvair/repo/sql" // sqlite:// and postgres:// stores
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "openvair-server:", err)
+		os.Exit(1)
+	}
+}
+
+// run runs the server until ctx ends. ready, when set, is called with the listening address.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(net.Addr)) error {
+	cfg, opt, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := cfg.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if err := ensureDataDir(cfg.DataDir); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if opt.addToken != "" {
+		return addToken(cfg.DataDir, refserver.Role(opt.addToken), opt.tokenName, stdout)
+	}
+	tokens, err := loadTokens(&cfg, log)
+	if err != nil {
+		return err
+	}
+
+	sysCfg := openvair.Config{DSN: cfg.DSN, DataDir: cfg.DataDir, StorageOptions: cfg.StorageOptions,
+		MaxImageSize: cfg.MaxImageSize, MonitorInterval: cfg.MonitorInterval.Duration, Logger: log}
+	if cfg.Hypervisor == "libvirt" {
+		sysCfg.Hypervisor = "libvirt"
+		sysCfg.HypervisorOptions = map[string]string{"uri": cfg.LibvirtURI}
+		for k, v := range cfg.LibvirtOptions {
+			sysCfg.HypervisorOptions[k] = v
+		}
+		if cfg.LibvirtSocket != "" {
+			sysCfg.HypervisorOptions["socket"] = cfg.LibvirtSocket
+		}
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	sys, err := openvair.Open(openCtx, sysCfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("open %s store: %w", dsnScheme(cfg.DSN), err)
+	}
+	defer sys.Close()
+	log.Info("store opened", "store", dsnScheme(cfg.DSN), "data_dir", cfg.DataDir)
+
+	if cfg.DefaultStorage == nil || *cfg.DefaultStorage {
+		ensureDefaultStorage(ctx, sys, cfg.DataDir, log)
+	}
+	if cfg.Hypervisor == "libvirt" {
+		if st := refserver.HypervisorStatus(ctx, sys); st != "ok" {
+			log.Warn("libvirt is not reachable; VM calls answer 503 until it is", "uri", cfg.LibvirtURI, "reason", st)
+		} else {
+			log.Info("libvirt reachable", "uri", cfg.LibvirtURI)
+		}
+	} else {
+		log.Info("no hypervisor configured; VM calls answer 503")
+	}
+
+	handler, err := refserver.New(sys, refserver.Config{Tokens: tokens, Logger: log, MaxImageSize: cfg.MaxImageSize,
+		MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout.Duration, UploadTimeout: cfg.UploadTimeout.Duration})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Read and write deadlines are set per request by the handler: RequestTimeout for ordinary
+		// requests, UploadTimeout for image uploads.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		_ = sys.Run(runCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "docs", "http://"+ln.Addr().String()+"/docs")
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.Duration)
+		err = srv.Shutdown(sctx)
+		cancel()
+		<-serveErr
+	}
+	stopRun()
+	<-monitorDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	log.Info("stopped")
+	return err
+}
