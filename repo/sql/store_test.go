@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(pg.Main(m, dropFixtures)) }
 
 // backend is one database the suites run on.
 type backend struct {

@@ -267,61 +267,82 @@ var shared struct {
 // testenv.Unavailable when there is neither.
 func Start(t testing.TB) string {
 	t.Helper()
-	admin := os.Getenv(EnvDSN)
-	if admin == "" {
-		shared.once.Do(func() { shared.c, shared.err = startCluster() })
-		if shared.err != nil {
-			var u unavailable
-			if errors.As(shared.err, &u) {
-				testenv.Unavailable(t, "%v", shared.err)
-			}
-			t.Fatalf("start PostgreSQL: %v", shared.err)
-		}
-		admin = shared.c.AdminDSN()
+	return CreateDatabase(t, Admin(t))
+}
+
+// Admin returns the DSN of the server Start uses, as a role that may create databases: the one
+// OPENVAIR_TEST_PG_DSN names, or the shared throwaway cluster's (started on first use).
+func Admin(t testing.TB) string {
+	t.Helper()
+	if admin := os.Getenv(EnvDSN); admin != "" {
+		return admin
 	}
-	return CreateDatabase(t, admin)
+	shared.once.Do(func() { shared.c, shared.err = startCluster() })
+	if shared.err != nil {
+		var u unavailable
+		if errors.As(shared.err, &u) {
+			testenv.Unavailable(t, "%v", shared.err)
+		}
+		t.Fatalf("start PostgreSQL: %v", shared.err)
+	}
+	return shared.c.AdminDSN()
 }
 
 // CreateDatabase creates a fresh database on the server of adminDSN, drops it when the test ends, and
 // returns its DSN.
 func CreateDatabase(t testing.TB, adminDSN string) string {
 	t.Helper()
+	dsn, drop, err := NewDatabase(adminDSN)
+	if err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Logf("drop test database: %v", err)
+		}
+	})
+	return dsn
+}
+
+// NewDatabase creates a fresh database on the server of adminDSN and returns its DSN and the function
+// that drops it, for fixtures that outlive one test (drop them from TestMain through Main's hooks).
+func NewDatabase(adminDSN string) (dsn string, drop func() error, err error) {
 	u, err := url.Parse(adminDSN)
 	if err != nil {
-		t.Fatalf("bad PostgreSQL DSN: %v", err)
+		return "", nil, fmt.Errorf("bad PostgreSQL DSN: %w", err)
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	name := "ovtest_" + hex.EncodeToString(b)
-	db := open(adminDSN)
-	defer func() { _ = db.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create test database: %v", err)
+	if err := adminExec(adminDSN, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
 	}
-	t.Cleanup(func() {
-		db := open(adminDSN)
-		defer func() { _ = db.Close() }()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop test database %s: %v", name, err)
-		}
-	})
+	drop = func() error { return adminExec(adminDSN, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") }
 	u.Path = "/" + name
 	if !strings.Contains(u.RawQuery, "sslmode") {
 		q := u.Query()
 		q.Set("sslmode", "disable")
 		u.RawQuery = q.Encode()
 	}
-	return u.String()
+	return u.String(), drop, nil
 }
 
-// Main runs the tests of a package and then stops the shared cluster: call it from TestMain,
-// os.Exit(pg.Main(m)).
-func Main(m *testing.M) int {
+func adminExec(adminDSN, stmt string) error {
+	db := open(adminDSN)
+	defer func() { _ = db.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := db.ExecContext(ctx, stmt)
+	return err
+}
+
+// Main runs the tests of a package, then the hooks (for example dropping fixtures made with
+// NewDatabase), then stops the shared cluster: call it from TestMain, os.Exit(pg.Main(m)).
+func Main(m *testing.M, after ...func()) int {
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	if shared.c != nil {
 		_ = shared.c.Stop()
 	}
