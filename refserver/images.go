@@ -31,14 +31,15 @@ type ImagePage struct {
 type imagePageOutput struct{ Body ImagePage }
 
 type listImagesInput struct {
-	pageInput
+	Limit     int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor    string `query:"cursor" doc:"The next_cursor of the previous page."`
 	StorageID string `query:"storage_id" doc:"Only images on this storage."`
 	Status    string `query:"status" doc:"Only images with this status."`
 	Name      string `query:"name" doc:"Only images with this name."`
 }
 
 type editImageInput struct {
-	idInput
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
 	Body MetaEdit
 }
 
@@ -89,16 +90,12 @@ func (s *server) registerImages(api huma.API) {
 		http.StatusUnprocessableEntity, http.StatusServiceUnavailable))
 	up.Description = fmt.Sprintf("The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes "+
 		"(ISO 9660, qcow2, or raw). The limit is %d bytes (413 beyond it).", s.cfg.MaxImageSize)
+	// Only the binary content type is declared before Register: a declared object schema would make Huma
+	// read and parse the body itself. The multipart form is added to the document afterwards.
 	up.RequestBody = &huma.RequestBody{
 		Required: true,
 		Content: map[string]*huma.MediaType{
 			"application/octet-stream": {Schema: &huma.Schema{Type: "string", Format: "binary"}},
-			"multipart/form-data": {Schema: &huma.Schema{Type: "object", Properties: map[string]*huma.Schema{
-				"storage_id":  {Type: "string", Format: "uuid"},
-				"name":        {Type: "string"},
-				"description": {Type: "string"},
-				"file":        {Type: "string", Format: "binary", Description: "The image; must be the last part."},
-			}, Required: []string{"file"}}},
 		},
 	}
 	huma.Register(api, up, func(ctx context.Context, in *uploadImageInput) (*imageOutput, error) {
@@ -112,6 +109,15 @@ func (s *server) registerImages(api huma.API) {
 		}
 		return &imageOutput{Location: s.location("images", img.ID), Body: imageOut(img)}, nil
 	})
+	if item := api.OpenAPI().Paths["/api/v1/images"]; item != nil && item.Post != nil {
+		item.Post.RequestBody.Content["multipart/form-data"] = &huma.MediaType{Schema: &huma.Schema{Type: "object",
+			Properties: map[string]*huma.Schema{
+				"storage_id":  {Type: "string", Format: "uuid"},
+				"name":        {Type: "string"},
+				"description": {Type: "string"},
+				"file":        {Type: "string", Format: "binary", Description: "The image; the last part."},
+			}, Required: []string{"file"}}}
+	}
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/images/{id}", "getImage", "Get an image", tag, http.StatusNotFound),
 		func(ctx context.Context, in *idInput) (*imageOutput, error) {

@@ -49,12 +49,6 @@ func parseID(s string) (uuid.UUID, error) {
 	return id, nil
 }
 
-// pageInput is the paging part of a list operation.
-type pageInput struct {
-	Limit  int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
-	Cursor string `query:"cursor" doc:"The next_cursor of the previous page."`
-}
-
 type storageOutput struct {
 	Location string `header:"Location" doc:"Set on create."`
 	Body     *Storage
@@ -69,7 +63,8 @@ type StoragePage struct {
 type storagePageOutput struct{ Body StoragePage }
 
 type listStoragesInput struct {
-	pageInput
+	Limit  int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor string `query:"cursor" doc:"The next_cursor of the previous page."`
 	Status string `query:"status" doc:"Only storages with this status."`
 	Type   string `query:"type" doc:"Only storages of this type (localfs, nfs)."`
 	Name   string `query:"name" doc:"Only the storage with this name."`
@@ -78,7 +73,7 @@ type listStoragesInput struct {
 type createStorageInput struct{ Body StorageCreate }
 
 type editStorageInput struct {
-	idInput
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
 	Body MetaEdit
 }
 

@@ -24,7 +24,8 @@ type VMPage struct {
 type vmPageOutput struct{ Body VMPage }
 
 type listVMsInput struct {
-	pageInput
+	Limit      int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor     string `query:"cursor" doc:"The next_cursor of the previous page."`
 	Status     string `query:"status" doc:"Only VMs with this status."`
 	PowerState string `query:"power_state" doc:"Only VMs in this power state."`
 	Name       string `query:"name" doc:"Only the VM with this name."`
@@ -33,27 +34,27 @@ type listVMsInput struct {
 type createVMInput struct{ Body VMCreate }
 
 type editVMInput struct {
-	idInput
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
 	Body VMEdit
 }
 
 type deleteVMInput struct {
-	idInput
-	DeleteVolumes bool `query:"delete_volumes" doc:"Also delete the VM's volumes that no other VM uses."`
+	ID            string `path:"id" format:"uuid" doc:"The entity's id."`
+	DeleteVolumes bool   `query:"delete_volumes" doc:"Also delete the VM's volumes that no other VM uses."`
 }
 
 type stopVMInput struct {
-	idInput
+	ID   string  `path:"id" format:"uuid" doc:"The entity's id."`
 	Body *VMStop `required:"false"`
 }
 
 type attachVolumeInput struct {
-	idInput
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
 	Body VolumeAttach
 }
 
 type detachVolumeInput struct {
-	idInput
+	ID       string `path:"id" format:"uuid" doc:"The entity's id."`
 	VolumeID string `path:"volume_id" format:"uuid"`
 }
 

@@ -23,7 +23,8 @@ type VolumePage struct {
 type volumePageOutput struct{ Body VolumePage }
 
 type listVolumesInput struct {
-	pageInput
+	Limit     int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor    string `query:"cursor" doc:"The next_cursor of the previous page."`
 	StorageID string `query:"storage_id" doc:"Only volumes on this storage."`
 	Status    string `query:"status" doc:"Only volumes with this status."`
 	Name      string `query:"name" doc:"Only volumes with this name."`
@@ -33,12 +34,12 @@ type listVolumesInput struct {
 type createVolumeInput struct{ Body VolumeCreate }
 
 type editVolumeInput struct {
-	idInput
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
 	Body VolumeEdit
 }
 
 type extendVolumeInput struct {
-	idInput
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
 	Body VolumeExtend
 }
 

@@ -1,0 +1,211 @@
+package refserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/internal/testenv/libvirtd"
+	"github.com/openvair/openvair/refserver"
+	_ "github.com/openvair/openvair/repo/sql" // sqlite://
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	libvirtd.CleanupCache()
+	os.Exit(code)
+}
+
+// env is a real server on loopback over the SQLite store, with an admin and a reader token.
+type env struct {
+	t      testing.TB
+	URL    string
+	admin  string
+	reader string
+	sys    *openvair.System
+	dir    string
+	daemon *libvirtd.Daemon
+}
+
+type envOptions struct {
+	// libvirt: "" for no hypervisor, else a URI served by a throwaway libvirtd.
+	libvirt        golibvirt.ConnectURI
+	maxImageSize   int64
+	maxBodyBytes   int64
+	storageOptions map[string]string
+}
+
+// start opens an SDK on SQLite in a temp dir and serves the API on 127.0.0.1:0.
+func start(t testing.TB, o envOptions) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir}
+	cfg := openvair.Config{DSN: "sqlite://" + filepath.Join(dir, "openvair.db"), DataDir: dir,
+		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger()}
+	if o.libvirt != "" {
+		e.daemon = libvirtd.Start(t)
+		cfg.Hypervisor = "libvirt"
+		cfg.HypervisorOptions = map[string]string{"uri": string(o.libvirt), "socket": e.daemon.Socket()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sys, err := openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sys.Close() })
+	e.sys = sys
+
+	e.admin, err = refserver.GenerateToken()
+	require.NoError(t, err)
+	e.reader, err = refserver.GenerateToken()
+	require.NoError(t, err)
+	tokens, err := refserver.NewTokens(
+		refserver.Token{Name: "admin", Role: refserver.RoleAdmin, SHA256: refserver.HashToken(e.admin)},
+		refserver.Token{Name: "reader", Role: refserver.RoleReader, SHA256: refserver.HashToken(e.reader)})
+	require.NoError(t, err)
+	h, err := refserver.New(sys, refserver.Config{Tokens: tokens, Logger: quietLogger(), MaxImageSize: o.maxImageSize,
+		MaxBodyBytes: o.maxBodyBytes})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e.URL = srv.URL
+	return e
+}
+
+// quietLogger drops the request logs (set OPENVAIR_TEST_LOG=1 to see them).
+func quietLogger() *slog.Logger {
+	if os.Getenv("OPENVAIR_TEST_LOG") == "1" {
+		return slog.Default()
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// resp is an HTTP response with its body read.
+type resp struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// problem decodes an error body and checks that it is problem+json with the response's status.
+func (r resp) problem(t testing.TB) refserver.Problem {
+	t.Helper()
+	require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"), "body: %s", r.Body)
+	var p refserver.Problem
+	require.NoError(t, json.Unmarshal(r.Body, &p), "body: %s", r.Body)
+	require.Equal(t, r.Status, p.Status, "body: %s", r.Body)
+	return p
+}
+
+// do sends a request with a token ("" for none) and a body: nil, []byte / io.Reader (sent as is) or a
+// value encoded as JSON.
+func (e *env) do(method, path, token string, body any, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	ct := ""
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd, ct = bytes.NewReader(b), "application/octet-stream"
+	case io.Reader:
+		rd, ct = b, "application/octet-stream"
+	case string:
+		rd, ct = strings.NewReader(b), "application/json"
+	default:
+		j, err := json.Marshal(b)
+		require.NoError(e.t, err)
+		rd, ct = bytes.NewReader(j), "application/json"
+	}
+	req, err := http.NewRequest(method, e.URL+path, rd)
+	require.NoError(e.t, err)
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(e.t, err)
+	return resp{Status: res.StatusCode, Header: res.Header, Body: b}
+}
+
+// call is do with the admin token that requires the status and decodes the body into out (when not nil).
+func (e *env) call(method, path string, body any, status int, out any) resp {
+	e.t.Helper()
+	r := e.do(method, path, e.admin, body)
+	require.Equal(e.t, status, r.Status, "%s %s: %s", method, path, r.Body)
+	if out != nil {
+		require.NoError(e.t, json.Unmarshal(r.Body, out), "%s", r.Body)
+	}
+	return r
+}
+
+// storageDir returns a directory for a LocalFS storage.
+func (e *env) storageDir(name string) string {
+	p := filepath.Join(e.dir, name)
+	require.NoError(e.t, os.MkdirAll(p, 0o755))
+	return p
+}
+
+// localStorage creates a LocalFS directory storage through the API.
+func (e *env) localStorage(name, dir string) refserver.Storage {
+	e.t.Helper()
+	var st refserver.Storage
+	e.call("POST", "/api/v1/storages", map[string]any{"name": name, "type": "localfs", "localfs": map[string]any{"path": dir}}, 201, &st)
+	return st
+}
+
+// volume creates a volume through the API.
+func (e *env) volume(storageID uuid.UUID, name string, size int64) refserver.Volume {
+	e.t.Helper()
+	var v refserver.Volume
+	e.call("POST", "/api/v1/volumes", map[string]any{"name": name, "storage_id": storageID, "format": "qcow2", "size": size}, 201, &v)
+	return v
+}
+
+// iso returns a small ISO 9660 image (a volume descriptor at 32 KiB).
+func iso() []byte {
+	b := make([]byte, 64<<10)
+	copy(b[32768:], "\x01CD001\x01")
+	return b
+}
+
+// image uploads an ISO through the API.
+func (e *env) image(storageID uuid.UUID, name string) refserver.Image {
+	e.t.Helper()
+	var img refserver.Image
+	e.call("POST", "/api/v1/images?storage_id="+storageID.String()+"&name="+name, iso(), 201, &img)
+	return img
+}
+
+// problemIs requires an error response with the status and, when kind is not empty, the problem kind.
+func (r resp) problemIs(t testing.TB, status int, kind string) refserver.Problem {
+	t.Helper()
+	require.Equal(t, status, r.Status, "body: %s", r.Body)
+	p := r.problem(t)
+	if kind != "" {
+		require.Equal(t, kind, p.Kind, "body: %s", r.Body)
+	}
+	return p
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
