@@ -54,58 +54,143 @@ func CopyAt(ctx context.Context, w io.WriterAt, r io.Reader, maxSize int64) (dri
 	})
 }
 
-// copyLoop reads r buffer by buffer and hands each buffer to sink (with its offset in the stream) while
-// hashing it concurrently.
+// copyLoop reads r buffer by buffer and hands each buffer, with its offset in the stream, to a second
+// goroutine that hashes and sinks it while the next buffer is being read. It returns only after that
+// goroutine has finished, so nothing is written after Copy returns.
 func copyLoop(ctx context.Context, r io.Reader, maxSize int64, sink func(p []byte, off int64) error) (driver.ImageInfo, error) {
+	var info driver.ImageInfo
 	if maxSize < 0 {
-		return driver.ImageInfo{}, errkind.New(errkind.Invalid, "image", "", "negative size limit %d", maxSize)
+		return info, errkind.New(errkind.Invalid, "image", "", "negative size limit %d", maxSize)
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	p := newPipeline(sink)
+	total, err := readChunks(ctx, r, maxSize, p, &info)
+	if werr := p.close(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return info, err
+	}
+	info.Size = total
+	info.SHA256 = hex.EncodeToString(p.hash.Sum(nil))
+	return info, nil
+}
 
-	var (
-		info  driver.ImageInfo
-		total int64
-		h     = sha256.New()
-	)
+// readChunks is the reading side of copyLoop: it fills buffers, checks the first one and passes them on.
+func readChunks(ctx context.Context, r io.Reader, maxSize int64, p *pipeline, info *driver.ImageInfo) (int64, error) {
+	var total int64
 	for first := true; ; first = false {
 		if err := ctx.Err(); err != nil {
-			return info, err
+			return total, err
 		}
-		limit := len(buf)
+		bp, err := p.buffer()
+		if err != nil {
+			return total, err
+		}
+		buf := *bp
 		if maxSize > 0 {
 			// Never read more than one byte past the limit.
-			limit = int(min(int64(limit), maxSize+1-total))
+			buf = buf[:min(int64(len(buf)), maxSize+1-total)]
 		}
-		n, eof, err := fill(r, buf[:limit])
+		n, eof, err := fill(r, buf)
 		if err != nil {
-			return info, err
+			p.release(bp)
+			return total, err
 		}
 		total += int64(n)
 		if maxSize > 0 && total > maxSize {
-			return info, errkind.New(errkind.TooLarge, "image", "", "image is larger than the limit of %d bytes", maxSize)
+			p.release(bp)
+			return total, errkind.New(errkind.TooLarge, "image", "", "image is larger than the limit of %d bytes", maxSize)
 		}
-		chunk := buf[:n]
 		if first {
-			info.Format = Detect(chunk)
+			info.Format = Detect(buf[:n])
 			if info.Format == driver.ImageQCOW2 {
-				if err := checkQCOW2(chunk); err != nil {
-					return info, err
+				if err := checkQCOW2(buf[:n]); err != nil {
+					p.release(bp)
+					return total, err
 				}
 			}
 		}
-		if n > 0 {
-			if err := hashAndSink(h, chunk, total-int64(n), sink); err != nil {
-				return info, err
-			}
-		}
+		p.send(bp, n, total-int64(n))
 		if eof {
-			info.Size = total
-			info.SHA256 = hex.EncodeToString(h.Sum(nil))
-			return info, nil
+			return total, nil
 		}
 	}
+}
+
+// pipeline hashes and sinks buffers in a goroutine of its own, in order, with two buffers in flight.
+type pipeline struct {
+	sink     func([]byte, int64) error
+	hash     hash.Hash
+	work     chan chunk
+	free     chan *[]byte
+	failed   chan struct{} // closed after the first write error, stored in werr
+	finished chan struct{} // closed when the worker has returned
+	werr     error
+}
+
+type chunk struct {
+	buf *[]byte
+	n   int
+	off int64
+}
+
+const inFlight = 2
+
+func newPipeline(sink func([]byte, int64) error) *pipeline {
+	p := &pipeline{
+		sink: sink, hash: sha256.New(),
+		work: make(chan chunk, inFlight), free: make(chan *[]byte, inFlight),
+		failed: make(chan struct{}), finished: make(chan struct{}),
+	}
+	for range inFlight {
+		p.free <- bufPool.Get().(*[]byte)
+	}
+	go p.run()
+	return p
+}
+
+func (p *pipeline) run() {
+	defer close(p.finished)
+	for c := range p.work {
+		if p.werr == nil {
+			if err := hashAndSink(p.hash, (*c.buf)[:c.n], c.off, p.sink); err != nil {
+				p.werr = err
+				close(p.failed)
+			}
+		}
+		p.free <- c.buf
+	}
+}
+
+// buffer returns a free buffer, or the write error once one has happened.
+func (p *pipeline) buffer() (*[]byte, error) {
+	select {
+	case <-p.failed:
+		return nil, p.werr
+	default:
+	}
+	select {
+	case bp := <-p.free:
+		return bp, nil
+	case <-p.failed:
+		return nil, p.werr
+	}
+}
+
+// release gives back a buffer that was not sent.
+func (p *pipeline) release(bp *[]byte) { p.free <- bp }
+
+func (p *pipeline) send(bp *[]byte, n int, off int64) { p.work <- chunk{bp, n, off} }
+
+// close waits until everything sent has been written, returns the buffers to the pool and reports the
+// first write error.
+func (p *pipeline) close() error {
+	close(p.work)
+	<-p.finished
+	for range inFlight {
+		bufPool.Put(<-p.free)
+	}
+	return p.werr
 }
 
 // hashAndSink hashes p in a second goroutine while sink writes it.

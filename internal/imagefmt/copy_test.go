@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
@@ -289,4 +290,63 @@ func TestCopyConcurrent(t *testing.T) {
 	for i, err := range errs {
 		assert.NoError(t, err, "copy %d", i)
 	}
+}
+
+// lateWriter records whether it is called after the copy has returned.
+type lateWriter struct {
+	returned atomic.Bool
+	late     atomic.Bool
+	writes   atomic.Int64
+}
+
+func (l *lateWriter) Write(p []byte) (int, error) {
+	if l.returned.Load() {
+		l.late.Store(true)
+	}
+	l.writes.Add(1)
+	return len(p), nil
+}
+
+// TestCopyNoWriteAfterReturn: however Copy ends, no write is still running or starts once it has returned,
+// so the caller may delete the partial file right away.
+func TestCopyNoWriteAfterReturn(t *testing.T) {
+	data := randomBytes(6*BufferSize, 11)
+	cases := []struct {
+		name    string
+		maxSize int64
+		cancel  bool
+		want    error
+	}{
+		{"success", 0, false, nil},
+		{"too large", 4*BufferSize + 5, false, errkind.TooLarge},
+		{"cancelled", 0, true, context.Canceled},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var r io.Reader = bytes.NewReader(data)
+			if c.cancel {
+				r = &cancelReader{r: r, after: 3 * BufferSize, cancel: cancel}
+			}
+			w := &lateWriter{}
+			_, err := Copy(ctx, w, r, c.maxSize)
+			w.returned.Store(true)
+			if c.want == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, c.want)
+			}
+			assert.Positive(t, w.writes.Load())
+			assert.False(t, w.late.Load())
+		})
+	}
+}
+
+// TestCopyStopsReadingAfterWriteError: a failed write ends the copy within a few buffers.
+func TestCopyStopsReadingAfterWriteError(t *testing.T) {
+	cr := &countingReader{r: zeroReader{}}
+	_, err := Copy(context.Background(), &failingWriter{}, cr, 0)
+	require.ErrorIs(t, err, errDisk)
+	assert.LessOrEqual(t, cr.n, int64(2+inFlight+1)*BufferSize)
 }
