@@ -20,8 +20,9 @@ import (
 const (
 	pgMaxConns      = 16
 	sqliteReadConns = 4
-	// sqliteBusyTimeout is how long a SQLite connection waits for a lock held by another process.
-	sqliteBusyTimeout = 10 * time.Second
+	// sqliteBusyTimeout is how long SQLite itself waits for a lock held by another process before the
+	// store's own context-aware wait (sqliteBusyWait) takes over.
+	sqliteBusyTimeout = 100 * time.Millisecond
 )
 
 // connect opens the pools a DSN names, without migrating.

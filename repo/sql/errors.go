@@ -58,7 +58,8 @@ const (
 
 // classified is what mapErr learned about a driver error.
 type classified struct {
-	retry      bool   // a serialization failure, deadlock or busy database: run the unit of work again
+	retry      bool   // a serialization failure or deadlock: run the unit of work again
+	busy       bool   // SQLite's lock stayed taken (by another process) for the whole busy timeout
 	violation  int    // violUnique or violFK
 	constraint string // the violated constraint, when known
 	fkOnDelete bool   // the foreign key was violated by a delete (the row is still referenced)
@@ -97,7 +98,7 @@ func classify(err error) classified {
 		}
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			c.retry = true
+			c.busy = true
 		}
 		return c
 	}
@@ -169,6 +170,8 @@ func (s *Store) mapErr(ctx context.Context, err error) error {
 		return errkind.Wrap(errkind.NotFound, err, r.entity, "", "%s", r.msg)
 	case c.retry:
 		return errkind.Wrap(errkind.Conflict, err, "database", "", "conflicting concurrent unit of work")
+	case c.busy:
+		return errkind.Wrap(errkind.Conflict, err, "database", "", "the database file stayed locked by another writer")
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		if !errors.Is(err, cerr) {

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -11,10 +12,14 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// Retries of a unit of work that lost a serialization race (PostgreSQL 40001/40P01, SQLite busy).
+// Retries of a unit of work that lost a serialization race (PostgreSQL 40001/40P01), and how long a SQLite
+// unit of work waits for the write lock another process holds (SQLite's own busy timeout is kept short
+// because it waits inside the C code, deaf to the context; the rest of the wait happens here, bounded by the
+// context too).
 const (
-	maxAttempts = 30
-	backoffMax  = 200 * time.Millisecond
+	maxAttempts    = 30
+	backoffMax     = 200 * time.Millisecond
+	sqliteBusyWait = 10 * time.Second
 )
 
 type txKey struct{}
@@ -46,20 +51,25 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 		return fn(ctx)
 	}
 	var last error
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		retry, err := s.attempt(ctx, fn)
 		if !retry {
 			return err
 		}
 		last = err
-		if attempt == maxAttempts {
+		if s.dialect == SQLite && time.Since(start) > sqliteBusyWait {
+			return errkind.Wrap(errkind.Conflict, last, "database", "", "the database file stayed locked by another writer for %v", sqliteBusyWait)
+		}
+		if s.dialect != SQLite && attempt == maxAttempts {
 			return errkind.Wrap(errkind.Conflict, last, "database", "", "the unit of work kept conflicting with concurrent ones (%d attempts)", maxAttempts)
 		}
 		d := min(backoffMax, time.Millisecond<<min(attempt, 10))
 		d = d/2 + rand.N(d/2+1)
 		select {
 		case <-ctx.Done():
-			return s.mapErr(ctx, ctx.Err())
+			return errkind.Wrap(errkind.Conflict, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last), "database", "",
+				"gave up retrying the unit of work at the context deadline")
 		case <-time.After(d):
 		}
 	}
@@ -72,7 +82,7 @@ func (s *Store) attempt(ctx context.Context, fn func(ctx context.Context) error)
 	}
 	tx, err := s.db.BeginTx(ctx, s.txOpts)
 	if err != nil {
-		return classify(err).retry, s.mapErr(ctx, err)
+		return retryable(err), s.mapErr(ctx, err)
 	}
 	t := &txState{store: s, tx: tx}
 	finished := false
@@ -91,9 +101,16 @@ func (s *Store) attempt(ctx context.Context, fn func(ctx context.Context) error)
 		return t.retry, err
 	}
 	if err := tx.Commit(); err != nil {
-		return classify(err).retry, s.mapErr(ctx, err)
+		return retryable(err), s.mapErr(ctx, err)
 	}
 	return false, nil
+}
+
+// retryable reports whether a failed unit of work may run again: a serialization failure or deadlock
+// (PostgreSQL), a write lock held by another process (SQLite).
+func retryable(err error) bool {
+	c := classify(err)
+	return c.retry || c.busy
 }
 
 // conn is what a repository call runs its statements on: the unit of work's transaction, a read
@@ -148,7 +165,7 @@ func (c conn) fail(ctx context.Context, query string, err error) error {
 		mapped = errkind.Wrap(errkind.InUse, err, "", "", "still referenced")
 	}
 	if c.t != nil {
-		if cl.retry {
+		if cl.retry || cl.busy {
 			c.t.retry = true
 		}
 		if c.s.dialect == Postgres && c.t.failed == nil {
