@@ -74,7 +74,9 @@ func planCreate(virtualSize, cs int64, prealloc bool) (layout, error) {
 // Create writes a new version 3 image of virtualSize bytes into the empty file f and returns the resulting
 // file length. virtualSize must be a multiple of 512. With Preallocation "metadata" every L2 table and data
 // cluster is allocated (the data clusters stay holes of the file, which read as zeros). The header is written
-// last, so an interrupted Create leaves a file that is not mistaken for a valid image.
+// last, after a Sync when f has one, so an interrupted Create leaves a file that is not mistaken for a valid
+// image. Create does not sync the header itself: a caller that needs the new file durable syncs it.
+// f must be empty (errkind.Invalid otherwise), so that no old content shows through preallocated clusters.
 func Create(f File, virtualSize int64, opts CreateOptions) (fileSize int64, err error) {
 	cs := opts.ClusterSize
 	if cs == 0 {
@@ -98,6 +100,12 @@ func Create(f File, virtualSize int64, opts CreateOptions) (fileSize int64, err 
 	if err != nil {
 		return 0, err
 	}
+	// Preallocated clusters are holes that must read as zeros, and no old content may show through: insist
+	// on an empty file.
+	var probe [1]byte
+	if n, _ := f.ReadAt(probe[:], 0); n != 0 {
+		return 0, invalid("Create needs an empty file")
+	}
 	if err := writeMetadata(f, l); err != nil {
 		return 0, err
 	}
@@ -108,12 +116,16 @@ func Create(f File, virtualSize int64, opts CreateOptions) (fileSize int64, err 
 			return 0, err
 		}
 	}
+	// Barrier, then the header: a crash never leaves a valid header over missing metadata.
+	if err := syncFile(f); err != nil {
+		return 0, err
+	}
 	hdr := make([]byte, cs)
 	putHeader(hdr, virtualSize, l)
 	if err := writeAt(f, hdr, 0, "header"); err != nil {
 		return 0, err
 	}
-	return fileSize, syncFile(f)
+	return fileSize, nil
 }
 
 // writeMetadata writes the refcount table and blocks, the L1 table and any preallocated L2 tables, which

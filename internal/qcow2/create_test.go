@@ -135,3 +135,11 @@ func TestCreateHeaderWrittenLast(t *testing.T) {
 		require.ErrorIs(t, err, errkind.Invalid, "after %d writes", n)
 	}
 }
+
+func TestCreateRefusesNonEmptyFile(t *testing.T) {
+	f := &memFile{}
+	_, _ = f.WriteAt([]byte("old data"), 0)
+	_, err := Create(f, miB, CreateOptions{})
+	require.ErrorIs(t, err, errkind.Invalid)
+	assert.Equal(t, []byte("old data"), f.Bytes(100))
+}

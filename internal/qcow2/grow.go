@@ -17,8 +17,9 @@ import (
 // between these steps.
 //
 // Images with unknown incompatible features (errkind.Unsupported), dirty or corrupt images (errkind.Invalid),
-// and version 2 images with internal snapshots (errkind.Unsupported) are refused. Autoclear feature bits are
-// cleared, as the format requires of a program that does not maintain what they describe.
+// images with persistent dirty bitmaps and version 2 images with internal snapshots (errkind.Unsupported) are
+// refused. Other autoclear feature bits are cleared, as the format requires of a program that does not
+// maintain what they describe.
 func Grow(f File, fileSize, newSize int64) (newFileSize int64, err error) {
 	h, err := ReadHeader(f)
 	if err != nil {
@@ -29,6 +30,10 @@ func Grow(f File, fileSize, newSize int64) (newFileSize int64, err error) {
 	}
 	if h.Dirty || h.Corrupt {
 		return 0, invalid("image is marked dirty or corrupt; repair it with qemu-img check -r all first")
+	}
+	if h.AutoclearFeatures&AutoclearBitmaps != 0 {
+		// Clearing the bit would turn the bitmaps' clusters into leaks; resizing bitmaps is not implemented.
+		return 0, errkind.New(errkind.Unsupported, "qcow2", "", "cannot resize an image with persistent dirty bitmaps")
 	}
 	if h.Version == 2 && h.NbSnapshots > 0 {
 		return 0, errkind.New(errkind.Unsupported, "qcow2", "", "cannot resize a version 2 image with internal snapshots")

@@ -199,6 +199,18 @@ func TestGrowRefuses(t *testing.T) {
 	})
 }
 
+// TestGrowRefusesBitmaps: an image with a persistent dirty bitmap is refused untouched.
+func TestGrowRefusesBitmaps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", path, "64M")
+	qemuImg(t, "bitmap", "--add", path, "b0")
+	before := fileSize(t, path)
+	_, err := Grow(openFile(t, path), before, giB)
+	require.ErrorIs(t, err, errkind.Unsupported)
+	assert.Equal(t, 64*miB, qemuInfo(t, path).VirtualSize)
+	qemuCheck(t, path)
+}
+
 // TestGrowStaleFileSize: a fileSize smaller than the real end never makes Grow overwrite used clusters.
 func TestGrowStaleFileSize(t *testing.T) {
 	f, path := tempFile(t, "img.qcow2")
