@@ -71,22 +71,22 @@ type File interface {
 
 // Header is a parsed and validated qcow2 header.
 type Header struct {
-	Version          uint32
-	VirtualSize      int64
-	ClusterBits      uint32
-	ClusterSize      int64
-	BackingFile      string
-	ExternalDataFile string
-	Dirty, Corrupt   bool
+	Version          uint32 // 2 (compat=0.10) or 3 (compat=1.1)
+	VirtualSize      int64  // guest-visible size in bytes
+	ClusterBits      uint32 // log2 of ClusterSize
+	ClusterSize      int64  // 512 B to 2 MiB
+	BackingFile      string // name of the backing file, "" when none
+	ExternalDataFile string // from the data file name extension, "" when none (see HasDataFile)
+	Dirty, Corrupt   bool   // incompatible bits 0 and 1
 
-	L1Size                uint32
+	L1Size                uint32 // entries in the active L1 table
 	L1TableOffset         int64
 	RefcountTableOffset   int64
 	RefcountTableClusters uint32
-	RefcountOrder         uint32
+	RefcountOrder         uint32 // refcount entries are 1<<RefcountOrder bits wide
 
-	IncompatibleFeatures, CompatibleFeatures, AutoclearFeatures uint64
-	HeaderLength                                                uint32
+	IncompatibleFeatures, CompatibleFeatures, AutoclearFeatures uint64 // feature bitmaps (0 for version 2)
+	HeaderLength                                                uint32 // 72 for version 2
 
 	// Fields added after the first version of this API.
 
