@@ -145,6 +145,9 @@ func l1Needed(size int64, clusterSize, l2Entries int64) int64 {
 
 // ReadHeader parses and validates a qcow2 header (v2 and v3); errors wrap errkind.Invalid for non-qcow2 or
 // corrupt input.
+//
+// Only the first cluster is read. An input that ends too early wraps ErrTruncated as well; other read
+// errors of r are returned wrapped as they are (an NFS timeout is not an invalid image).
 func ReadHeader(r io.ReaderAt) (*Header, error) {
 	var b [v3HeaderLength + 8]byte
 	if err := readAt(r, b[:v2HeaderLength], 0, "header"); err != nil {
