@@ -13,12 +13,12 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/imagefmt"
 	"github.com/openvair/openvair/internal/qcow2"
 )
 
-// detectHead is how many bytes of an image InspectImage reads to detect its format (an ISO 9660 volume
-// descriptor sits at 32 KiB).
-const detectHead = 64 * 1024
+// detectHead is how many bytes of an image InspectImage reads to detect its format.
+const detectHead = imagefmt.HeadSize
 
 // partSuffix marks an image being uploaded.
 const partSuffix = ".part"
