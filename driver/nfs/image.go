@@ -3,6 +3,7 @@ package nfs
 import (
 	"context"
 	"errors"
+	"github.com/openvair/openvair/internal/imagefmt"
 	"io"
 	"os"
 	"time"
@@ -14,6 +15,9 @@ import (
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/nfsrpc"
 )
+
+// headSize is how much of an image InspectImage reads to detect its format.
+const headSize = 64 << 10
 
 // cleanupTimeout bounds the removal of a failed upload's .part file.
 const cleanupTimeout = 5 * time.Second
@@ -81,7 +85,7 @@ func (b *Backend) WriteImage(ctx context.Context, spec driver.PoolSpec, img driv
 func (b *Backend) upload(ctx context.Context, p pool, fh, dirFH []byte, chunk int, part, final string, img driver.ImageWrite, r io.Reader) (driver.ImageInfo, error) {
 	what := "upload image " + img.ID.String()
 	up := newUploader(ctx, b, p, fh, chunk)
-	info, cerr := copyImage(ctx, up, r, img.MaxSize)
+	info, cerr := imagefmt.Copy(ctx, up, r, img.MaxSize)
 	werr := up.Close()
 	switch {
 	case werr != nil && (cerr == nil || errkind.KindOf(cerr) == nil):
@@ -157,7 +161,7 @@ func (b *Backend) InspectImage(ctx context.Context, spec driver.PoolSpec, id uui
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
-		info = driver.ImageInfo{Size: int64(a.Size), Format: detectFormat(head[:n])}
+		info = driver.ImageInfo{Size: int64(a.Size), Format: imagefmt.Detect(head[:n])}
 		return nil
 	})
 	return info, err
