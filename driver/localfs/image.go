@@ -110,7 +110,9 @@ func createPart(path string, mode os.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	// Blocking: removeStalePart may hold the lock for an instant while it looks at the new file (it never
+	// removes a fresh one).
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		_ = os.Remove(path)
 		_ = f.Close()
 		return nil, err
