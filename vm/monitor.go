@@ -84,18 +84,35 @@ func (s *Service) Watch(ctx context.Context, resync time.Duration) {
 	}
 	watcher, _ := hv.(driver.StateWatcher)
 	backoff := 100 * time.Millisecond
+	failing := false // log the first failure of a series as a warning, the repeats at debug level
+	report := func(what string, err error) {
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if failing {
+			s.Log.Debug("vm: "+what, "err", err)
+			return
+		}
+		failing = true
+		s.Log.Warn("vm: "+what+" (retrying with backoff)", "err", err)
+	}
 	for ctx.Err() == nil {
 		var events <-chan driver.StateEvent
 		if watcher != nil {
 			if events, err = watcher.WatchStates(ctx); err != nil {
-				s.Log.Warn("vm: subscribing to power state events", "err", err)
+				report("subscribing to power state events", err)
 				events = nil
 			} else {
 				backoff = 100 * time.Millisecond
 			}
 		}
-		if err := s.SyncPowerStates(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Warn("vm: power state resync", "err", err)
+		err := s.SyncPowerStates(ctx)
+		report("power state resync", err)
+		if err == nil && events != nil {
+			if failing {
+				s.Log.Info("vm: following power state events again")
+			}
+			failing = false
 		}
 		s.follow(ctx, events, resync)
 		if ctx.Err() != nil {

@@ -100,7 +100,7 @@ func (s *spec) normalize() {
 	if s.Firmware == "" {
 		s.Firmware = "bios"
 	}
-	if s.Boot == nil {
+	if s.Boot == nil && !s.perDeviceBoot() {
 		s.Boot = []string{"hd", "cdrom"}
 	}
 	for i := range s.Disks {
@@ -120,6 +120,21 @@ func (s *spec) normalize() {
 	if s.Graphics.Listen == "" && s.Graphics.Type != "none" {
 		s.Graphics.Listen = "127.0.0.1"
 	}
+}
+
+// perDeviceBoot reports whether a disk or cdrom sets its own boot order.
+func (s *spec) perDeviceBoot() bool {
+	for _, d := range s.Disks {
+		if d.BootOrder > 0 {
+			return true
+		}
+	}
+	for _, c := range s.CDROMs {
+		if c.BootOrder > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // validate reports every bad field at once.
@@ -153,6 +168,7 @@ func (s *spec) validate() error {
 		v.Check(!seenBoot[b], fmt.Sprintf("boot[%d]", i), "%q is listed twice", b)
 		seenBoot[b] = true
 	}
+	v.Check(len(s.Boot) == 0 || !s.perDeviceBoot(), "boot", "give either a boot device list or per-disk boot_order, not both")
 	v.Check(len(s.Disks) <= MaxDisks, "disks", "at most %d disks", MaxDisks)
 	seenVol := map[uuid.UUID]bool{}
 	for i, d := range s.Disks {

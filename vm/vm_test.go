@@ -90,6 +90,8 @@ func TestCreateValidation(t *testing.T) {
 			r.Graphics = vm.Graphics{Type: "vnc", Listen: "everywhere", Password: "much-too-long"}
 		},
 			[]string{"graphics.listen", "graphics.password"}},
+		{"boot list and per-disk order", func(r *vm.CreateRequest) { r.Boot = []string{"hd"}; r.CDROMs = []vm.CDROM{{ImageID: vid, BootOrder: 1}} },
+			[]string{"boot"}},
 		{"cdroms", func(r *vm.CreateRequest) { r.CDROMs = []vm.CDROM{{}, {ImageID: vid}, {ImageID: vid}} },
 			[]string{"cdroms[0].image_id", "cdroms[2].image_id"}},
 	}
@@ -122,6 +124,7 @@ func TestCreateWithNewAndExistingDisks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, vm.StatusAvailable, m.Status)
 	assert.Equal(t, vm.PowerShutOff, m.PowerState)
+	assert.Empty(t, m.Boot, "per-disk boot order replaces the default boot list")
 	require.Len(t, m.Disks, 2)
 	assert.Equal(t, existing.ID, m.Disks[0].VolumeID)
 	assert.Equal(t, "virtio", m.Disks[0].Bus, "bus defaults to virtio")
