@@ -90,7 +90,10 @@ func TestCreateValidation(t *testing.T) {
 			r.Graphics = vm.Graphics{Type: "vnc", Listen: "everywhere", Password: "much-too-long"}
 		},
 			[]string{"graphics.listen", "graphics.password"}},
-		{"boot list and per-disk order", func(r *vm.CreateRequest) { r.Boot = []string{"hd"}; r.CDROMs = []vm.CDROM{{ImageID: vid, BootOrder: 1}} },
+		{"boot list and per-disk order", func(r *vm.CreateRequest) {
+			r.Boot = []string{"hd"}
+			r.CDROMs = []vm.CDROM{{ImageID: vid, BootOrder: 1}}
+		},
 			[]string{"boot"}},
 		{"cdroms", func(r *vm.CreateRequest) { r.CDROMs = []vm.CDROM{{}, {ImageID: vid}, {ImageID: vid}} },
 			[]string{"cdroms[0].image_id", "cdroms[2].image_id"}},

@@ -47,7 +47,7 @@ var constraints = map[string]constraintRule{
 	"vm_cdroms_image_id_fkey":     {entity: "image", msg: "image not found", inUse: "the image is used as a cdrom by a VM"},
 	"vm_interfaces_pkey":          {entity: "vm", msg: "an interface is listed twice"},
 	"vm_interfaces_vm_id_fkey":    {entity: "vm", msg: "vm not found"},
-	"vm_interfaces_mac_key":       {entity: "vm", msg: "a MAC address of this VM is used by another VM"},
+	"vm_interfaces_mac_key":       {entity: "vm", msg: "a MAC address is used twice (by this VM or another)"},
 }
 
 // violation kinds.

@@ -14,7 +14,6 @@ import (
 	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/repo/repotest"
 	sqlstore "github.com/openvair/openvair/repo/sql"
-	"github.com/openvair/openvair/volume"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -110,26 +109,6 @@ func TestFailedUnitOfWorkLeavesNothing(t *testing.T) {
 			})
 			_, err = s.Storages().Get(ctx, st.ID)
 			assert.ErrorIs(t, err, errkind.NotFound)
-		})
-	}
-}
-
-// Status changes are compare-and-swap: an update whose status change the machine forbids is refused.
-func TestIllegalTransitionRefused(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			s := openStore(t, b.dsn(t))
-			ctx := testCtx(t)
-			st := repotest.NewStorage("pool")
-			require.NoError(t, s.Storages().Create(ctx, st))
-			v := repotest.NewVolume(st.ID, "disk")
-			v.Status = volume.StatusDeleting
-			require.NoError(t, s.Volumes().Create(ctx, v))
-			v.Status = volume.StatusAvailable
-			assert.ErrorIs(t, s.Volumes().Update(ctx, v), errkind.WrongState, "deleting -> available")
-			v.Status = volume.StatusError
-			require.NoError(t, s.Volumes().Update(ctx, v), "deleting -> error")
-			assert.EqualValues(t, 2, v.Version)
 		})
 	}
 }

@@ -148,9 +148,6 @@ func (r imageRepo) Update(ctx context.Context, img *image.Image) error {
 		if storageID != img.StorageID {
 			return errkind.New(errkind.Invalid, "image", img.ID.String(), "an image cannot move to another storage")
 		}
-		if err := transition("image", img.ID, image.Status(status), img.Status, image.Status.CanTransition); err != nil {
-			return err
-		}
 		if err := r.check(ctx, c, img); err != nil {
 			return err
 		}

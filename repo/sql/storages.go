@@ -157,14 +157,6 @@ func current(ctx context.Context, c conn, table, entity string, id uuid.UUID) (v
 	return version, status, err
 }
 
-// transition checks that a status change is legal; the UPDATE then compares-and-swaps on the status read.
-func transition[S ~string](entity string, id uuid.UUID, from, to S, legal func(S, S) bool) error {
-	if from == to || legal(from, to) {
-		return nil
-	}
-	return errkind.New(errkind.WrongState, entity, id.String(), "cannot go from status %q to %q", from, to)
-}
-
 func (r storageRepo) Update(ctx context.Context, st *storage.Storage) error {
 	return r.s.write(ctx, func(ctx context.Context, c conn) error {
 		version, status, err := current(ctx, c, "storages", "storage", st.ID)
@@ -173,9 +165,6 @@ func (r storageRepo) Update(ctx context.Context, st *storage.Storage) error {
 		}
 		if version != st.Version {
 			return conflict("storage", st.ID.String())
-		}
-		if err := transition("storage", st.ID, storage.Status(status), st.Status, storage.Status.CanTransition); err != nil {
-			return err
 		}
 		if err := r.unique(ctx, c, st, false); err != nil {
 			return err

@@ -306,9 +306,6 @@ func (r vmRepo) Update(ctx context.Context, v *vm.VM) error {
 		if version != v.Version {
 			return conflict("vm", v.ID.String())
 		}
-		if err := transition("vm", v.ID, vm.Status(status), v.Status, vm.Status.CanTransition); err != nil {
-			return err
-		}
 		if err := r.check(ctx, c, v, false); err != nil {
 			return err
 		}

@@ -162,9 +162,6 @@ func (r volumeRepo) Update(ctx context.Context, v *volume.Volume) error {
 		if storageID != v.StorageID {
 			return errkind.New(errkind.Invalid, "volume", v.ID.String(), "a volume cannot move to another storage")
 		}
-		if err := transition("volume", v.ID, volume.Status(status), v.Status, volume.Status.CanTransition); err != nil {
-			return err
-		}
 		if err := r.check(ctx, c, v); err != nil {
 			return err
 		}
