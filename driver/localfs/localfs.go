@@ -4,6 +4,22 @@
 // storage; raw volumes are sparse files and qcow2 volumes are written by internal/qcow2, so no external tool
 // is needed to manage volumes.
 //
+// Directory mode: LocalFSSpec.Path must be absolute and clean; Prepare creates it (0750) when its parent
+// exists. Teardown removes it only when empty.
+//
+// Device mode: LocalFSSpec.Device must be a block device under /dev, and Format or ReuseFilesystem must be
+// set (ErrInvalid otherwise). Prepare refuses (ErrInUse) a device that is mounted, holds a system mount point,
+// has partitions or holders, is active swap, or carries any signature other than an ext4/xfs filesystem; an
+// existing ext4/xfs filesystem is used only with ReuseFilesystem, or when its UUID is the storage's recorded
+// FSUUID. A blank device is formatted only with Format (mkfs.ext4 or mkfs.xfs, run without a shell). The
+// filesystem is mounted nosuid,nodev,noexec at <DataDir>/mnt/<storage id>, and Prepare reports its UUID:
+// callers record it in LocalFSSpec.FSUUID, so that a device that comes back under another name is found again
+// by UUID (and the device now at the old name is never formatted). Teardown unmounts (ErrInUse while files
+// are open) and removes the mount point.
+//
+// Uploads are written to image-<id>.part, locked with flock, and renamed into place once complete and
+// synced; Prepare and later uploads remove the unlocked leftovers of a crashed process.
+//
 // It registers itself as "localfs"; import it for its side effect or call New.
 package localfs
 
