@@ -11,8 +11,10 @@
 // The schema is created and upgraded by embedded, versioned migrations (bun/migrate) when a store is
 // opened; a database whose schema is newer than this code is refused.
 //
-// DSNs: "postgres://user:pass@host:5432/db?sslmode=disable" (or postgresql://) and
-// "sqlite:///absolute/path/file.db" (or sqlite:relative/path.db).
+// DSNs: "postgres://user:pass@host:5432/db?sslmode=disable" (or postgresql://; the driver, pgdriver, uses
+// TLS unless sslmode=disable is given, and also reads connect_timeout, read_timeout and write_timeout) and
+// "sqlite:///absolute/path/file.db" (or sqlite:relative/path.db). SQLite files run in WAL mode with foreign
+// keys on and a busy timeout. The scheme "memory:" belongs to repo/memory.
 package sqlstore
 
 import (
