@@ -25,6 +25,7 @@ import (
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/repo"
 	_ "github.com/openvair/openvair/repo/memory" // the "memory:" store
+	_ "github.com/openvair/openvair/repo/sql"    // the "sqlite:" and "postgres:" stores
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"

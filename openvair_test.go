@@ -111,3 +111,22 @@ func assertClean(t *testing.T, e *sdktest.Env) {
 		assert.NotNil(t, e.HV.Domain(m.ID), "vm %s has its domain", m.Name)
 	}
 }
+
+func TestOpenSQLitePersists(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := openvair.Config{DSN: "sqlite://" + dir + "/openvair.db", DataDir: dir}
+	sys, err := openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: dir + "/pool"}})
+	require.NoError(t, err)
+	require.NoError(t, sys.Close())
+
+	sys, err = openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	defer sys.Close()
+	got, err := sys.Storages.Get(ctx, st.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "local", got.Name)
+	assert.Equal(t, storage.StatusAvailable, got.Status)
+}

@@ -21,7 +21,6 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
 	"github.com/openvair/openvair/refserver"
-	_ "github.com/openvair/openvair/repo/sql" // sqlite://
 )
 
 func TestMain(m *testing.M) {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/image"
-	_ "github.com/openvair/openvair/repo/sql" // sqlite:// and postgres:// stores
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 )

@@ -27,7 +27,6 @@ import (
 
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/refserver"
-	_ "github.com/openvair/openvair/repo/sql" // sqlite:// and postgres:// stores
 )
 
 func main() {
