@@ -62,12 +62,11 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		}
 	}()
 
-	w := newAsyncWriter(f)
+	w := &slicedWriter{w: f}
 	info, err := copyImage(ctx, w, &ctxReader{ctx: ctx, r: r}, img.MaxSize)
-	werr := w.Close()
 	switch {
-	case werr != nil:
-		return driver.ImageInfo{}, fileErr(werr, "image", id, "write image")
+	case w.err != nil:
+		return driver.ImageInfo{}, fileErr(w.err, "image", id, "write image")
 	case ctx.Err() != nil:
 		return driver.ImageInfo{}, ctxErr(ctx.Err(), "image", id)
 	case err != nil:

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
@@ -117,48 +118,69 @@ func readChunks(ctx context.Context, r io.Reader, maxSize int64, p *pipeline, in
 	}
 }
 
-// pipeline hashes and sinks buffers in a goroutine of its own, in order, with two buffers in flight.
+// pipeline hashes and sinks buffers in two goroutines of their own, each in stream order and at its own
+// pace: a buffer goes back to the reader when both are done with it. With inFlight buffers, reading,
+// hashing and writing all overlap.
 type pipeline struct {
 	sink     func([]byte, int64) error
 	hash     hash.Hash
-	work     chan chunk
+	toHash   chan chunk
+	toSink   chan chunk
 	free     chan *[]byte
 	failed   chan struct{} // closed after the first write error, stored in werr
-	finished chan struct{} // closed when the worker has returned
+	finished sync.WaitGroup
 	werr     error
 }
 
 type chunk struct {
-	buf *[]byte
-	n   int
-	off int64
+	buf  *[]byte
+	n    int
+	off  int64
+	refs *atomic.Int32 // workers still using buf
 }
 
-const inFlight = 2
+const inFlight = 4
 
 func newPipeline(sink func([]byte, int64) error) *pipeline {
 	p := &pipeline{
 		sink: sink, hash: sha256.New(),
-		work: make(chan chunk, inFlight), free: make(chan *[]byte, inFlight),
-		failed: make(chan struct{}), finished: make(chan struct{}),
+		toHash: make(chan chunk, inFlight), toSink: make(chan chunk, inFlight), free: make(chan *[]byte, inFlight),
+		failed: make(chan struct{}),
 	}
 	for range inFlight {
 		p.free <- bufPool.Get().(*[]byte)
 	}
-	go p.run()
+	p.finished.Add(2)
+	go p.hasher()
+	go p.writer()
 	return p
 }
 
-func (p *pipeline) run() {
-	defer close(p.finished)
-	for c := range p.work {
+// done returns c's buffer to the reader once both workers are finished with it.
+func (p *pipeline) done(c chunk) {
+	if c.refs.Add(-1) == 0 {
+		p.free <- c.buf
+	}
+}
+
+func (p *pipeline) hasher() {
+	defer p.finished.Done()
+	for c := range p.toHash {
+		p.hash.Write((*c.buf)[:c.n])
+		p.done(c)
+	}
+}
+
+func (p *pipeline) writer() {
+	defer p.finished.Done()
+	for c := range p.toSink {
 		if p.werr == nil {
-			if err := hashAndSink(p.hash, (*c.buf)[:c.n], c.off, p.sink); err != nil {
-				p.werr = err
+			if err := p.sink((*c.buf)[:c.n], c.off); err != nil {
+				p.werr = fmt.Errorf("imagefmt: write at %d: %w", c.off, err)
 				close(p.failed)
 			}
 		}
-		p.free <- c.buf
+		p.done(c)
 	}
 }
 
@@ -180,32 +202,24 @@ func (p *pipeline) buffer() (*[]byte, error) {
 // release gives back a buffer that was not sent.
 func (p *pipeline) release(bp *[]byte) { p.free <- bp }
 
-func (p *pipeline) send(bp *[]byte, n int, off int64) { p.work <- chunk{bp, n, off} }
+func (p *pipeline) send(bp *[]byte, n int, off int64) {
+	refs := &atomic.Int32{}
+	refs.Store(2)
+	c := chunk{bp, n, off, refs}
+	p.toHash <- c
+	p.toSink <- c
+}
 
-// close waits until everything sent has been written, returns the buffers to the pool and reports the
-// first write error.
+// close waits until everything sent has been hashed and written, returns the buffers to the pool and
+// reports the first write error.
 func (p *pipeline) close() error {
-	close(p.work)
-	<-p.finished
+	close(p.toHash)
+	close(p.toSink)
+	p.finished.Wait()
 	for range inFlight {
 		bufPool.Put(<-p.free)
 	}
 	return p.werr
-}
-
-// hashAndSink hashes p in a second goroutine while sink writes it.
-func hashAndSink(h hash.Hash, p []byte, off int64, sink func([]byte, int64) error) error {
-	done := make(chan struct{})
-	go func() {
-		h.Write(p)
-		close(done)
-	}()
-	err := sink(p, off)
-	<-done
-	if err != nil {
-		return fmt.Errorf("imagefmt: write at %d: %w", off, err)
-	}
-	return nil
 }
 
 // fill reads into p until it is full or r ends; eof reports the end of r.
