@@ -7,7 +7,10 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/google/uuid"
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver"
+	libvirtdrv "github.com/openvair/openvair/driver/libvirt"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -109,4 +112,56 @@ func BenchmarkEventToStoredState(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+}
+
+// BenchmarkLifecycleSDKvsRaw runs create (define) + start + forced stop + delete (undefine) of a VM through
+// the SDK, and the same four raw go-libvirt calls with the same domain XML, on one test:///default daemon in
+// the same run, and reports their ratio. The SDK's share is its store writes, rule checks and status changes.
+func BenchmarkLifecycleSDKvsRaw(b *testing.B) {
+	d := libvirtd.Start(b)
+	ctx := context.Background()
+	sys, err := openvair.Open(ctx, openvair.Config{DataDir: b.TempDir(), Hypervisor: "libvirt",
+		HypervisorOptions: map[string]string{"uri": string(golibvirt.TestDefault), "socket": d.Socket()}})
+	require.NoError(b, err)
+	defer sys.Close()
+	raw := d.Dial(b, golibvirt.TestDefault)
+	req := vm.CreateRequest{Name: "bench", CPU: vm.CPU{Sockets: 1, Cores: 1, Threads: 1}, MemoryBytes: 64 << 20}
+
+	var viaSDK, viaRaw time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		m, err := sys.VMs.Create(ctx, req)
+		require.NoError(b, err)
+		_, err = sys.VMs.Start(ctx, m.ID)
+		require.NoError(b, err)
+		_, err = sys.VMs.Stop(ctx, m.ID, vm.StopOptions{Force: true})
+		require.NoError(b, err)
+		require.NoError(b, sys.VMs.Delete(ctx, m.ID, vm.DeleteOptions{}))
+		viaSDK += time.Since(t0)
+
+		// The same domain, defined directly.
+		dom, err := libvirtBuild(m)
+		require.NoError(b, err)
+		t0 = time.Now()
+		rd, err := raw.DomainDefineXMLFlags(dom, golibvirt.DomainDefineValidate)
+		require.NoError(b, err)
+		require.NoError(b, raw.DomainCreate(rd))
+		require.NoError(b, raw.DomainDestroy(rd))
+		require.NoError(b, raw.DomainUndefineFlags(rd, 0))
+		viaRaw += time.Since(t0)
+	}
+	b.ReportMetric(float64(viaSDK.Microseconds())/float64(b.N), "sdk-us/lifecycle")
+	b.ReportMetric(float64(viaRaw.Microseconds())/float64(b.N), "raw-us/lifecycle")
+	b.ReportMetric(float64(viaSDK)/float64(viaRaw), "sdk/raw")
+}
+
+// libvirtBuild renders the domain XML the driver would define for m (with a fresh id).
+func libvirtBuild(m *vm.VM) (string, error) {
+	dom, err := libvirtdrv.BuildDomainXML(driver.DomainSpec{ID: uuid.New(), Name: m.Name, MemoryBytes: m.MemoryBytes,
+		CPU: driver.CPUSpec{Sockets: 1, Cores: 1, Threads: 1, Mode: m.CPU.Mode}, Firmware: m.Firmware, Boot: m.Boot,
+		Graphics: driver.GraphicsSpec{Type: m.Graphics.Type, Listen: m.Graphics.Listen}}, libvirtdrv.Caps{})
+	if err != nil {
+		return "", err
+	}
+	return dom.Marshal()
 }
