@@ -71,15 +71,7 @@ type Image struct {
 // SetStatus moves the image to status to, checking the transition table; reason explains an error status
 // and is cleared otherwise.
 func (i *Image) SetStatus(to Status, reason string) error {
-	if err := transitions.Check("image", i.ID.String(), i.Status, to); err != nil {
-		return err
-	}
-	i.Status = to
-	i.StatusReason = ""
-	if to == StatusError {
-		i.StatusReason = reason
-	}
-	return nil
+	return transitions.Move("image", i.ID.String(), &i.Status, &i.StatusReason, to, StatusError, reason)
 }
 
 // Clone returns a deep copy.

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"github.com/openvair/openvair/internal/fsm/fsmtest"
 	"io"
 	"testing"
 
@@ -19,32 +19,20 @@ import (
 )
 
 func TestTransitionTable(t *testing.T) {
-	all := []image.Status{image.StatusUploading, image.StatusAvailable, image.StatusDeleting, image.StatusError}
 	legal := map[image.Status][]image.Status{
 		image.StatusUploading: {image.StatusAvailable, image.StatusError},
 		image.StatusAvailable: {image.StatusAvailable, image.StatusDeleting, image.StatusError},
 		image.StatusDeleting:  {image.StatusError},
 		image.StatusError:     {image.StatusAvailable, image.StatusError, image.StatusDeleting},
 	}
-	for _, from := range all {
-		for _, to := range all {
-			want := false
-			for _, l := range legal[from] {
-				want = want || l == to
-			}
-			t.Run(fmt.Sprintf("%s->%s", from, to), func(t *testing.T) {
-				img := &image.Image{Status: from}
-				err := img.SetStatus(to, "")
-				assert.Equal(t, want, from.CanTransition(to))
-				if want {
-					assert.NoError(t, err)
-				} else {
-					assert.ErrorIs(t, err, errkind.WrongState)
-					assert.Equal(t, from, img.Status)
-				}
-			})
+	fsmtest.Check(t, legal, image.Status.CanTransition, func(from, to image.Status) (image.Status, error) {
+		e := &image.Image{Status: from}
+		err := e.SetStatus(to, "reason")
+		if err == nil {
+			assert.Equal(t, to == image.StatusError, e.StatusReason == "reason", "a reason only with error")
 		}
-	}
+		return e.Status, err
+	})
 }
 
 func TestUploadDetectsContent(t *testing.T) {

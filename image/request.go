@@ -31,12 +31,7 @@ type EditRequest struct {
 // Validate reports every bad field at once.
 func (r *EditRequest) Validate() error {
 	v := &errkind.Validator{Entity: "image"}
-	if r.Name != nil {
-		validate.Name(v, "name", *r.Name)
-	}
-	if r.Description != nil {
-		validate.Description(v, "description", *r.Description)
-	}
+	validate.NameAndDescription(v, r.Name, r.Description)
 	return v.Err()
 }
 

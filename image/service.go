@@ -156,42 +156,25 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Ima
 
 // Delete removes an image that no VM uses as a cdrom.
 func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
-	var img *Image
-	err := s.tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.repo.Get(ctx, id)
-		if err != nil {
-			return err
-		}
+	img, err := s.update(ctx, id, func(cur *Image) error {
 		if err := fsm.Require("image", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
 			return err
 		}
 		if len(cur.Attachments) > 0 {
-			e := errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", cur.Attachments[0].VMName)
-			for _, a := range cur.Attachments {
-				e.Refs = append(e.Refs, errkind.Ref{Kind: "vm", ID: a.VMID.String(), Name: a.VMName})
+			refs := make([]errkind.Ref, len(cur.Attachments))
+			for i, a := range cur.Attachments {
+				refs[i] = errkind.Ref{Kind: "vm", ID: a.VMID.String(), Name: a.VMName}
 			}
-			return e
+			return errkind.InUseBy("image", id.String(), fmt.Sprintf("used as a cdrom by VM %q", cur.Attachments[0].VMName), refs)
 		}
-		if err := cur.SetStatus(StatusDeleting, ""); err != nil {
-			return err
-		}
-		cur.UpdatedAt = s.now().UTC()
-		img = cur
-		return s.repo.Update(ctx, cur)
+		return cur.SetStatus(StatusDeleting, "")
 	})
 	if err != nil {
 		return err
 	}
-	st, err := s.storages.Get(ctx, img.StorageID)
-	var backend Backend
-	if err == nil {
-		backend, err = s.backends.ImageBackend(st.Type)
-	}
-	if err == nil {
-		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
-		err = backend.DeleteImage(dctx, st.Pool(), id)
-		cancel()
-	}
+	err = s.withBackend(ctx, img.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
+		return b.DeleteImage(ctx, st.Pool(), id)
+	})
 	ctx = context.WithoutCancel(ctx)
 	if err != nil {
 		s.fail(ctx, id, "delete failed: "+err.Error())
@@ -200,9 +183,29 @@ func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 	return s.repo.Delete(ctx, id)
 }
 
+// withBackend runs fn with the storage of an image and its backend, under a deadline of at most timeout.
+func (s *Service) withBackend(ctx context.Context, storageID uuid.UUID, timeout time.Duration, fn func(ctx context.Context, b Backend, st *storage.Storage) error) error {
+	st, err := s.storages.Get(ctx, storageID)
+	if err != nil {
+		return err
+	}
+	b, err := s.backends.ImageBackend(st.Type)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := deadline.Ensure(ctx, timeout)
+	defer cancel()
+	return fn(ctx, b, st)
+}
+
 func (s *Service) fail(ctx context.Context, id uuid.UUID, reason string) {
-	if _, err := s.update(ctx, id, func(cur *Image) error { return cur.SetStatus(StatusError, reason) }); err != nil {
-		s.Log.Error("image: recording a failure", "id", id, "reason", reason, "err", err)
+	_, err := s.update(ctx, id, func(cur *Image) error { return cur.SetStatus(StatusError, reason) })
+	s.logErr("record failure: "+reason, id, err)
+}
+
+func (s *Service) logErr(what string, id uuid.UUID, err error) {
+	if err != nil {
+		s.Log.Error("image: "+what, "id", id, "err", err)
 	}
 }
 
@@ -266,18 +269,12 @@ func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusUploading, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
 			if status == StatusUploading {
-				if st, err := s.storages.Get(ctx, img.StorageID); err == nil {
-					if b, err := s.backends.ImageBackend(st.Type); err == nil {
-						dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
-						err = b.DeleteImage(dctx, st.Pool(), img.ID)
-						cancel()
-						if err == nil {
-							if err := s.repo.Delete(ctx, img.ID); err != nil {
-								s.Log.Error("image: recover", "id", img.ID, "err", err)
-							}
-							return
-						}
-					}
+				err := s.withBackend(ctx, img.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
+					return b.DeleteImage(ctx, st.Pool(), img.ID)
+				})
+				if err == nil {
+					s.logErr("recover: remove an interrupted upload", img.ID, s.repo.Delete(ctx, img.ID))
+					return
 				}
 			}
 			s.fail(ctx, img.ID, fmt.Sprintf("interrupted while %s", status))

@@ -159,9 +159,7 @@ func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 			return err
 		}
 		if len(deps) > 0 {
-			e := errkind.New(errkind.InUse, "storage", id.String(), "storage %q still holds %s", cur.Name, describeRefs(deps))
-			e.Refs = deps
-			return e
+			return errkind.InUseBy("storage", id.String(), fmt.Sprintf("storage %q still holds %s", cur.Name, describeRefs(deps)), deps)
 		}
 		if err := cur.SetStatus(StatusDeleting, ""); err != nil {
 			return err

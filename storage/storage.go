@@ -73,15 +73,7 @@ type Storage struct {
 // SetStatus moves the storage to status to, checking the transition table; reason explains an error status
 // and is cleared otherwise.
 func (s *Storage) SetStatus(to Status, reason string) error {
-	if err := transitions.Check("storage", s.ID.String(), s.Status, to); err != nil {
-		return err
-	}
-	s.Status = to
-	s.StatusReason = ""
-	if to == StatusError {
-		s.StatusReason = reason
-	}
-	return nil
+	return transitions.Move("storage", s.ID.String(), &s.Status, &s.StatusReason, to, StatusError, reason)
 }
 
 // Location is the key that no two storages may share: the directory, the device, or the server and export.

@@ -1,7 +1,7 @@
 package storage_test
 
 import (
-	"fmt"
+	"github.com/openvair/openvair/internal/fsm/fsmtest"
 	"strings"
 	"testing"
 
@@ -16,33 +16,20 @@ import (
 )
 
 func TestTransitionTable(t *testing.T) {
-	all := []storage.Status{storage.StatusCreating, storage.StatusAvailable, storage.StatusDeleting, storage.StatusError}
 	legal := map[storage.Status][]storage.Status{
 		storage.StatusCreating:  {storage.StatusAvailable, storage.StatusError},
 		storage.StatusAvailable: {storage.StatusAvailable, storage.StatusError, storage.StatusDeleting},
 		storage.StatusError:     {storage.StatusAvailable, storage.StatusError, storage.StatusDeleting},
 		storage.StatusDeleting:  {storage.StatusError},
 	}
-	for _, from := range all {
-		for _, to := range all {
-			want := false
-			for _, l := range legal[from] {
-				want = want || l == to
-			}
-			t.Run(fmt.Sprintf("%s->%s", from, to), func(t *testing.T) {
-				assert.Equal(t, want, from.CanTransition(to))
-				st := &storage.Storage{Status: from}
-				err := st.SetStatus(to, "why")
-				if want {
-					require.NoError(t, err)
-					assert.Equal(t, to, st.Status)
-				} else {
-					assert.ErrorIs(t, err, errkind.WrongState)
-					assert.Equal(t, from, st.Status, "a refused transition changes nothing")
-				}
-			})
+	fsmtest.Check(t, legal, storage.Status.CanTransition, func(from, to storage.Status) (storage.Status, error) {
+		e := &storage.Storage{Status: from}
+		err := e.SetStatus(to, "reason")
+		if err == nil {
+			assert.Equal(t, to == storage.StatusError, e.StatusReason == "reason", "a reason only with error")
 		}
-	}
+		return e.Status, err
+	})
 }
 
 func TestCreateValidation(t *testing.T) {

@@ -222,9 +222,8 @@ func (s *Service) checkAttachable(ctx context.Context, v *VM, prev *VM) error {
 				return errkind.New(errkind.AlreadyExists, "volume", vol.ID.String(), "already attached to this VM")
 			}
 			if !vol.Shareable {
-				e := errkind.New(errkind.InUse, "volume", vol.ID.String(), "attached to VM %q and not shareable", a.VMName)
-				e.Refs = []errkind.Ref{{Kind: "vm", ID: a.VMID.String(), Name: a.VMName}}
-				return e
+				return errkind.InUseBy("volume", vol.ID.String(), fmt.Sprintf("attached to VM %q and not shareable", a.VMName),
+					[]errkind.Ref{{Kind: "vm", ID: a.VMID.String(), Name: a.VMName}})
 			}
 		}
 	}

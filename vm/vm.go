@@ -132,15 +132,7 @@ type VM struct {
 // SetStatus moves the VM to status to, checking the transition table; reason explains an error status and
 // is cleared otherwise.
 func (v *VM) SetStatus(to Status, reason string) error {
-	if err := transitions.Check("vm", v.ID.String(), v.Status, to); err != nil {
-		return err
-	}
-	v.Status = to
-	v.StatusReason = ""
-	if to == StatusError {
-		v.StatusReason = reason
-	}
-	return nil
+	return transitions.Move("vm", v.ID.String(), &v.Status, &v.StatusReason, to, StatusError, reason)
 }
 
 // Clone returns a deep copy.

@@ -3,6 +3,7 @@ package vm_test
 import (
 	"context"
 	"fmt"
+	"github.com/openvair/openvair/internal/fsm/fsmtest"
 	"testing"
 	"time"
 
@@ -17,7 +18,6 @@ import (
 )
 
 func TestTransitionTable(t *testing.T) {
-	all := []vm.Status{vm.StatusCreating, vm.StatusAvailable, vm.StatusStarting, vm.StatusStopping, vm.StatusEditing, vm.StatusDeleting, vm.StatusError}
 	ops := []vm.Status{vm.StatusStarting, vm.StatusStopping, vm.StatusEditing, vm.StatusDeleting}
 	legal := map[vm.Status][]vm.Status{
 		vm.StatusCreating:  {vm.StatusAvailable, vm.StatusError},
@@ -28,25 +28,14 @@ func TestTransitionTable(t *testing.T) {
 		vm.StatusDeleting:  {vm.StatusError},
 		vm.StatusError:     append([]vm.Status{vm.StatusAvailable, vm.StatusError}, ops...),
 	}
-	for _, from := range all {
-		for _, to := range all {
-			want := false
-			for _, l := range legal[from] {
-				want = want || l == to
-			}
-			t.Run(fmt.Sprintf("%s->%s", from, to), func(t *testing.T) {
-				m := &vm.VM{Status: from}
-				err := m.SetStatus(to, "")
-				assert.Equal(t, want, from.CanTransition(to))
-				if want {
-					assert.NoError(t, err)
-				} else {
-					assert.ErrorIs(t, err, errkind.WrongState)
-					assert.Equal(t, from, m.Status)
-				}
-			})
+	fsmtest.Check(t, legal, vm.Status.CanTransition, func(from, to vm.Status) (vm.Status, error) {
+		e := &vm.VM{Status: from}
+		err := e.SetStatus(to, "reason")
+		if err == nil {
+			assert.Equal(t, to == vm.StatusError, e.StatusReason == "reason", "a reason only with error")
 		}
-	}
+		return e.Status, err
+	})
 }
 
 func fields(t *testing.T, err error) []string {

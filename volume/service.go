@@ -258,48 +258,50 @@ func (s *Service) fail(ctx context.Context, id uuid.UUID, reason string) {
 
 // Delete removes a volume that no VM uses.
 func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
-	var vol *Volume
-	err := s.tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.repo.Get(ctx, id)
-		if err != nil {
-			return err
-		}
+	vol, err := s.update(ctx, id, func(cur *Volume) error {
 		if err := fsm.Require("volume", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
 			return err
 		}
 		if len(cur.Attachments) > 0 {
-			e := errkind.New(errkind.InUse, "volume", id.String(), "attached to VM %q", cur.Attachments[0].VMName)
-			for _, a := range cur.Attachments {
-				e.Refs = append(e.Refs, errkind.Ref{Kind: "vm", ID: a.VMID.String(), Name: a.VMName})
-			}
-			return e
+			return errkind.InUseBy("volume", id.String(), fmt.Sprintf("attached to VM %q", cur.Attachments[0].VMName), vmRefs(cur.Attachments))
 		}
-		if err := cur.SetStatus(StatusDeleting, ""); err != nil {
-			return err
-		}
-		cur.UpdatedAt = s.now().UTC()
-		vol = cur
-		return s.repo.Update(ctx, cur)
+		return cur.SetStatus(StatusDeleting, "")
 	})
 	if err != nil {
 		return err
 	}
-	st, err := s.storages.Get(ctx, vol.StorageID)
-	var backend Backend
-	if err == nil {
-		backend, err = s.backends.VolumeBackend(st.Type)
-	}
-	if err == nil {
-		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
-		err = backend.DeleteVolume(dctx, st.Pool(), id)
-		cancel()
-	}
+	err = s.withBackend(ctx, vol.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
+		return b.DeleteVolume(ctx, st.Pool(), id)
+	})
 	ctx = context.WithoutCancel(ctx)
 	if err != nil {
 		s.fail(ctx, id, "delete failed: "+err.Error())
 		return fmt.Errorf("delete volume %q: %w", vol.Name, err)
 	}
 	return s.repo.Delete(ctx, id)
+}
+
+func vmRefs(as []Attachment) []errkind.Ref {
+	refs := make([]errkind.Ref, len(as))
+	for i, a := range as {
+		refs[i] = errkind.Ref{Kind: "vm", ID: a.VMID.String(), Name: a.VMName}
+	}
+	return refs
+}
+
+// withBackend runs fn with the storage of a volume and its backend, under a deadline of at most timeout.
+func (s *Service) withBackend(ctx context.Context, storageID uuid.UUID, timeout time.Duration, fn func(ctx context.Context, b Backend, st *storage.Storage) error) error {
+	st, err := s.storages.Get(ctx, storageID)
+	if err != nil {
+		return err
+	}
+	b, err := s.backends.VolumeBackend(st.Type)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := deadline.Ensure(ctx, timeout)
+	defer cancel()
+	return fn(ctx, b, st)
 }
 
 // Refresh inspects a volume on its storage: its allocated size, and whether its file is still there (a

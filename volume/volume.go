@@ -77,15 +77,7 @@ type Volume struct {
 // SetStatus moves the volume to status to, checking the transition table; reason explains an error status
 // and is cleared otherwise.
 func (v *Volume) SetStatus(to Status, reason string) error {
-	if err := transitions.Check("volume", v.ID.String(), v.Status, to); err != nil {
-		return err
-	}
-	v.Status = to
-	v.StatusReason = ""
-	if to == StatusError {
-		v.StatusReason = reason
-	}
-	return nil
+	return transitions.Move("volume", v.ID.String(), &v.Status, &v.StatusReason, to, StatusError, reason)
 }
 
 // Clone returns a deep copy.

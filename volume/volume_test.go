@@ -1,7 +1,7 @@
 package volume_test
 
 import (
-	"fmt"
+	"github.com/openvair/openvair/internal/fsm/fsmtest"
 	"testing"
 
 	"github.com/google/uuid"
@@ -16,7 +16,6 @@ import (
 )
 
 func TestTransitionTable(t *testing.T) {
-	all := []volume.Status{volume.StatusCreating, volume.StatusAvailable, volume.StatusExtending, volume.StatusDeleting, volume.StatusError}
 	legal := map[volume.Status][]volume.Status{
 		volume.StatusCreating:  {volume.StatusAvailable, volume.StatusError},
 		volume.StatusAvailable: {volume.StatusAvailable, volume.StatusExtending, volume.StatusDeleting, volume.StatusError},
@@ -24,31 +23,14 @@ func TestTransitionTable(t *testing.T) {
 		volume.StatusDeleting:  {volume.StatusError},
 		volume.StatusError:     {volume.StatusAvailable, volume.StatusError, volume.StatusDeleting},
 	}
-	for _, from := range all {
-		for _, to := range all {
-			want := false
-			for _, l := range legal[from] {
-				want = want || l == to
-			}
-			t.Run(fmt.Sprintf("%s->%s", from, to), func(t *testing.T) {
-				v := &volume.Volume{Status: from}
-				err := v.SetStatus(to, "reason")
-				assert.Equal(t, want, from.CanTransition(to))
-				if want {
-					require.NoError(t, err)
-					assert.Equal(t, to, v.Status)
-					if to == volume.StatusError {
-						assert.Equal(t, "reason", v.StatusReason)
-					} else {
-						assert.Empty(t, v.StatusReason)
-					}
-				} else {
-					assert.ErrorIs(t, err, errkind.WrongState)
-					assert.Equal(t, from, v.Status)
-				}
-			})
+	fsmtest.Check(t, legal, volume.Status.CanTransition, func(from, to volume.Status) (volume.Status, error) {
+		e := &volume.Volume{Status: from}
+		err := e.SetStatus(to, "reason")
+		if err == nil {
+			assert.Equal(t, to == volume.StatusError, e.StatusReason == "reason", "a reason only with error")
 		}
-	}
+		return e.Status, err
+	})
 }
 
 func TestCreateRules(t *testing.T) {

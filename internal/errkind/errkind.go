@@ -61,6 +61,11 @@ func Wrap(kind error, err error, entity, id, format string, args ...any) *Error 
 	return &Error{Kind: kind, Entity: entity, ID: id, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
+// InUseBy returns an InUse error naming the entities that use this one.
+func InUseBy(entity, id, msg string, refs []Ref) *Error {
+	return &Error{Kind: InUse, Entity: entity, ID: id, Msg: msg, Refs: refs}
+}
+
 // Error implements error.
 func (e *Error) Error() string {
 	var b strings.Builder

@@ -29,6 +29,19 @@ func (t Table[S]) Check(entity, id string, from, to S) error {
 	return errkind.New(errkind.WrongState, entity, id, "cannot go from status %q to %q", from, to)
 }
 
+// Move changes *status to to when the table allows it. The reason is kept in *reason when to is the error
+// status errStatus, and cleared otherwise. A refused move changes nothing.
+func (t Table[S]) Move(entity, id string, status *S, reason *string, to, errStatus S, why string) error {
+	if err := t.Check(entity, id, *status, to); err != nil {
+		return err
+	}
+	*status, *reason = to, ""
+	if to == errStatus {
+		*reason = why
+	}
+	return nil
+}
+
 // Require returns a WrongState error when status is not one of allowed, naming the operation.
 func Require[S ~string](entity, id, op string, status S, allowed ...S) error {
 	for _, a := range allowed {

@@ -47,3 +47,13 @@ func Description(v *errkind.Validator, field, d string) {
 		}
 	}
 }
+
+// NameAndDescription checks the name and description of an edit, each when given.
+func NameAndDescription(v *errkind.Validator, name, description *string) {
+	if name != nil {
+		Name(v, "name", *name)
+	}
+	if description != nil {
+		Description(v, "description", *description)
+	}
+}
