@@ -209,8 +209,6 @@ func (s *Service) logErr(what string, id uuid.UUID, err error) {
 	}
 }
 
-var errSkip = errors.New("skip")
-
 // Refresh checks that an image is still on its storage and records its size; a missing file puts it in
 // error. Only available and error images are touched, and only if nobody changed them meanwhile.
 func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Image, error) {
@@ -238,9 +236,9 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Image, error) {
 	if ierr != nil && !errors.Is(ierr, errkind.NotFound) {
 		return img, nil
 	}
-	updated, err := s.update(ctx, id, func(cur *Image) error {
+	return s.update(ctx, id, func(cur *Image) error {
 		if cur.Version != img.Version {
-			return errSkip
+			return uow.ErrSkip
 		}
 		if ierr != nil {
 			return cur.SetStatus(StatusError, "image file missing on storage "+st.Name)
@@ -248,10 +246,6 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Image, error) {
 		cur.Size = info.Size
 		return cur.SetStatus(StatusAvailable, "")
 	})
-	if errors.Is(err, errSkip) {
-		return s.repo.Get(ctx, id)
-	}
-	return updated, err
 }
 
 // RefreshAll refreshes every image.

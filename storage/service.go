@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -227,9 +226,9 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Storage, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	updated, err := s.update(ctx, id, func(cur *Storage) error {
+	return s.update(ctx, id, func(cur *Storage) error {
 		if cur.Version != st.Version {
-			return errSkip // changed meanwhile: the newer writer knows better
+			return uow.ErrSkip // changed meanwhile: the newer writer knows better
 		}
 		if serr != nil {
 			return cur.SetStatus(StatusError, "unreachable: "+serr.Error())
@@ -237,10 +236,6 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Storage, error) {
 		applyState(cur, state)
 		return cur.SetStatus(StatusAvailable, "")
 	})
-	if errors.Is(err, errSkip) {
-		return s.repo.Get(ctx, id)
-	}
-	return updated, err
 }
 
 // RefreshAll refreshes every storage, each with its own deadline, so that one unreachable backend does not
@@ -271,8 +266,6 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	return nil
 }
-
-var errSkip = errors.New("skip")
 
 // update applies fn to the current storage inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Storage) error) (*Storage, error) {

@@ -14,18 +14,16 @@ import (
 // reasonMissing is the status reason of a VM whose domain disappeared.
 const reasonMissing = "its domain disappeared from the hypervisor; it is not recreated automatically"
 
-var errSkip = errors.New("skip")
-
 // ObservePower records a power state reported by the hypervisor (an event or a resync). It never touches a
 // VM in the middle of an operation (that operation records the outcome), nor one changed since seen
 // (when seenVersion >= 0). A domain that disappeared puts the VM in error with a reason.
 func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, state PowerState) error {
 	_, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
 		if cur.Status != StatusAvailable && cur.Status != StatusError {
-			return errSkip
+			return uow.ErrSkip
 		}
 		if cur.PowerState == state {
-			return errSkip
+			return uow.ErrSkip
 		}
 		cur.PowerState = state
 		if state == PowerMissing {
@@ -36,9 +34,6 @@ func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, state PowerSta
 		}
 		return nil
 	})
-	if errors.Is(err, errSkip) {
-		return nil
-	}
 	return err
 }
 

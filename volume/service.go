@@ -332,9 +332,9 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Volume, error) {
 	if ierr != nil && !errors.Is(ierr, errkind.NotFound) {
 		return vol, nil
 	}
-	updated, err := s.update(ctx, id, func(cur *Volume) error {
+	return s.update(ctx, id, func(cur *Volume) error {
 		if cur.Version != vol.Version {
-			return errSkip
+			return uow.ErrSkip
 		}
 		if ierr != nil {
 			return cur.SetStatus(StatusError, "volume file missing on storage "+st.Name)
@@ -345,13 +345,7 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Volume, error) {
 		}
 		return cur.SetStatus(StatusAvailable, "")
 	})
-	if errors.Is(err, errSkip) {
-		return s.repo.Get(ctx, id)
-	}
-	return updated, err
 }
-
-var errSkip = errors.New("skip")
 
 // RefreshAll refreshes every volume.
 func (s *Service) RefreshAll(ctx context.Context) error {

@@ -4,6 +4,7 @@ package uow
 
 import (
 	"context"
+	"errors"
 
 	"github.com/google/uuid"
 )
@@ -13,8 +14,13 @@ type Transactor interface {
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
+// ErrSkip, returned by the fn of Update, leaves the entity as it is: Update stores nothing and returns the
+// entity as read, without error. Monitors use it when the entity changed since they looked.
+var ErrSkip = errors.New("skip")
+
 // Update reads the entity id, applies fn to it and stores it, all in one unit of work. fn receives the
-// unit of work's context; when it returns an error nothing is stored and that error is returned.
+// unit of work's context; when it returns an error nothing is stored and that error is returned (ErrSkip
+// excepted, see there).
 func Update[T any](ctx context.Context, tx Transactor, get func(context.Context, uuid.UUID) (T, error),
 	put func(context.Context, T) error, id uuid.UUID, fn func(ctx context.Context, cur T) error) (T, error) {
 	var out T
@@ -23,7 +29,10 @@ func Update[T any](ctx context.Context, tx Transactor, get func(context.Context,
 		if err != nil {
 			return err
 		}
-		if err := fn(ctx, cur); err != nil {
+		if err := fn(ctx, cur); errors.Is(err, ErrSkip) {
+			out = cur
+			return nil
+		} else if err != nil {
 			return err
 		}
 		if err := put(ctx, cur); err != nil {
