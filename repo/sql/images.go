@@ -128,25 +128,9 @@ func (r imageRepo) Create(ctx context.Context, img *image.Image) error {
 
 func (r imageRepo) Update(ctx context.Context, img *image.Image) error {
 	return r.s.write(ctx, func(ctx context.Context, c conn) error {
-		var version int64
-		var status string
-		var storageID uuid.UUID
-		found := false
-		err := c.query(ctx, func(rows *sql.Rows) error {
-			found = true
-			return rows.Scan(&version, &status, &storageID)
-		}, "SELECT version, status, storage_id FROM images WHERE id = ?", img.ID)
+		status, err := storedOnStorage(ctx, c, "images", "image", img.ID, img.Version, img.StorageID)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return notFound("image", img.ID.String())
-		}
-		if version != img.Version {
-			return conflict("image", img.ID.String())
-		}
-		if storageID != img.StorageID {
-			return errkind.New(errkind.Invalid, "image", img.ID.String(), "an image cannot move to another storage")
 		}
 		if err := r.check(ctx, c, img); err != nil {
 			return err

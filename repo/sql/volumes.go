@@ -142,25 +142,9 @@ func (r volumeRepo) Create(ctx context.Context, v *volume.Volume) error {
 
 func (r volumeRepo) Update(ctx context.Context, v *volume.Volume) error {
 	return r.s.write(ctx, func(ctx context.Context, c conn) error {
-		var version int64
-		var status string
-		var storageID uuid.UUID
-		found := false
-		err := c.query(ctx, func(rows *sql.Rows) error {
-			found = true
-			return rows.Scan(&version, &status, &storageID)
-		}, "SELECT version, status, storage_id FROM volumes WHERE id = ?", v.ID)
+		status, err := storedOnStorage(ctx, c, "volumes", "volume", v.ID, v.Version, v.StorageID)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return notFound("volume", v.ID.String())
-		}
-		if version != v.Version {
-			return conflict("volume", v.ID.String())
-		}
-		if storageID != v.StorageID {
-			return errkind.New(errkind.Invalid, "volume", v.ID.String(), "a volume cannot move to another storage")
 		}
 		if err := r.check(ctx, c, v); err != nil {
 			return err
@@ -198,4 +182,31 @@ func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
 		_, err = c.exec(ctx, "DELETE FROM volumes WHERE id = ?", id)
 		return err
 	})
+}
+
+// storedOnStorage reads, for an update of an object that lives on a storage (a volume or an image), the
+// stored row's status after checking that the row exists, still has the version the caller read, and stays
+// on its storage. The status feeds the UPDATE's compare-and-swap.
+func storedOnStorage(ctx context.Context, c conn, table, entity string, id uuid.UUID, version int64, storageID uuid.UUID) (string, error) {
+	var (
+		storedVersion int64
+		status        string
+		storedStorage uuid.UUID
+		found         bool
+	)
+	err := c.query(ctx, func(rows *sql.Rows) error {
+		found = true
+		return rows.Scan(&storedVersion, &status, &storedStorage)
+	}, "SELECT version, status, storage_id FROM "+table+" WHERE id = ?", id)
+	switch {
+	case err != nil:
+		return "", err
+	case !found:
+		return "", notFound(entity, id.String())
+	case storedVersion != version:
+		return "", conflict(entity, id.String())
+	case storedStorage != storageID:
+		return "", errkind.New(errkind.Invalid, entity, id.String(), "a %s cannot move to another storage", entity)
+	}
+	return status, nil
 }
