@@ -206,7 +206,7 @@ func storedOnStorage(ctx context.Context, c conn, table, entity string, id uuid.
 	case storedVersion != version:
 		return "", conflict(entity, id.String())
 	case storedStorage != storageID:
-		return "", errkind.New(errkind.Invalid, entity, id.String(), "a %s cannot move to another storage", entity)
+		return "", errkind.New(errkind.Invalid, entity, id.String(), "cannot move to another storage")
 	}
 	return status, nil
 }
