@@ -20,12 +20,12 @@ import (
 
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
+	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/refserver"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	libvirtd.CleanupCache()
+	code := pg.Main(m, libvirtd.CleanupCache)
 	os.Exit(code)
 }
 
@@ -46,6 +46,8 @@ type envOptions struct {
 	maxImageSize   int64
 	maxBodyBytes   int64
 	storageOptions map[string]string
+	// postgres runs the server on a throwaway PostgreSQL database instead of SQLite.
+	postgres bool
 }
 
 // start opens an SDK on SQLite in a temp dir and serves the API on 127.0.0.1:0.
@@ -53,7 +55,11 @@ func start(t testing.TB, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir}
-	cfg := openvair.Config{DSN: "sqlite://" + filepath.Join(dir, "openvair.db"), DataDir: dir,
+	dsn := "sqlite://" + filepath.Join(dir, "openvair.db")
+	if o.postgres {
+		dsn = pg.Start(t)
+	}
+	cfg := openvair.Config{DSN: dsn, DataDir: dir,
 		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger()}
 	if o.libvirt != "" {
 		e.daemon = libvirtd.Start(t)

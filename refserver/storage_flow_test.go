@@ -22,8 +22,13 @@ import (
 
 // TestLocalFSFlow drives storages, volumes and images on a LocalFS directory storage through every
 // endpoint, checking read-after-write, pagination and filters.
-func TestLocalFSFlow(t *testing.T) {
-	e := start(t, envOptions{})
+func TestLocalFSFlow(t *testing.T) { localFSFlow(t, envOptions{}) }
+
+// TestLocalFSFlowPostgres runs the same flow with the server on PostgreSQL.
+func TestLocalFSFlowPostgres(t *testing.T) { localFSFlow(t, envOptions{postgres: true}) }
+
+func localFSFlow(t *testing.T, o envOptions) {
+	e := start(t, o)
 	dir := e.storageDir("pool")
 	st := e.localStorage("local", dir)
 	assert.Equal(t, "available", string(st.Status))
