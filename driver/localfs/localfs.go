@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/openvair/openvair/driver"
@@ -49,6 +50,8 @@ func init() {
 type Backend struct {
 	dataDir  string
 	fileMode os.FileMode
+	// allowed, when not empty, lists the directories that directory-mode storages must lie inside.
+	allowed []string
 
 	// mu serialises Prepare and Teardown, which format and mount devices.
 	mu sync.Mutex
@@ -59,6 +62,9 @@ var _ driver.StorageBackend = (*Backend)(nil)
 // New returns a LocalFS backend. cfg.DataDir (absolute) is where device-mode storages are mounted, as
 // <DataDir>/mnt/<storage id>; directory-mode storages do not need it. cfg.Options["file_mode"] (octal, for
 // example "0660") sets the permission of the volume and image files it creates (default 0640).
+// cfg.Options["allowed_dirs"] (colon-separated absolute paths) confines directory-mode storages to
+// subdirectories of those directories, symbolic links resolved; without it any absolute path but "/" is
+// accepted.
 func New(cfg driver.Config) (*Backend, error) {
 	b := &Backend{fileMode: defaultFileMode}
 	if cfg.DataDir != "" {
@@ -73,6 +79,14 @@ func New(cfg driver.Config) (*Backend, error) {
 			return nil, errkind.New(errkind.Invalid, Name, "", "option file_mode %q is not an octal permission", m)
 		}
 		b.fileMode = os.FileMode(v)
+	}
+	if dirs, ok := cfg.Options["allowed_dirs"]; ok && dirs != "" {
+		for _, d := range strings.Split(dirs, ":") {
+			if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+				return nil, errkind.New(errkind.Invalid, Name, "", "option allowed_dirs: %q is not a clean absolute path", d)
+			}
+			b.allowed = append(b.allowed, d)
+		}
 	}
 	return b, nil
 }

@@ -1,11 +1,13 @@
 package localfs_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair/driver"
@@ -140,4 +142,38 @@ func TestDirectoryModeDetails(t *testing.T) {
 	missing := dirPool(filepath.Join(t.TempDir(), "never-prepared"))
 	_, err = b.Status(ctx, missing)
 	require.ErrorIs(t, err, driver.ErrUnavailable)
+}
+
+func TestAllowedDirs(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	allowed := filepath.Join(root, "pools")
+	require.NoError(t, os.Mkdir(allowed, 0o750))
+	require.NoError(t, os.Symlink(outside, filepath.Join(allowed, "escape")))
+	b, err := localfs.New(driver.Config{Options: map[string]string{"allowed_dirs": allowed}})
+	require.NoError(t, err)
+	ctx := context.Background()
+	cases := []struct {
+		path string
+		ok   bool
+	}{
+		{filepath.Join(allowed, "a"), true},
+		{filepath.Join(allowed, "new", "deeper"), false}, // parent missing: Prepare refuses, but the path is allowed
+		{allowed, false},
+		{filepath.Join(outside, "x"), false},
+		{filepath.Join(allowed, "escape", "x"), false}, // through a symbolic link out of the allowed directory
+		{"/etc/openvair", false},
+	}
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			_, err := b.Prepare(ctx, driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: c.path}})
+			if c.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, driver.ErrInvalid)
+		})
+	}
+	_, err = localfs.New(driver.Config{Options: map[string]string{"allowed_dirs": "relative/dir"}})
+	assert.ErrorIs(t, err, driver.ErrInvalid)
 }

@@ -3,6 +3,7 @@ package localfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,9 @@ func (b *Backend) resolve(pool driver.PoolSpec) (*storage, error) {
 		if err := checkDirPath(spec.Path); err != nil {
 			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "bad path")
 		}
+		if err := b.checkAllowed(spec.Path); err != nil {
+			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "path not allowed")
+		}
 		return &storage{id: id, dir: spec.Path, spec: spec}, nil
 	case spec.Device != "":
 		if pool.ID == uuid.Nil {
@@ -50,6 +54,44 @@ func (b *Backend) resolve(pool driver.PoolSpec) (*storage, error) {
 		return &storage{id: id, dir: b.mountPoint(pool.ID), device: true, spec: spec}, nil
 	default:
 		return nil, errkind.New(errkind.Invalid, "storage", id, "localfs storage needs a path or a device")
+	}
+}
+
+// checkAllowed confines p to the allowed directories, when there are any: p, with the symbolic links of its
+// longest existing prefix resolved, must lie strictly inside one of them (also resolved).
+func (b *Backend) checkAllowed(p string) error {
+	if len(b.allowed) == 0 {
+		return nil
+	}
+	real, err := resolveExisting(p)
+	if err != nil {
+		return err
+	}
+	for _, root := range b.allowed {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(r, real); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not inside an allowed directory (%s)", p, strings.Join(b.allowed, ", "))
+}
+
+// resolveExisting resolves the symbolic links of the longest existing prefix of the clean absolute path p
+// and appends the rest.
+func resolveExisting(p string) (string, error) {
+	rest := ""
+	for cur := p; ; cur = filepath.Dir(cur) {
+		real, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) || cur == "/" {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
 	}
 }
 
