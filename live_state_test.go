@@ -23,6 +23,13 @@ import (
 // monitors, and returns a stopped VM with one volume plus a raw libvirt connection to act behind its back.
 func liveSystem(t testing.TB) (*openvair.System, *vm.VM, *golibvirt.Libvirt, context.Context) {
 	t.Helper()
+	sys, m, raw, ctx, _ := liveSystemOn(t)
+	return sys, m, raw, ctx
+}
+
+// liveSystemOn is liveSystem that also returns the daemon.
+func liveSystemOn(t testing.TB) (*openvair.System, *vm.VM, *golibvirt.Libvirt, context.Context, *libvirtd.Daemon) {
+	t.Helper()
 	d := libvirtd.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -42,7 +49,7 @@ func liveSystem(t testing.TB) (*openvair.System, *vm.VM, *golibvirt.Libvirt, con
 	m, err := sys.VMs.Create(ctx, vm.CreateRequest{Name: "web", CPU: vm.CPU{Sockets: 1, Cores: 1, Threads: 1}, MemoryBytes: 64 << 20,
 		Disks: []vm.DiskRequest{{New: &volume.CreateRequest{Name: "root", StorageID: st.ID, Format: volume.FormatQCOW2, Size: 1 << 30}}}})
 	require.NoError(t, err)
-	return sys, m, d.Dial(t, golibvirt.TestDefault), ctx
+	return sys, m, d.Dial(t, golibvirt.TestDefault), ctx, d
 }
 
 // TestLiveStateFollowsLibvirt checks that changes made directly through libvirt, behind the SDK's back,
@@ -68,6 +75,31 @@ func TestLiveStateFollowsLibvirt(t *testing.T) {
 	_, err = sys.VMs.Start(ctx, m.ID)
 	assert.ErrorIs(t, err, openvair.ErrWrongState, "a vanished domain is not recreated behind the operator's back")
 	require.NoError(t, sys.VMs.Delete(ctx, m.ID, vm.DeleteOptions{DeleteVolumes: true}))
+}
+
+// TestLiveStateAfterLibvirtdRestart restarts libvirtd under a running System: the SDK reconnects,
+// resynchronises (the test driver forgets its domains, so the VM is marked missing, not recreated) and
+// follows events again on the new connection.
+func TestLiveStateAfterLibvirtdRestart(t *testing.T) {
+	sys, m, _, ctx, d := liveSystemOn(t)
+	_, err := sys.VMs.Start(ctx, m.ID)
+	require.NoError(t, err)
+	d.Restart()
+	got := waitPower(t, sys, m, vm.PowerMissing)
+	assert.Equal(t, vm.StatusError, got.Status)
+
+	var second *vm.VM
+	require.Eventually(t, func() bool { // the driver reconnects with backoff
+		second, err = sys.VMs.Create(ctx, vm.CreateRequest{Name: "second", CPU: vm.CPU{Sockets: 1, Cores: 1, Threads: 1}, MemoryBytes: 64 << 20})
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "create after the restart: %v", err)
+	_, err = sys.VMs.Start(ctx, second.ID)
+	require.NoError(t, err)
+	raw := d.Dial(t, golibvirt.TestDefault)
+	dom, err := raw.DomainLookupByUUID(golibvirt.UUID(second.ID))
+	require.NoError(t, err)
+	require.NoError(t, raw.DomainDestroy(dom))
+	waitPower(t, sys, second, vm.PowerShutOff)
 }
 
 func waitPower(t testing.TB, sys *openvair.System, m *vm.VM, want vm.PowerState) *vm.VM {
