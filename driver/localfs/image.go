@@ -62,8 +62,11 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 		}
 	}()
 
-	w := &slicedWriter{w: f}
+	w := newUploadWriter(f, part)
 	info, err := copyImage(ctx, w, &ctxReader{ctx: ctx, r: r}, img.MaxSize)
+	if cerr := w.Close(); w.err == nil && cerr != nil {
+		w.err = cerr
+	}
 	switch {
 	case w.err != nil:
 		return driver.ImageInfo{}, fileErr(w.err, "image", id, "write image")

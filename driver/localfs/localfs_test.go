@@ -1,9 +1,13 @@
 package localfs_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/google/uuid"
@@ -176,4 +180,30 @@ func TestAllowedDirs(t *testing.T) {
 	}
 	_, err = localfs.New(driver.Config{Options: map[string]string{"allowed_dirs": "relative/dir"}})
 	assert.ErrorIs(t, err, driver.ErrInvalid)
+}
+
+// TestUploadContentIntact uploads sizes around the O_DIRECT alignment and reads every byte back.
+func TestUploadContentIntact(t *testing.T) {
+	b := newBackend(t)
+	dir := filepath.Join(t.TempDir(), "pool")
+	pool := dirPool(dir)
+	ctx := context.Background()
+	_, err := b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	for _, size := range []int{0, 1, 4095, 4096, 2<<20 - 1, 2 << 20, 2<<20 + 1, 3*(2<<20) + 1234} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(i*7 + i>>13)
+			}
+			id := uuid.New()
+			info, err := b.WriteImage(ctx, pool, driver.ImageWrite{ID: id}, bytes.NewReader(data))
+			require.NoError(t, err)
+			sum := sha256.Sum256(data)
+			assert.Equal(t, hex.EncodeToString(sum[:]), info.SHA256)
+			got, err := os.ReadFile(filepath.Join(dir, "image-"+id.String()))
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(data, got), "file content equals the upload")
+		})
+	}
 }
