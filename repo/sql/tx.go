@@ -50,6 +50,8 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 	if s.txOf(ctx) != nil {
 		return fn(ctx)
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	var last error
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -143,6 +145,8 @@ func (s *Store) read(ctx context.Context, fn func(c conn) error) error {
 	if t := s.txOf(ctx); t != nil {
 		return fn(conn{s: s, db: t.tx, t: t})
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	tx, err := s.rdb.BeginTx(ctx, s.roOpts)
 	if err != nil {
 		return s.mapErr(ctx, err)
@@ -176,6 +180,8 @@ func (c conn) fail(ctx context.Context, query string, err error) error {
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	res, err := c.db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return nil, c.fail(ctx, query, err)
@@ -198,6 +204,8 @@ func (c conn) execN(ctx context.Context, query string, args ...any) (int64, erro
 
 // query runs a query and calls scan for every row.
 func (c conn) query(ctx context.Context, scan func(*sql.Rows) error, query string, args ...any) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	rows, err := c.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return c.fail(ctx, query, err)
@@ -219,4 +227,16 @@ func (c conn) exists(ctx context.Context, query string, args ...any) (bool, erro
 	found := false
 	err := c.query(ctx, func(*sql.Rows) error { found = true; return nil }, query, args...)
 	return found, err
+}
+
+// DefaultTimeout bounds a unit of work, or a statement outside one, whose context has no deadline: a
+// database that stops answering gives an error instead of a hang.
+const DefaultTimeout = 30 * time.Second
+
+// bounded returns ctx when it has a deadline, else ctx with DefaultTimeout.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
 }
