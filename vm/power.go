@@ -59,7 +59,8 @@ func (s *Service) checkDisksUsable(ctx context.Context, v *VM) error {
 }
 
 // finishPower ends a power operation: on success the VM is available in state want; on failure it is in
-// error with the reason and the power state the hypervisor reports.
+// error with the reason and the power state the hypervisor reports. An operation the hypervisor refused
+// because the domain is already in state want (the stored power state was stale) succeeded.
 func (s *Service) finishPower(ctx context.Context, hv Hypervisor, id uuid.UUID, op string, opErr error, want PowerState) (*VM, error) {
 	ctx = context.WithoutCancel(ctx)
 	power := want
@@ -67,6 +68,9 @@ func (s *Service) finishPower(ctx context.Context, hv Hypervisor, id uuid.UUID, 
 		var err error
 		if err = s.call(ctx, func(ctx context.Context) error { power, err = hv.State(ctx, id); return err }); err != nil {
 			power = ""
+		}
+		if power == want && errkind.KindOf(opErr) == errkind.WrongState {
+			opErr = nil
 		}
 	}
 	out, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {

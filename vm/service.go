@@ -381,6 +381,9 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 	if err != nil {
 		return nil, err
 	}
+	if err := s.confirmStopped(ctx, hv, id, "edit"); err != nil {
+		return nil, err
+	}
 	rev := &revert.Reverter{}
 	defer rev.Fail(ctx)
 	// Whatever happens next, the VM leaves editing: as edited on success, as it was otherwise.
@@ -426,6 +429,28 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 	return out, nil
 }
 
+// confirmStopped asks the hypervisor, after the VM was claimed for op, whether its domain really is off (the
+// stored power state may lag behind an event). When it runs, the claim is released with the observed power
+// state and op is refused.
+func (s *Service) confirmStopped(ctx context.Context, hv Hypervisor, id uuid.UUID, op string) error {
+	var power PowerState
+	err := s.call(ctx, func(ctx context.Context) (err error) { power, err = hv.State(ctx, id); return err })
+	if err == nil && (power == PowerShutOff || power == PowerCrashed || power == PowerMissing) {
+		return nil
+	}
+	_, uerr := s.update(context.WithoutCancel(ctx), id, func(_ context.Context, cur *VM) error {
+		if err == nil {
+			cur.PowerState = power
+		}
+		return cur.SetStatus(StatusAvailable, "")
+	})
+	s.logErr("release a refused "+op, id, uerr)
+	if err != nil {
+		return fmt.Errorf("%s vm %s: checking its power state: %w", op, id, err)
+	}
+	return errkind.New(errkind.WrongState, "vm", id.String(), "cannot %s: the hypervisor reports it %s; stop it first", op, power)
+}
+
 func requireStopped(v *VM, op string) error {
 	if err := fsm.Require("vm", v.ID.String(), op, v.Status, StatusAvailable, StatusError); err != nil {
 		return err
@@ -461,6 +486,9 @@ func (s *Service) Delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) 
 		return s.Repo.Update(ctx, cur)
 	})
 	if err != nil {
+		return err
+	}
+	if err := s.confirmStopped(ctx, hv, id, "delete"); err != nil {
 		return err
 	}
 	if err := s.call(ctx, func(ctx context.Context) error { return hv.Undefine(ctx, id) }); err != nil {

@@ -485,3 +485,28 @@ func TestConcurrentAttachesNeverDropEachOther(t *testing.T) {
 	assert.Len(t, got.Disks, wins, "every successful attach is still there")
 	assert.Len(t, e.HV.Domain(m.ID).Spec.Disks, wins, "and in the domain")
 }
+
+// TestStalePowerStateIsConfirmedWithTheHypervisor covers changes made behind openvair's back that no event
+// has reported yet: the hypervisor's word wins.
+func TestStalePowerStateIsConfirmedWithTheHypervisor(t *testing.T) {
+	e := sdktest.New(t, nil)
+	running := e.Running(t, "was-running")
+	e.HV.SetState(running.ID, vm.PowerShutOff) // destroyed by hand; no monitor runs here
+	got, err := e.Sys.VMs.Stop(e.Ctx, running.ID, vm.StopOptions{Force: true})
+	require.NoError(t, err, "stopping a domain that is already off succeeds")
+	assert.Equal(t, vm.PowerShutOff, got.PowerState)
+	assert.Equal(t, vm.StatusAvailable, got.Status)
+
+	stopped := e.VM(t, "was-stopped")
+	e.HV.SetState(stopped.ID, vm.PowerRunning) // started by hand
+	name := "renamed"
+	_, err = e.Sys.VMs.Edit(e.Ctx, stopped.ID, vm.EditRequest{Name: &name})
+	require.ErrorIs(t, err, errkind.WrongState, "edit checks the real power state")
+	err = e.Sys.VMs.Delete(e.Ctx, stopped.ID, vm.DeleteOptions{})
+	require.ErrorIs(t, err, errkind.WrongState, "delete checks the real power state")
+	got, err = e.Sys.VMs.Get(e.Ctx, stopped.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.StatusAvailable, got.Status, "the refused operations released the VM")
+	assert.Equal(t, vm.PowerRunning, got.PowerState, "and recorded what the hypervisor said")
+	assert.NotNil(t, e.HV.Domain(stopped.ID), "the running domain was not undefined")
+}
