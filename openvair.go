@@ -152,6 +152,9 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	sys.VMs = vm.NewService(vm.Deps{Repo: st.VMs(), Tx: st, Volumes: st.Volumes(), Storages: st.Storages(), Images: st.Images(),
 		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv})
 	sys.Storages.Log, sys.Volumes.Log, sys.Images.Log, sys.VMs.Log = cfg.Logger, cfg.Logger, cfg.Logger, cfg.Logger
+	if hv != nil {
+		sys.Volumes.VMs = sys.VMs // extends check the hypervisor, not only the stored power state
+	}
 	if err := sys.Recover(ctx); err != nil {
 		sys.Close()
 		return nil, err

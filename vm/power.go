@@ -211,3 +211,15 @@ type Console struct {
 	Port        int    `json:"port"`
 	PasswordSet bool   `json:"password_set"` // the console asks for the VM's graphics password
 }
+
+// Running asks the hypervisor whether the VM's domain runs now (running, paused or shutting down). It
+// implements volume.VMStates.
+func (s *Service) Running(ctx context.Context, id uuid.UUID) (bool, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return false, err
+	}
+	var power PowerState
+	err = s.call(ctx, func(ctx context.Context) (err error) { power, err = hv.State(ctx, id); return err })
+	return power == PowerRunning || power == PowerPaused || power == PowerStopping, err
+}

@@ -51,12 +51,21 @@ type Backends interface {
 	VolumeBackend(t storage.Type) (Backend, error)
 }
 
+// VMStates asks the hypervisor whether a VM runs now; the stored power state may lag behind changes made
+// outside openvair. The VM service implements it.
+type VMStates interface {
+	Running(ctx context.Context, vmID uuid.UUID) (bool, error)
+}
+
 // Service holds the volume rules.
 type Service struct {
 	repo     Repository
 	storages StorageReader
 	tx       Transactor
 	backends Backends
+	// VMs, when set, confirms with the hypervisor that no VM using a volume runs before the volume is
+	// extended (growing a disk under a running guest corrupts it).
+	VMs VMStates
 	// OpTimeout bounds each backend call that has no earlier deadline.
 	OpTimeout time.Duration
 	// MonitorTimeout bounds one inspection of one volume.
@@ -230,6 +239,13 @@ func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 	if err != nil {
 		return nil, err
 	}
+	if err := s.confirmNotRunning(ctx, vol); err != nil {
+		_, uerr := s.update(context.WithoutCancel(ctx), id, func(cur *Volume) error { return cur.SetStatus(StatusAvailable, "") })
+		if uerr != nil {
+			s.Log.Error("volume: release a refused extend", "id", id, "err", uerr)
+		}
+		return nil, err
+	}
 	backend, err := s.backend(st, vol.Format)
 	var info driver.VolumeInfo
 	if err == nil {
@@ -247,6 +263,23 @@ func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 		cur.Allocated = info.Allocated
 		return cur.SetStatus(StatusAvailable, "")
 	})
+}
+
+// confirmNotRunning asks the hypervisor about every VM the volume is attached to.
+func (s *Service) confirmNotRunning(ctx context.Context, vol *Volume) error {
+	if s.VMs == nil {
+		return nil
+	}
+	for _, a := range vol.Attachments {
+		running, err := s.VMs.Running(ctx, a.VMID)
+		if err != nil {
+			return fmt.Errorf("extend volume %q: checking VM %q: %w", vol.Name, a.VMName, err)
+		}
+		if running {
+			return errkind.New(errkind.InUse, "volume", vol.ID.String(), "attached to VM %q which the hypervisor reports running", a.VMName)
+		}
+	}
+	return nil
 }
 
 // fail records that an operation failed, leaving the volume in error with reason.

@@ -229,3 +229,19 @@ func TestRecover(t *testing.T) {
 	assert.Equal(t, volume.StatusError, got.Status)
 	assert.Contains(t, got.StatusReason, "interrupted")
 }
+
+func TestExtendAsksTheHypervisor(t *testing.T) {
+	e := sdktest.New(t, nil)
+	st := e.Storage(t, "pool")
+	v := e.Volume(t, st.ID, "disk", 1<<30)
+	m := e.VM(t, "vm1", vm.DiskRequest{VolumeID: v.ID})
+	e.HV.SetState(m.ID, vm.PowerRunning) // started outside openvair; no event processed yet
+	_, err := e.Sys.Volumes.Extend(e.Ctx, v.ID, 2<<30)
+	require.ErrorIs(t, err, errkind.InUse)
+	assert.Contains(t, err.Error(), "hypervisor reports running")
+	got, err := e.Sys.Volumes.Get(e.Ctx, v.ID)
+	require.NoError(t, err)
+	assert.Equal(t, volume.StatusAvailable, got.Status, "the refused extend released the volume")
+	assert.EqualValues(t, 1<<30, got.Size)
+	assert.EqualValues(t, 1<<30, e.FS.Object(st.ID, v.ID).Size, "and never touched the file")
+}
