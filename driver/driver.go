@@ -163,12 +163,14 @@ type StorageBackend interface {
 
 	// CreateVolume creates a volume file; ErrAlreadyExists if one exists with that id.
 	CreateVolume(ctx context.Context, pool PoolSpec, vol VolumeSpec) (VolumeInfo, error)
-	// ExtendVolume grows a volume to newSize bytes (virtual size).
-	ExtendVolume(ctx context.Context, pool PoolSpec, id uuid.UUID, newSize int64) (VolumeInfo, error)
+	// ExtendVolume grows the volume vol.ID, whose format is vol.Format, to vol.Size bytes (virtual size). The
+	// format is never guessed from the content: a raw volume whose guest wrote a qcow2 header stays raw.
+	ExtendVolume(ctx context.Context, pool PoolSpec, vol VolumeSpec) (VolumeInfo, error)
 	// DeleteVolume removes a volume; removing a missing volume succeeds.
 	DeleteVolume(ctx context.Context, pool PoolSpec, id uuid.UUID) error
-	// InspectVolume reports a volume; ErrNotFound when its file is missing.
-	InspectVolume(ctx context.Context, pool PoolSpec, id uuid.UUID) (VolumeInfo, error)
+	// InspectVolume reports the volume vol.ID of format vol.Format (vol.Size is ignored); ErrNotFound when
+	// its file is missing, ErrInvalid when a qcow2 volume has no valid header.
+	InspectVolume(ctx context.Context, pool PoolSpec, vol VolumeSpec) (VolumeInfo, error)
 
 	// WriteImage streams r into the storage, computing SHA-256 and detecting the format from content.
 	// It refuses content over img.MaxSize (ErrTooLarge) and qcow2 images with a backing or external data

@@ -41,9 +41,9 @@ type Transactor interface {
 type Backend interface {
 	Info() driver.StorageInfo
 	CreateVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error)
-	ExtendVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID, newSize int64) (driver.VolumeInfo, error)
+	ExtendVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error)
 	DeleteVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) error
-	InspectVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.VolumeInfo, error)
+	InspectVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error)
 }
 
 // Backends finds the backend for a storage type.
@@ -250,7 +250,7 @@ func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 	var info driver.VolumeInfo
 	if err == nil {
 		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
-		info, err = backend.ExtendVolume(dctx, st.Pool(), id, newSize)
+		info, err = backend.ExtendVolume(dctx, st.Pool(), driver.VolumeSpec{ID: id, Format: vol.Format, Size: newSize})
 		cancel()
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -360,7 +360,7 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Volume, error) {
 		return nil, err
 	}
 	dctx, cancel := deadline.Ensure(ctx, s.MonitorTimeout)
-	info, ierr := backend.InspectVolume(dctx, st.Pool(), id)
+	info, ierr := backend.InspectVolume(dctx, st.Pool(), driver.VolumeSpec{ID: id, Format: vol.Format})
 	cancel()
 	if ierr != nil && !errors.Is(ierr, errkind.NotFound) {
 		return vol, nil

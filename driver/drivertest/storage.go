@@ -141,7 +141,7 @@ func stTestTeardown(t *testing.T, h StorageHarness) {
 	require.NoError(t, err)
 	require.NoError(t, h.Backend.Teardown(ctx, pool))
 	stPrepare(t, h, pool)
-	_, err = h.Backend.InspectVolume(ctx, pool, id)
+	_, err = h.Backend.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: h.Backend.Info().Capabilities.VolumeFormats[0]})
 	require.NoError(t, err, "a volume survives Teardown and Prepare")
 	require.NoError(t, h.Backend.DeleteVolume(ctx, pool, id))
 	require.NoError(t, h.Backend.Teardown(ctx, pool))

@@ -33,7 +33,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 					require.Equal(t, size, info.VirtualSize)
 					require.GreaterOrEqual(t, info.Allocated, int64(0))
 
-					got, err := b.InspectVolume(ctx, pool, id)
+					got, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format})
 					require.NoError(t, err)
 					require.Equal(t, format, got.Format)
 					require.Equal(t, size, got.VirtualSize)
@@ -54,7 +54,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
 		_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0], Size: 4 * stMiB})
 		require.ErrorIs(t, err, driver.ErrAlreadyExists)
-		got, err := b.InspectVolume(ctx, pool, id)
+		got, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0]})
 		require.NoError(t, err, "the existing volume must survive a refused create")
 		require.Equal(t, 2*stMiB, got.VirtualSize)
 	})
@@ -68,7 +68,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		})
 		t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
 		stCheckOneWinner(t, errs)
-		got, err := b.InspectVolume(ctx, pool, id)
+		got, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0]})
 		require.NoError(t, err)
 		require.Equal(t, 16*stMiB, got.VirtualSize)
 	})
@@ -82,7 +82,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		} {
 			_, err := b.CreateVolume(ctx, pool, spec)
 			require.ErrorIs(t, err, driver.ErrInvalid, name)
-			_, err = b.InspectVolume(ctx, pool, spec.ID)
+			_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: spec.ID})
 			require.ErrorIs(t, err, driver.ErrNotFound, "%s: a refused create leaves no volume", name)
 		}
 	})
@@ -100,25 +100,25 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 				t.Cleanup(func() { _ = b.DeleteVolume(ctx, pool, id) })
 
 				for _, size := range []int64{64 * stMiB, 3 * stGiB} {
-					info, err := b.ExtendVolume(ctx, pool, id, size)
+					info, err := b.ExtendVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: size})
 					require.NoError(t, err, "extend to %d", size)
 					require.Equal(t, size, info.VirtualSize)
 					require.Equal(t, format, info.Format)
-					got, err := b.InspectVolume(ctx, pool, id)
+					got, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format})
 					require.NoError(t, err)
 					require.Equal(t, size, got.VirtualSize)
 					stCheckDiskSource(t, b.DiskSource(pool, driver.KindVolume, id), format, size)
 				}
 
-				_, err = b.ExtendVolume(ctx, pool, id, stMiB)
+				_, err = b.ExtendVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: stMiB})
 				require.ErrorIs(t, err, driver.ErrInvalid, "shrinking must be refused")
-				got, err := b.InspectVolume(ctx, pool, id)
+				got, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format})
 				require.NoError(t, err)
 				require.Equal(t, 3*stGiB, got.VirtualSize, "a refused shrink changes nothing")
 			})
 		}
 		t.Run("Missing", func(t *testing.T) {
-			_, err := b.ExtendVolume(stCtx(t), pool, stNewID(), stGiB)
+			_, err := b.ExtendVolume(stCtx(t), pool, driver.VolumeSpec{ID: stNewID(), Format: formats[0], Size: stGiB})
 			require.ErrorIs(t, err, driver.ErrNotFound)
 		})
 	})
@@ -130,7 +130,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 			_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: 8 * stMiB})
 			require.NoError(t, err)
 			require.NoError(t, b.DeleteVolume(ctx, pool, id))
-			_, err = b.InspectVolume(ctx, pool, id)
+			_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format})
 			require.ErrorIs(t, err, driver.ErrNotFound, "inspect after delete")
 			require.NoError(t, b.DeleteVolume(ctx, pool, id), "deleting a missing volume succeeds")
 			stCheckNoFile(t, b.DiskSource(pool, driver.KindVolume, id))
@@ -138,7 +138,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 	})
 
 	t.Run("InspectMissing", func(t *testing.T) {
-		_, err := b.InspectVolume(stCtx(t), pool, stNewID())
+		_, err := b.InspectVolume(stCtx(t), pool, driver.VolumeSpec{ID: stNewID(), Format: formats[0]})
 		require.ErrorIs(t, err, driver.ErrNotFound)
 	})
 
@@ -148,7 +148,7 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		id := stNewID()
 		_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: formats[0], Size: stMiB})
 		require.Error(t, err, "a cancelled context must stop CreateVolume")
-		_, err = b.InspectVolume(stCtx(t), pool, id)
+		_, err = b.InspectVolume(stCtx(t), pool, driver.VolumeSpec{ID: id, Format: formats[0]})
 		require.ErrorIs(t, err, driver.ErrNotFound, "no volume after a cancelled create")
 	})
 }

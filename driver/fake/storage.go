@@ -176,7 +176,8 @@ func (s *Storage) CreateVolume(ctx context.Context, pool driver.PoolSpec, vol dr
 }
 
 // ExtendVolume grows a volume.
-func (s *Storage) ExtendVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID, newSize int64) (driver.VolumeInfo, error) {
+func (s *Storage) ExtendVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
+	id, newSize := vol.ID, vol.Size
 	if err := s.begin(ctx, "ExtendVolume"); err != nil {
 		return driver.VolumeInfo{}, err
 	}
@@ -222,8 +223,8 @@ func (s *Storage) deleteObject(ctx context.Context, op string, pool, id uuid.UUI
 }
 
 // InspectVolume reports a volume.
-func (s *Storage) InspectVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.VolumeInfo, error) {
-	o, err := s.inspect(ctx, "InspectVolume", pool.ID, id, driver.KindVolume)
+func (s *Storage) InspectVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
+	o, err := s.inspect(ctx, "InspectVolume", pool.ID, vol.ID, driver.KindVolume)
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}

@@ -186,7 +186,7 @@ func TestDeviceBusy(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "Teardown removes the mount point")
 	_, err = b.Status(ctx, pool)
 	require.ErrorIs(t, err, driver.ErrUnavailable)
-	_, err = b.InspectVolume(ctx, pool, id)
+	_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id})
 	require.ErrorIs(t, err, driver.ErrUnavailable, "objects of an unmounted storage are unavailable, not missing")
 }
 
@@ -220,7 +220,7 @@ func TestDeviceRenamed(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
 	require.Equal(t, state.FSUUID, state2.FSUUID)
-	_, err = b.InspectVolume(ctx, pool, vol)
+	_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: vol})
 	require.NoError(t, err, "the volume is on the device found by UUID")
 	for _, dev := range []string{first, blank} {
 		sig, err := exec.CommandContext(ctx, "blkid", "-p", dev).CombinedOutput()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/drivertest"
 	"github.com/openvair/openvair/driver/localfs"
+	"github.com/openvair/openvair/internal/qcow2"
 )
 
 func newBackend(t *testing.T) *localfs.Backend {
@@ -121,7 +123,7 @@ func TestDirectoryModeDetails(t *testing.T) {
 
 	// Operations on a storage whose directory vanished report it unavailable, not a missing object.
 	require.NoError(t, os.Remove(dir))
-	_, err = b.InspectVolume(ctx, pool, vid)
+	_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: vid, Format: driver.FormatRaw})
 	require.ErrorIs(t, err, driver.ErrUnavailable)
 	require.ErrorIs(t, b.DeleteVolume(ctx, pool, vid), driver.ErrUnavailable)
 	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vid, Format: driver.FormatRaw, Size: 4096})
@@ -206,4 +208,67 @@ func TestUploadContentIntact(t *testing.T) {
 			assert.True(t, bytes.Equal(data, got), "file content equals the upload")
 		})
 	}
+}
+
+// TestRawVolumeWithQCOW2ContentStaysRaw: a guest that writes a qcow2 header at the start of its raw disk
+// must not make the backend treat the disk as qcow2 (that would let Extend "grow" qcow2 tables into the
+// guest's data, and Inspect report a size the guest chose).
+func TestRawVolumeWithQCOW2ContentStaysRaw(t *testing.T) {
+	b := newBackend(t)
+	dir := filepath.Join(t.TempDir(), "pool")
+	pool := dirPool(dir)
+	ctx := context.Background()
+	_, err := b.Prepare(ctx, pool)
+	require.NoError(t, err)
+	id := uuid.New()
+	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw, Size: 64 << 20})
+	require.NoError(t, err)
+
+	// The guest writes a valid qcow2 header claiming 1 TiB.
+	var hdr bytes.Buffer
+	_, err = qcow2.Create(&bufAt{&hdr}, 1<<40, qcow2.CreateOptions{})
+	require.NoError(t, err)
+	path := filepath.Join(dir, "volume-"+id.String())
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(hdr.Bytes(), 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	info, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw})
+	require.NoError(t, err)
+	assert.Equal(t, driver.FormatRaw, info.Format)
+	assert.EqualValues(t, 64<<20, info.VirtualSize, "the size is the file's, not the header's")
+
+	info, err = b.ExtendVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw, Size: 128 << 20})
+	require.NoError(t, err)
+	assert.EqualValues(t, 128<<20, info.VirtualSize)
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(hdr.Bytes(), got[:hdr.Len()]), "the guest's data is untouched")
+
+	_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: uuid.New(), Format: driver.FormatQCOW2})
+	assert.ErrorIs(t, err, driver.ErrNotFound)
+}
+
+// bufAt is an in-memory qcow2.File.
+type bufAt struct{ b *bytes.Buffer }
+
+func (w *bufAt) WriteAt(p []byte, off int64) (int, error) {
+	for int64(w.b.Len()) < off+int64(len(p)) {
+		w.b.WriteByte(0)
+	}
+	copy(w.b.Bytes()[off:], p)
+	return len(p), nil
+}
+
+func (w *bufAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(w.b.Len()) {
+		return 0, io.EOF
+	}
+	n := copy(p, w.b.Bytes()[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

@@ -65,7 +65,7 @@ func (b *Backend) CreateVolume(ctx context.Context, pool driver.PoolSpec, vol dr
 	if err != nil {
 		return driver.VolumeInfo{}, fileErr(err, "volume", id, "write %s volume", vol.Format)
 	}
-	info, err := inspectFile(f, id)
+	info, err := inspectFile(f, id, vol.Format)
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}
@@ -83,7 +83,8 @@ func roundUp(n int64) int64 { return (n + sectorSize - 1) / sectorSize * sectorS
 
 // ExtendVolume grows a volume to newSize bytes (rounded up to 512): a raw file is truncated bigger, a qcow2
 // image grown by internal/qcow2. A smaller size is refused with ErrInvalid; the same size changes nothing.
-func (b *Backend) ExtendVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID, newSize int64) (driver.VolumeInfo, error) {
+func (b *Backend) ExtendVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
+	id, newSize := vol.ID, vol.Size
 	s, err := b.ready(ctx, pool)
 	if err != nil {
 		return driver.VolumeInfo{}, err
@@ -98,7 +99,7 @@ func (b *Backend) ExtendVolume(ctx context.Context, pool driver.PoolSpec, id uui
 		return driver.VolumeInfo{}, fileErr(err, "volume", sid, "open volume")
 	}
 	defer f.Close()
-	info, err := inspectFile(f, sid)
+	info, err := inspectFile(f, sid, vol.Format)
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}
@@ -123,7 +124,7 @@ func (b *Backend) ExtendVolume(ctx context.Context, pool driver.PoolSpec, id uui
 	if err != nil {
 		return driver.VolumeInfo{}, fileErr(err, "volume", sid, "extend %s volume", info.Format)
 	}
-	return inspectFile(f, sid)
+	return inspectFile(f, sid, vol.Format)
 }
 
 // DeleteVolume removes volume-<id>; a missing volume is not an error.
@@ -139,36 +140,47 @@ func (b *Backend) DeleteVolume(ctx context.Context, pool driver.PoolSpec, id uui
 }
 
 // InspectVolume reports a volume's format (from its content), virtual size and allocated bytes.
-func (b *Backend) InspectVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.VolumeInfo, error) {
+func (b *Backend) InspectVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
 	s, err := b.ready(ctx, pool)
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}
-	f, err := os.Open(s.objectPath(driver.KindVolume, id))
+	f, err := os.Open(s.objectPath(driver.KindVolume, vol.ID))
 	if err != nil {
-		return driver.VolumeInfo{}, fileErr(err, "volume", id.String(), "open volume")
+		return driver.VolumeInfo{}, fileErr(err, "volume", vol.ID.String(), "open volume")
 	}
 	defer f.Close()
-	return inspectFile(f, id.String())
+	return inspectFile(f, vol.ID.String(), vol.Format)
 }
 
-// inspectFile identifies a volume by its content: a qcow2 header, or raw.
-func inspectFile(f *os.File, id string) (driver.VolumeInfo, error) {
+// inspectFile reports a volume of the given format. The format comes from the caller, never from the
+// content: a raw volume is raw whatever its guest wrote at its start. An empty format (a caller that does
+// not know it) is detected from a qcow2 header.
+func inspectFile(f *os.File, id string, format driver.VolumeFormat) (driver.VolumeInfo, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return driver.VolumeInfo{}, fileErr(err, "volume", id, "stat volume")
 	}
 	info := driver.VolumeInfo{Format: driver.FormatRaw, VirtualSize: st.Size, Allocated: st.Blocks * 512}
+	if format == driver.FormatRaw {
+		return info, nil
+	}
 	var magic [4]byte
-	if n, err := f.ReadAt(magic[:], 0); n == len(magic) && string(magic[:]) == qcow2.Magic {
-		h, err := qcow2.ReadHeader(f)
-		if err != nil {
-			return driver.VolumeInfo{}, errkind.Wrap(errkind.Invalid, err, "volume", id, "corrupt qcow2 volume")
-		}
-		info.Format, info.VirtualSize = driver.FormatQCOW2, h.VirtualSize
-	} else if err != nil && !errors.Is(err, io.EOF) {
+	n, err := f.ReadAt(magic[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return driver.VolumeInfo{}, fileErr(err, "volume", id, "read volume")
 	}
+	if n < len(magic) || string(magic[:]) != qcow2.Magic {
+		if format == driver.FormatQCOW2 {
+			return driver.VolumeInfo{}, errkind.New(errkind.Invalid, "volume", id, "qcow2 volume has no qcow2 header")
+		}
+		return info, nil
+	}
+	h, err := qcow2.ReadHeader(f)
+	if err != nil {
+		return driver.VolumeInfo{}, errkind.Wrap(errkind.Invalid, err, "volume", id, "corrupt qcow2 volume")
+	}
+	info.Format, info.VirtualSize = driver.FormatQCOW2, h.VirtualSize
 	return info, nil
 }
 

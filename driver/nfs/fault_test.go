@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/localfs"
+	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/testenv"
 )
 
@@ -207,7 +209,7 @@ func TestQCOW2OverNFSChecksClean(t *testing.T) {
 	id := uuid.New()
 	_, err := b.CreateVolume(t.Context(), pool, driver.VolumeSpec{ID: id, Format: driver.FormatQCOW2, Size: 1 << 30})
 	require.NoError(t, err)
-	info, err := b.ExtendVolume(t.Context(), pool, id, 5<<40)
+	info, err := b.ExtendVolume(t.Context(), pool, driver.VolumeSpec{ID: id, Format: driver.FormatQCOW2, Size: 5 << 40})
 	require.NoError(t, err)
 	require.EqualValues(t, int64(5)<<40, info.VirtualSize)
 	out, err := exec.CommandContext(t.Context(), qemuImg, "check", "-f", "qcow2", poolFile(srv.Dir(), pool, volumeName(id))).CombinedOutput()
@@ -217,4 +219,42 @@ func TestQCOW2OverNFSChecksClean(t *testing.T) {
 	require.Equal(t, driver.DiskSource{Type: "network", Protocol: "nfs", Host: srv.Addr(),
 		Name: "/openvair-" + pool.ID.String() + "/volume-" + id.String()}, src)
 	_ = io.Discard
+}
+
+// TestRawVolumeWithQCOW2ContentStaysRaw: a guest that writes a qcow2 header into its raw disk does not turn
+// the disk into a qcow2 volume for Inspect or Extend.
+func TestRawVolumeWithQCOW2ContentStaysRaw(t *testing.T) {
+	srv := startServer(t)
+	b := newBackend(t, nil)
+	pool := spec(srv.Addr(), srv.Export())
+	prepare(t, b, pool)
+	ctx := t.Context()
+	id := uuid.New()
+	_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw, Size: 64 << 20})
+	require.NoError(t, err)
+	// A valid qcow2 header claiming 1 TiB, written over the start of the raw volume as a guest would.
+	tmp := filepath.Join(t.TempDir(), "hdr")
+	f, err := os.Create(tmp)
+	require.NoError(t, err)
+	_, err = qcow2.Create(f, 1<<40, qcow2.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	hdr, err := os.ReadFile(tmp)
+	require.NoError(t, err)
+	vf, err := os.OpenFile(poolFile(srv.Dir(), pool, volumeName(id)), os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = vf.WriteAt(hdr, 0)
+	require.NoError(t, err)
+	require.NoError(t, vf.Close())
+
+	info, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw})
+	require.NoError(t, err)
+	assert.Equal(t, driver.FormatRaw, info.Format)
+	assert.EqualValues(t, 64<<20, info.VirtualSize)
+	info, err = b.ExtendVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: driver.FormatRaw, Size: 128 << 20})
+	require.NoError(t, err)
+	assert.EqualValues(t, 128<<20, info.VirtualSize)
+	got, err := os.ReadFile(poolFile(srv.Dir(), pool, volumeName(id)))
+	require.NoError(t, err)
+	assert.Equal(t, hdr, got[:len(hdr)], "the guest's data is untouched")
 }

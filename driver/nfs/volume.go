@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -60,7 +61,7 @@ func (b *Backend) CreateVolume(ctx context.Context, spec driver.PoolSpec, vol dr
 				return err
 			}
 		}
-		info, err = inspectVolume(s, fh)
+		info, err = inspectVolume(s, fh, vol.Format)
 		return err
 	})
 	if err != nil && created {
@@ -74,7 +75,8 @@ func (b *Backend) CreateVolume(ctx context.Context, spec driver.PoolSpec, vol dr
 
 // ExtendVolume grows a volume's virtual size: SETATTR for raw, qcow2.Grow for qcow2. Shrinking is refused
 // with ErrInvalid.
-func (b *Backend) ExtendVolume(ctx context.Context, spec driver.PoolSpec, id uuid.UUID, newSize int64) (driver.VolumeInfo, error) {
+func (b *Backend) ExtendVolume(ctx context.Context, spec driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
+	id, newSize := vol.ID, vol.Size
 	p, err := parsePool(spec)
 	if err != nil {
 		return driver.VolumeInfo{}, err
@@ -85,7 +87,7 @@ func (b *Backend) ExtendVolume(ctx context.Context, spec driver.PoolSpec, id uui
 		if err != nil {
 			return err
 		}
-		cur, err := inspectVolume(s, fh)
+		cur, err := inspectVolume(s, fh, vol.Format)
 		if err != nil {
 			return err
 		}
@@ -112,7 +114,7 @@ func (b *Backend) ExtendVolume(ctx context.Context, spec driver.PoolSpec, id uui
 				}
 			}
 		}
-		info, err = inspectVolume(s, fh)
+		info, err = inspectVolume(s, fh, vol.Format)
 		return err
 	})
 	return info, err
@@ -133,7 +135,8 @@ func (b *Backend) DeleteVolume(ctx context.Context, spec driver.PoolSpec, id uui
 }
 
 // InspectVolume reports a volume's format (from its content), virtual size and allocation.
-func (b *Backend) InspectVolume(ctx context.Context, spec driver.PoolSpec, id uuid.UUID) (driver.VolumeInfo, error) {
+func (b *Backend) InspectVolume(ctx context.Context, spec driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
+	id := vol.ID
 	p, err := parsePool(spec)
 	if err != nil {
 		return driver.VolumeInfo{}, err
@@ -144,23 +147,30 @@ func (b *Backend) InspectVolume(ctx context.Context, spec driver.PoolSpec, id uu
 		if err != nil {
 			return err
 		}
-		info, err = inspectVolume(s, fh)
+		info, err = inspectVolume(s, fh, vol.Format)
 		return err
 	})
 	return info, err
 }
 
-// inspectVolume reads the attributes and, for a qcow2 file, its header.
-func inspectVolume(s *sess, fh []byte) (driver.VolumeInfo, error) {
+// inspectVolume reads the attributes and, for a qcow2 volume, its header. The format comes from the caller,
+// never from the content (a raw volume stays raw whatever its guest wrote); an empty format is detected.
+func inspectVolume(s *sess, fh []byte, format driver.VolumeFormat) (driver.VolumeInfo, error) {
 	a, err := s.getattr(fh)
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}
 	info := driver.VolumeInfo{Format: driver.FormatRaw, VirtualSize: int64(a.Size), Allocated: int64(a.Used)}
+	if format == driver.FormatRaw {
+		return info, nil
+	}
 	f := &nfsFile{s, fh}
 	var magic [4]byte
 	if _, err := f.ReadAt(magic[:], 0); err != nil && !errors.Is(err, io.EOF) {
 		return info, err
+	}
+	if !bytes.Equal(magic[:], qcow2Magic) && format == driver.FormatQCOW2 {
+		return info, fmt.Errorf("qcow2 volume has no qcow2 header: %w", driver.ErrInvalid)
 	}
 	if bytes.Equal(magic[:], qcow2Magic) {
 		h, err := qcow2.ReadHeader(f)
