@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/openvair/openvair"
@@ -144,4 +145,23 @@ func useProblemSchema(api huma.API) {
 		}
 	}
 	delete(reg.Map(), "ErrorModel")
+}
+
+// redactErrorValues keeps error responses from repeating secrets: Huma echoes the offending value of a
+// field, and the whole body when the content type is wrong. Values of the whole body and of password
+// fields are dropped; other values stay, they help the client find its mistake.
+func redactErrorValues(_ huma.Context, _ string, v any) (any, error) {
+	var details []*huma.ErrorDetail
+	switch e := v.(type) {
+	case *huma.ErrorModel:
+		details = e.Errors
+	case *Problem:
+		details = e.Errors
+	}
+	for _, d := range details {
+		if d != nil && (d.Location == "body" || strings.Contains(strings.ToLower(d.Location), "password")) {
+			d.Value = nil
+		}
+	}
+	return v, nil
 }

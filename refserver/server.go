@@ -120,6 +120,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 		OpenAPIPath:   "/openapi",
 		Formats:       huma.DefaultFormats,
 		DefaultFormat: "application/json",
+		Transformers:  []huma.Transformer{redactErrorValues},
 		// No CDN docs renderer and no $schema links: the docs page is embedded (see docs.go).
 	}
 	if cfg.BasePath != "" {
