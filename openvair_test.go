@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver/fake"
 	"github.com/openvair/openvair/image"
@@ -129,4 +130,53 @@ func TestOpenSQLitePersists(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "local", got.Name)
 	assert.Equal(t, storage.StatusAvailable, got.Status)
+}
+
+// TestReopenAfterCrashLeavesNothingHalfDone simulates a process that died in the middle of operations (the
+// rows still say creating, extending and uploading, with files half there) and checks that the next Open
+// resolves every one of them: half-created objects are removed with their files, an interrupted extend is
+// left in error with a reason.
+func TestReopenAfterCrashLeavesNothingHalfDone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := openvair.Config{DSN: "sqlite://" + dir + "/openvair.db", DataDir: dir}
+	sys, err := openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: dir + "/pool"}})
+	require.NoError(t, err)
+	creating, err := sys.Volumes.Create(ctx, volume.CreateRequest{Name: "creating", StorageID: st.ID, Format: volume.FormatQCOW2, Size: 1 << 30})
+	require.NoError(t, err)
+	extending, err := sys.Volumes.Create(ctx, volume.CreateRequest{Name: "extending", StorageID: st.ID, Format: volume.FormatRaw, Size: 1 << 20})
+	require.NoError(t, err)
+	uploading, err := sys.Images.Create(ctx, image.CreateRequest{Name: "uploading", StorageID: st.ID}, bytes.NewReader(sdktest.ISO()))
+	require.NoError(t, err)
+	// What a crash leaves behind: statuses that no running operation will ever finish.
+	for id, status := range map[uuid.UUID]volume.Status{creating.ID: volume.StatusCreating, extending.ID: volume.StatusExtending} {
+		v, err := sys.Store.Volumes().Get(ctx, id)
+		require.NoError(t, err)
+		v.Status = status
+		require.NoError(t, sys.Store.Volumes().Update(ctx, v))
+	}
+	img, err := sys.Store.Images().Get(ctx, uploading.ID)
+	require.NoError(t, err)
+	img.Status = image.StatusUploading
+	require.NoError(t, sys.Store.Images().Update(ctx, img))
+	require.NoError(t, sys.Close())
+
+	sys, err = openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	defer sys.Close()
+	_, err = sys.Volumes.Get(ctx, creating.ID)
+	assert.ErrorIs(t, err, openvair.ErrNotFound, "a half-created volume is removed")
+	assert.NoFileExists(t, dir+"/pool/volume-"+creating.ID.String(), "with its file")
+	_, err = sys.Images.Get(ctx, uploading.ID)
+	assert.ErrorIs(t, err, openvair.ErrNotFound, "an interrupted upload is removed")
+	assert.NoFileExists(t, dir+"/pool/image-"+uploading.ID.String())
+	got, err := sys.Volumes.Get(ctx, extending.ID)
+	require.NoError(t, err)
+	assert.Equal(t, volume.StatusError, got.Status)
+	assert.Contains(t, got.StatusReason, "interrupted")
+	got, err = sys.Volumes.Refresh(ctx, extending.ID)
+	require.NoError(t, err)
+	assert.Equal(t, volume.StatusAvailable, got.Status, "a refresh finds the file healthy and clears the error")
 }
