@@ -104,7 +104,7 @@ func onStorage[T any](s *Store, entity string, rows map[uuid.UUID]T, id, storage
 	}
 	for oid, o := range rows {
 		if sid, oname := key(o); oid != id && sid == storageID && oname == name {
-			return exists(entity, "a %s named %q exists on this storage", entity, name)
+			return exists(entity, "another %s is named %q on this storage", entity, name)
 		}
 	}
 	return nil

@@ -72,6 +72,19 @@ func newListQuery(cur string, limit int, idCol string) (*listQuery, error) {
 	return q, nil
 }
 
+// onStorage adds the filters lists of objects on storages share; zero values filter nothing.
+func (q *listQuery) onStorage(storageID uuid.UUID, status, name string) {
+	if storageID != uuid.Nil {
+		q.add("storage_id = ?", storageID)
+	}
+	if status != "" {
+		q.add("status = ?", status)
+	}
+	if name != "" {
+		q.add("name = ?", name)
+	}
+}
+
 func (q *listQuery) add(cond string, args ...any) {
 	q.where = append(q.where, cond)
 	q.args = append(q.args, args...)

@@ -60,15 +60,7 @@ func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, e
 	if err != nil {
 		return image.Page{}, err
 	}
-	if o.StorageID != uuid.Nil {
-		q.add("storage_id = ?", o.StorageID)
-	}
-	if o.Status != "" {
-		q.add("status = ?", o.Status)
-	}
-	if o.Name != "" {
-		q.add("name = ?", o.Name)
-	}
+	q.onStorage(o.StorageID, string(o.Status), o.Name)
 	tail, args := q.tail("id")
 	sc := imageScanner{items: []*image.Image{}}
 	err = r.s.reader(ctx).query(ctx, sc.scan, "SELECT "+imageCols+", m.id, m.name FROM (SELECT * FROM images"+tail+") i"+
@@ -78,25 +70,6 @@ func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, e
 	}
 	items, next := trim(sc.items, q.limit, func(img *image.Image) uuid.UUID { return img.ID })
 	return image.Page{Items: items, NextCursor: next}, nil
-}
-
-// check enforces the image rules against the database: the storage exists, the name is free on it.
-func (r imageRepo) check(ctx context.Context, c conn, img *image.Image) error {
-	found, err := c.exists(ctx, "SELECT 1 FROM storages WHERE id = ?", img.StorageID)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return notFound("storage", img.StorageID.String())
-	}
-	dup, err := c.exists(ctx, "SELECT 1 FROM images WHERE storage_id = ? AND name = ? AND id <> ?", img.StorageID, img.Name, img.ID)
-	if err != nil {
-		return err
-	}
-	if dup {
-		return exists("image", "an image named %q exists on this storage", img.Name)
-	}
-	return nil
 }
 
 func imageArgs(img *image.Image) []any {
@@ -113,7 +86,7 @@ func (r imageRepo) Create(ctx context.Context, img *image.Image) error {
 		if dup {
 			return exists("image", "id %s exists", img.ID)
 		}
-		if err := r.check(ctx, c, img); err != nil {
+		if err := nameFreeOnStorage(ctx, c, "images", "image", img.ID, img.StorageID, img.Name); err != nil {
 			return err
 		}
 		_, err = c.exec(ctx, `INSERT INTO images (id, name, description, storage_id, format, size, sha256, status, status_reason,
@@ -132,7 +105,7 @@ func (r imageRepo) Update(ctx context.Context, img *image.Image) error {
 		if err != nil {
 			return err
 		}
-		if err := r.check(ctx, c, img); err != nil {
+		if err := nameFreeOnStorage(ctx, c, "images", "image", img.ID, img.StorageID, img.Name); err != nil {
 			return err
 		}
 		n, err := c.execN(ctx, `UPDATE images SET name = ?, description = ?, storage_id = ?, format = ?, size = ?, sha256 = ?,

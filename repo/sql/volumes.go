@@ -66,15 +66,7 @@ func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page
 	if err != nil {
 		return volume.Page{}, err
 	}
-	if o.StorageID != uuid.Nil {
-		q.add("storage_id = ?", o.StorageID)
-	}
-	if o.Status != "" {
-		q.add("status = ?", o.Status)
-	}
-	if o.Name != "" {
-		q.add("name = ?", o.Name)
-	}
+	q.onStorage(o.StorageID, string(o.Status), o.Name)
 	if o.Attached != nil {
 		not := "NOT "
 		if *o.Attached {
@@ -93,25 +85,6 @@ func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page
 	return volume.Page{Items: items, NextCursor: next}, nil
 }
 
-// check enforces the volume rules against the database: the storage exists, the name is free on it.
-func (r volumeRepo) check(ctx context.Context, c conn, v *volume.Volume) error {
-	found, err := c.exists(ctx, "SELECT 1 FROM storages WHERE id = ?", v.StorageID)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return notFound("storage", v.StorageID.String())
-	}
-	dup, err := c.exists(ctx, "SELECT 1 FROM volumes WHERE storage_id = ? AND name = ? AND id <> ?", v.StorageID, v.Name, v.ID)
-	if err != nil {
-		return err
-	}
-	if dup {
-		return exists("volume", "a volume named %q exists on this storage", v.Name)
-	}
-	return nil
-}
-
 func volumeArgs(v *volume.Volume) []any {
 	return []any{v.Name, v.Description, v.StorageID, v.Format, v.Size, v.Allocated, v.ReadOnly, v.Shareable, v.Status,
 		v.StatusReason, nanos(v.CreatedAt), nanos(v.UpdatedAt)}
@@ -126,7 +99,7 @@ func (r volumeRepo) Create(ctx context.Context, v *volume.Volume) error {
 		if dup {
 			return exists("volume", "id %s exists", v.ID)
 		}
-		if err := r.check(ctx, c, v); err != nil {
+		if err := nameFreeOnStorage(ctx, c, "volumes", "volume", v.ID, v.StorageID, v.Name); err != nil {
 			return err
 		}
 		_, err = c.exec(ctx, `INSERT INTO volumes (id, name, description, storage_id, format, size, allocated, read_only, shareable,
@@ -146,7 +119,7 @@ func (r volumeRepo) Update(ctx context.Context, v *volume.Volume) error {
 		if err != nil {
 			return err
 		}
-		if err := r.check(ctx, c, v); err != nil {
+		if err := nameFreeOnStorage(ctx, c, "volumes", "volume", v.ID, v.StorageID, v.Name); err != nil {
 			return err
 		}
 		n, err := c.execN(ctx, `UPDATE volumes SET name = ?, description = ?, storage_id = ?, format = ?, size = ?, allocated = ?,
@@ -209,4 +182,24 @@ func storedOnStorage(ctx context.Context, c conn, table, entity string, id uuid.
 		return "", errkind.New(errkind.Invalid, entity, id.String(), "cannot move to another storage")
 	}
 	return status, nil
+}
+
+// nameFreeOnStorage enforces, for an object that lives on a storage (a volume or an image), that the
+// storage exists and that no other object of the table has the name on it.
+func nameFreeOnStorage(ctx context.Context, c conn, table, entity string, id, storageID uuid.UUID, name string) error {
+	found, err := c.exists(ctx, "SELECT 1 FROM storages WHERE id = ?", storageID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return notFound("storage", storageID.String())
+	}
+	dup, err := c.exists(ctx, "SELECT 1 FROM "+table+" WHERE storage_id = ? AND name = ? AND id <> ?", storageID, name, id)
+	if err != nil {
+		return err
+	}
+	if dup {
+		return exists(entity, "another %s is named %q on this storage", entity, name)
+	}
+	return nil
 }
