@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
 	"github.com/openvair/openvair"
 )
 
@@ -164,4 +165,29 @@ func redactErrorValues(_ huma.Context, _ string, v any) (any, error) {
 		}
 	}
 	return v, nil
+}
+
+// byID parses the path id raw, runs fn with it and turns its error into a problem: the shape of every
+// handler about one entity.
+func byID[O any](ctx context.Context, s *server, raw string, fn func(id uuid.UUID) (O, error)) (O, error) {
+	var zero O
+	id, err := parseID(raw)
+	if err != nil {
+		return zero, err
+	}
+	out, err := fn(id)
+	if err != nil {
+		if p, ok := err.(*Problem); ok {
+			return zero, p
+		}
+		return zero, s.problemOf(ctx, err)
+	}
+	return out, nil
+}
+
+// invalidUUID is the problem of a parameter that should be a UUID; in is "path" or "query".
+func invalidUUID(in, name, value string) *Problem {
+	p := newProblem(http.StatusUnprocessableEntity, "invalid", name+" is not a UUID")
+	p.Errors = []*huma.ErrorDetail{{Message: "must be a UUID", Location: in + "." + name, Value: value}}
+	return p
 }

@@ -121,42 +121,36 @@ func (s *server) registerImages(api huma.API) {
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/images/{id}", "getImage", "Get an image", tag, http.StatusNotFound),
 		func(ctx context.Context, in *idInput) (*imageOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			img, err := svc.Get(ctx, id)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &imageOutput{Body: imageOut(img)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*imageOutput, error) {
+				img, err := svc.Get(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				return &imageOutput{Body: imageOut(img)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodPatch, "/api/v1/images/{id}", "editImage", "Rename or describe an image", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict),
 		func(ctx context.Context, in *editImageInput) (*imageOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			img, err := svc.Edit(ctx, id, image.EditRequest{Name: in.Body.Name, Description: in.Body.Description})
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &imageOutput{Body: imageOut(img)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*imageOutput, error) {
+				img, err := svc.Edit(ctx, id, image.EditRequest{Name: in.Body.Name, Description: in.Body.Description})
+				if err != nil {
+					return nil, err
+				}
+				return &imageOutput{Body: imageOut(img)}, nil
+			})
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/images/{id}", "deleteImage",
 		"Delete an image no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
 		func(ctx context.Context, in *idInput) (*struct{}, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			if err := svc.Delete(ctx, id); err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return nil, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
+				if err := svc.Delete(ctx, id); err != nil {
+					return nil, err
+				}
+				return nil, nil
+			})
 		})
 }
 
@@ -188,9 +182,7 @@ func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image
 	if sid != "" {
 		id, err := uuid.Parse(sid)
 		if err != nil {
-			return nil, &Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnprocessableEntity),
-				Status: http.StatusUnprocessableEntity, Kind: "invalid", Detail: "storage_id is not a UUID",
-				Errors: []*huma.ErrorDetail{{Message: "must be a UUID", Location: "query.storage_id", Value: sid}}}
+			return nil, invalidUUID("query", "storage_id", sid)
 		}
 		req.StorageID = id
 	}

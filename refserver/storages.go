@@ -42,9 +42,7 @@ type idInput struct {
 func parseID(s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return uuid.Nil, &Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnprocessableEntity),
-			Status: http.StatusUnprocessableEntity, Kind: "invalid", Detail: "id is not a UUID",
-			Errors: []*huma.ErrorDetail{{Message: "must be a UUID", Location: "path.id", Value: s}}}
+		return uuid.Nil, invalidUUID("path", "id", s)
 	}
 	return id, nil
 }
@@ -112,41 +110,35 @@ func (s *server) registerStorages(api huma.API) {
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/storages/{id}", "getStorage", "Get a storage", tag, http.StatusNotFound),
 		func(ctx context.Context, in *idInput) (*storageOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			st, err := svc.Get(ctx, id)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &storageOutput{Body: storageOut(st)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*storageOutput, error) {
+				st, err := svc.Get(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				return &storageOutput{Body: storageOut(st)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodPatch, "/api/v1/storages/{id}", "editStorage", "Rename or describe a storage", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict),
 		func(ctx context.Context, in *editStorageInput) (*storageOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			st, err := svc.Edit(ctx, id, storage.EditRequest{Name: in.Body.Name, Description: in.Body.Description})
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &storageOutput{Body: storageOut(st)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*storageOutput, error) {
+				st, err := svc.Edit(ctx, id, storage.EditRequest{Name: in.Body.Name, Description: in.Body.Description})
+				if err != nil {
+					return nil, err
+				}
+				return &storageOutput{Body: storageOut(st)}, nil
+			})
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/storages/{id}", "deleteStorage",
 		"Delete a storage that holds no volumes or images", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
 		func(ctx context.Context, in *idInput) (*struct{}, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			if err := svc.Delete(ctx, id); err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return nil, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
+				if err := svc.Delete(ctx, id); err != nil {
+					return nil, err
+				}
+				return nil, nil
+			})
 		})
 }

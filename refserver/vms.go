@@ -63,27 +63,17 @@ type consoleOutput struct{ Body Console }
 func (s *server) registerVMs(api huma.API) {
 	const tag = "vms"
 	svc := s.sys.VMs
-	// byID registers an operation on one VM that returns it.
-	byID := func(o huma.Operation, call func(ctx context.Context, in *idInput) (*vm.VM, error)) {
+	// vmOp registers an operation on one VM that returns it.
+	vmOp := func(o huma.Operation, call func(ctx context.Context, id uuid.UUID) (*vm.VM, error)) {
 		huma.Register(api, o, func(ctx context.Context, in *idInput) (*vmOutput, error) {
-			v, err := call(ctx, in)
-			if err != nil {
-				if p, ok := err.(*Problem); ok {
-					return nil, p
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
+				v, err := call(ctx, id)
+				if err != nil {
+					return nil, err
 				}
-				return nil, s.problemOf(ctx, err)
-			}
-			return &vmOutput{Body: vmOut(v)}, nil
+				return &vmOutput{Body: vmOut(v)}, nil
+			})
 		})
-	}
-	withID := func(fn func(ctx context.Context, id uuid.UUID) (*vm.VM, error)) func(ctx context.Context, in *idInput) (*vm.VM, error) {
-		return func(ctx context.Context, in *idInput) (*vm.VM, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			return fn(ctx, id)
-		}
 	}
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/vms", "listVMs", "List VMs", tag),
@@ -111,104 +101,92 @@ func (s *server) registerVMs(api huma.API) {
 			return &vmOutput{Location: s.location("vms", v.ID), Body: vmOut(v)}, nil
 		})
 
-	byID(s.op(http.MethodGet, "/api/v1/vms/{id}", "getVM", "Get a VM", tag, http.StatusNotFound),
-		withID(func(ctx context.Context, id uuid.UUID) (*vm.VM, error) { return svc.Get(ctx, id) }))
+	vmOp(s.op(http.MethodGet, "/api/v1/vms/{id}", "getVM", "Get a VM", tag, http.StatusNotFound),
+		svc.Get)
 
 	huma.Register(api, s.op(http.MethodPatch, "/api/v1/vms/{id}", "editVM", "Change a stopped VM", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
 		func(ctx context.Context, in *editVMInput) (*vmOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			v, err := svc.Edit(ctx, id, in.Body.request())
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &vmOutput{Body: vmOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
+				v, err := svc.Edit(ctx, id, in.Body.request())
+				if err != nil {
+					return nil, err
+				}
+				return &vmOutput{Body: vmOut(v)}, nil
+			})
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/vms/{id}", "deleteVM", "Delete a stopped VM", tag,
 		http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
 		func(ctx context.Context, in *deleteVMInput) (*struct{}, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			if err := svc.Delete(ctx, id, vm.DeleteOptions{DeleteVolumes: in.DeleteVolumes}); err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return nil, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
+				if err := svc.Delete(ctx, id, vm.DeleteOptions{DeleteVolumes: in.DeleteVolumes}); err != nil {
+					return nil, err
+				}
+				return nil, nil
+			})
 		})
 
 	powerErrs := []int{http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
-	byID(s.op(http.MethodPost, "/api/v1/vms/{id}/start", "startVM", "Start a VM", tag, powerErrs...),
-		withID(func(ctx context.Context, id uuid.UUID) (*vm.VM, error) { return svc.Start(ctx, id) }))
-	byID(s.op(http.MethodPost, "/api/v1/vms/{id}/reboot", "rebootVM", "Ask a running VM's guest to reboot", tag, powerErrs...),
-		withID(func(ctx context.Context, id uuid.UUID) (*vm.VM, error) { return svc.Reboot(ctx, id) }))
+	vmOp(s.op(http.MethodPost, "/api/v1/vms/{id}/start", "startVM", "Start a VM", tag, powerErrs...),
+		svc.Start)
+	vmOp(s.op(http.MethodPost, "/api/v1/vms/{id}/reboot", "rebootVM", "Ask a running VM's guest to reboot", tag, powerErrs...),
+		svc.Reboot)
 
 	huma.Register(api, s.op(http.MethodPost, "/api/v1/vms/{id}/stop", "stopVM",
 		"Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once", tag, powerErrs...),
 		func(ctx context.Context, in *stopVMInput) (*vmOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			var opts vm.StopOptions
-			if in.Body != nil {
-				opts = vm.StopOptions{Force: in.Body.Force, Timeout: time.Duration(in.Body.Timeout) * time.Second,
-					ForceAfterTimeout: in.Body.ForceAfterTimeout}
-			}
-			v, err := svc.Stop(ctx, id, opts)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &vmOutput{Body: vmOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
+				var opts vm.StopOptions
+				if in.Body != nil {
+					opts = vm.StopOptions{Force: in.Body.Force, Timeout: time.Duration(in.Body.Timeout) * time.Second,
+						ForceAfterTimeout: in.Body.ForceAfterTimeout}
+				}
+				v, err := svc.Stop(ctx, id, opts)
+				if err != nil {
+					return nil, err
+				}
+				return &vmOutput{Body: vmOut(v)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/vms/{id}/console", "getVMConsole",
 		"Where a running VM's graphical console listens", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
 		func(ctx context.Context, in *idInput) (*consoleOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			c, err := svc.Console(ctx, id)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &consoleOutput{Body: Console(c)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*consoleOutput, error) {
+				c, err := svc.Console(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				return &consoleOutput{Body: Console(c)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodPost, "/api/v1/vms/{id}/volumes", "attachVolume", "Attach a volume to a stopped VM", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
 		func(ctx context.Context, in *attachVolumeInput) (*vmOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			v, err := svc.AttachVolume(ctx, id, in.Body.VolumeID, in.Body.Bus)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &vmOutput{Body: vmOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
+				v, err := svc.AttachVolume(ctx, id, in.Body.VolumeID, in.Body.Bus)
+				if err != nil {
+					return nil, err
+				}
+				return &vmOutput{Body: vmOut(v)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodDelete, "/api/v1/vms/{id}/volumes/{volume_id}", "detachVolume",
 		"Detach a volume from a stopped VM (the volume is kept)", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
 		func(ctx context.Context, in *detachVolumeInput) (*vmOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			vid, err := parseID(in.VolumeID)
-			if err != nil {
-				return nil, err
-			}
-			v, err := svc.DetachVolume(ctx, id, vid)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &vmOutput{Body: vmOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
+				vid, err := parseID(in.VolumeID)
+				if err != nil {
+					return nil, err
+				}
+				v, err := svc.DetachVolume(ctx, id, vid)
+				if err != nil {
+					return nil, err
+				}
+				return &vmOutput{Body: vmOut(v)}, nil
+			})
 		})
 }

@@ -50,9 +50,7 @@ func optionalID(field, s string) (uuid.UUID, error) {
 	}
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return uuid.Nil, &Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnprocessableEntity),
-			Status: http.StatusUnprocessableEntity, Kind: "invalid", Detail: field + " is not a UUID",
-			Errors: []*huma.ErrorDetail{{Message: "must be a UUID", Location: "query." + field, Value: s}}}
+		return uuid.Nil, invalidUUID("query", field, s)
 	}
 	return id, nil
 }
@@ -95,56 +93,48 @@ func (s *server) registerVolumes(api huma.API) {
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/volumes/{id}", "getVolume", "Get a volume", tag, http.StatusNotFound),
 		func(ctx context.Context, in *idInput) (*volumeOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			v, err := svc.Get(ctx, id)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &volumeOutput{Body: volumeOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*volumeOutput, error) {
+				v, err := svc.Get(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				return &volumeOutput{Body: volumeOut(v)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodPatch, "/api/v1/volumes/{id}", "editVolume", "Change a volume's name, description or flags", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict),
 		func(ctx context.Context, in *editVolumeInput) (*volumeOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			v, err := svc.Edit(ctx, id, volume.EditRequest{Name: in.Body.Name, Description: in.Body.Description,
-				ReadOnly: in.Body.ReadOnly, Shareable: in.Body.Shareable})
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &volumeOutput{Body: volumeOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*volumeOutput, error) {
+				v, err := svc.Edit(ctx, id, volume.EditRequest{Name: in.Body.Name, Description: in.Body.Description,
+					ReadOnly: in.Body.ReadOnly, Shareable: in.Body.Shareable})
+				if err != nil {
+					return nil, err
+				}
+				return &volumeOutput{Body: volumeOut(v)}, nil
+			})
 		})
 
 	huma.Register(api, s.op(http.MethodPost, "/api/v1/volumes/{id}/extend", "extendVolume", "Grow a volume", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable),
 		func(ctx context.Context, in *extendVolumeInput) (*volumeOutput, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			v, err := svc.Extend(ctx, id, in.Body.Size)
-			if err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return &volumeOutput{Body: volumeOut(v)}, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*volumeOutput, error) {
+				v, err := svc.Extend(ctx, id, in.Body.Size)
+				if err != nil {
+					return nil, err
+				}
+				return &volumeOutput{Body: volumeOut(v)}, nil
+			})
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/volumes/{id}", "deleteVolume",
 		"Delete a volume no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
 		func(ctx context.Context, in *idInput) (*struct{}, error) {
-			id, err := parseID(in.ID)
-			if err != nil {
-				return nil, err
-			}
-			if err := svc.Delete(ctx, id); err != nil {
-				return nil, s.problemOf(ctx, err)
-			}
-			return nil, nil
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
+				if err := svc.Delete(ctx, id); err != nil {
+					return nil, err
+				}
+				return nil, nil
+			})
 		})
 }
