@@ -43,6 +43,8 @@ var (
 	ErrUnavailable   = errkind.Unavailable
 	ErrUnsupported   = errkind.Unsupported
 	ErrTimeout       = errkind.Timeout
+	ErrUnrunnable    = errkind.Unrunnable
+	ErrBackendFailed = errkind.BackendFailed
 )
 
 type (

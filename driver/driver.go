@@ -28,6 +28,8 @@ var (
 	ErrUnavailable   = errkind.Unavailable
 	ErrUnsupported   = errkind.Unsupported
 	ErrTimeout       = errkind.Timeout
+	ErrUnrunnable    = errkind.Unrunnable
+	ErrBackendFailed = errkind.BackendFailed
 )
 
 // VolumeFormat is the on-disk format of a volume.
@@ -198,6 +200,38 @@ const (
 	PowerMissing  PowerState = "missing" // the hypervisor has no such domain
 )
 
+// PowerReason is why a domain is in its power state, as the hypervisor tells it ("" when it does not).
+type PowerReason string
+
+// Power state reasons (libvirt's state reasons and lifecycle event details). A shut-off domain says how it
+// stopped: the guest shut down, it was destroyed (forced off), it crashed, it was migrated away, saved,
+// failed to start or run, or libvirtd found its process gone.
+const (
+	ReasonUnknown      PowerReason = "unknown"
+	ReasonBooted       PowerReason = "booted"
+	ReasonShutdown     PowerReason = "shutdown"
+	ReasonDestroyed    PowerReason = "destroyed"
+	ReasonCrashed      PowerReason = "crashed"
+	ReasonMigrated     PowerReason = "migrated"
+	ReasonSaved        PowerReason = "saved"
+	ReasonRestored     PowerReason = "restored"
+	ReasonFailed       PowerReason = "failed"
+	ReasonFromSnapshot PowerReason = "from_snapshot"
+	ReasonDaemon       PowerReason = "daemon"
+	ReasonUser         PowerReason = "user"
+	ReasonUnpaused     PowerReason = "unpaused"
+	ReasonIOError      PowerReason = "io_error"
+	ReasonWatchdog     PowerReason = "watchdog"
+	ReasonPanicked     PowerReason = "panicked"
+	ReasonWakeup       PowerReason = "wakeup"
+)
+
+// DomainState is a domain's power state and the hypervisor's reason for it.
+type DomainState struct {
+	Power  PowerState
+	Reason PowerReason
+}
+
 // CPUSpec is a VM's CPU topology and mode.
 type CPUSpec struct {
 	Sockets int
@@ -286,19 +320,22 @@ type Hypervisor interface {
 	Shutdown(ctx context.Context, id uuid.UUID) error
 	// Destroy powers a domain off at once.
 	Destroy(ctx context.Context, id uuid.UUID) error
-	// Reboot asks the guest to reboot.
+	// Reboot asks the guest to reboot (ACPI: the guest decides).
 	Reboot(ctx context.Context, id uuid.UUID) error
-	// State reports a domain's power state; PowerMissing when it is not defined.
-	State(ctx context.Context, id uuid.UUID) (PowerState, error)
+	// Reset restarts a running domain at once, like a hardware reset button; the guest is not asked.
+	Reset(ctx context.Context, id uuid.UUID) error
+	// State reports a domain's power state and its reason; PowerMissing when it is not defined.
+	State(ctx context.Context, id uuid.UUID) (DomainState, error)
 	// Console reports where the domain's graphical console listens.
 	Console(ctx context.Context, id uuid.UUID) (Console, error)
 }
 
 // StateEvent is a power state change reported by a hypervisor.
 type StateEvent struct {
-	ID    uuid.UUID
-	State PowerState
-	At    time.Time
+	ID     uuid.UUID
+	State  PowerState
+	Reason PowerReason
+	At     time.Time
 }
 
 // StateWatcher is implemented by hypervisors that push power state changes. The channel is closed when ctx
@@ -307,7 +344,14 @@ type StateWatcher interface {
 	WatchStates(ctx context.Context) (<-chan StateEvent, error)
 }
 
+// ConsoleLogger is implemented by hypervisors that keep what a domain writes on its serial console.
+type ConsoleLogger interface {
+	// ConsoleLog returns at most max bytes from the end of the domain's serial console log (all of it when
+	// max <= 0); ErrNotFound when there is no log (the domain never ran since it was defined).
+	ConsoleLog(ctx context.Context, id uuid.UUID, max int64) ([]byte, error)
+}
+
 // StateLister is implemented by hypervisors that report every domain's state in one call.
 type StateLister interface {
-	States(ctx context.Context) (map[uuid.UUID]PowerState, error)
+	States(ctx context.Context) (map[uuid.UUID]DomainState, error)
 }

@@ -21,7 +21,8 @@ type Problem struct {
 	Status   int                 `json:"status,omitempty" doc:"The HTTP status code."`
 	Detail   string              `json:"detail,omitempty" doc:"What went wrong in this occurrence."`
 	Instance string              `json:"instance,omitempty" doc:"The request path."`
-	Kind     string              `json:"kind,omitempty" doc:"The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unauthenticated, forbidden."`
+	Kind     string              `json:"kind,omitempty" doc:"The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed), unauthenticated, forbidden."`
+	Reason   string              `json:"reason,omitempty" doc:"A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited."`
 	Refs     []openvair.Ref      `json:"refs,omitempty" doc:"Entities the error points at."`
 	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"The bad fields of an invalid request."`
 }
@@ -62,6 +63,8 @@ var kinds = []struct {
 	{openvair.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{openvair.ErrUnsupported, http.StatusUnprocessableEntity, "unsupported"},
 	{openvair.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
+	{openvair.ErrUnrunnable, http.StatusUnprocessableEntity, "unrunnable"},
+	{openvair.ErrBackendFailed, http.StatusBadGateway, "backend_failed"},
 }
 
 // StatusOf is the one mapping from SDK errors to HTTP status codes:
@@ -73,6 +76,8 @@ var kinds = []struct {
 //	ErrUnavailable                                     503
 //	ErrUnsupported                                     422 (the request is valid, this backend cannot do it)
 //	ErrTimeout                                         504 (the backend or the guest did not finish in time)
+//	ErrUnrunnable                                      422 (the VM's definition cannot run on this host: fix the VM)
+//	ErrBackendFailed                                   502 (the hypervisor was reached but failed, e.g. QEMU exited)
 //	the client went away (context.Canceled)            499 (never seen by the client)
 //	anything else                                      500 (and logged)
 func StatusOf(err error) int {
@@ -118,6 +123,7 @@ func (s *server) problemOf(ctx context.Context, err error) *Problem {
 	var oe *openvair.Error
 	if errors.As(err, &oe) {
 		p.Refs = oe.Refs
+		p.Reason = reasonOf(err)
 	}
 	if status == 499 {
 		s.log.DebugContext(ctx, "request canceled by the client", "err", err)
@@ -190,4 +196,15 @@ func invalidUUID(in, name, value string) *Problem {
 	p := newProblem(http.StatusUnprocessableEntity, "invalid", name+" is not a UUID")
 	p.Errors = []*huma.ErrorDetail{{Message: "must be a UUID", Location: in + "." + name, Value: value}}
 	return p
+}
+
+// reasonOf returns the first non-empty Reason along err's chain.
+func reasonOf(err error) string {
+	for err != nil {
+		if oe, ok := err.(*openvair.Error); ok && oe.Reason != "" {
+			return oe.Reason
+		}
+		err = errors.Unwrap(err)
+	}
+	return ""
 }

@@ -14,19 +14,22 @@ import (
 // reasonMissing is the status reason of a VM whose domain disappeared.
 const reasonMissing = "its domain disappeared from the hypervisor; it is not recreated automatically"
 
-// ObservePower records a power state reported by the hypervisor (an event or a resync). It never touches a
-// VM in the middle of an operation (that operation records the outcome), nor one changed since seen
-// (when seenVersion >= 0). A domain that disappeared puts the VM in error with a reason.
-func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, state PowerState) error {
+// ObservePower records a power state reported by the hypervisor (an event or a resync) at time at (zero:
+// now). It never touches a VM in the middle of an operation (that operation records the outcome). A domain
+// that disappeared puts the VM in error with a reason.
+func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, st driver.DomainState, at time.Time) error {
+	if at.IsZero() {
+		at = s.now()
+	}
 	_, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
 		if cur.Status != StatusAvailable && cur.Status != StatusError {
 			return uow.ErrSkip
 		}
-		if cur.PowerState == state {
+		if cur.PowerState == st.Power && (cur.PowerStateReason == st.Reason || st.Reason == "") {
 			return uow.ErrSkip
 		}
-		cur.PowerState = state
-		if state == PowerMissing {
+		cur.observe(st, at.UTC())
+		if st.Power == PowerMissing {
 			return cur.SetStatus(StatusError, reasonMissing)
 		}
 		if cur.Status == StatusError && cur.StatusReason == reasonMissing {
@@ -43,7 +46,7 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var states map[uuid.UUID]PowerState
+	var states map[uuid.UUID]driver.DomainState
 	if l, ok := hv.(driver.StateLister); ok {
 		if err := s.call(ctx, func(ctx context.Context) (err error) { states, err = l.States(ctx); return err }); err != nil {
 			return fmt.Errorf("list power states: %w", err)
@@ -51,17 +54,18 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 	}
 	var errs []error
 	err = ForEach(ctx, s.Repo, ListOptions{}, func(v *VM) {
-		state, ok := states[v.ID]
+		st, ok := states[v.ID]
 		switch {
 		case states != nil && !ok:
-			state = PowerMissing
+			st = driver.DomainState{Power: PowerMissing}
 		case states == nil:
-			if err := s.call(ctx, func(ctx context.Context) (err error) { state, err = hv.State(ctx, v.ID); return err }); err != nil {
+			var err error
+			if st, err = s.state(ctx, hv, v.ID); err != nil {
 				errs = append(errs, err)
 				return
 			}
 		}
-		if err := s.ObservePower(ctx, v.ID, state); err != nil {
+		if err := s.ObservePower(ctx, v.ID, st, time.Time{}); err != nil {
 			errs = append(errs, err)
 		}
 	})
@@ -71,19 +75,23 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 // Watch follows the hypervisor's power state events until ctx ends, resynchronising every VM after each
 // (re)subscription and every resync interval, so that changes made behind openvair's back (a domain
 // destroyed directly through libvirt) show up within a second when events work, and within resync when
-// they do not.
+// they do not. When the hypervisor cannot be reached it retries with a backoff of at most
+// MaxWatchBackoff, so events flow again and a full resync has run about a second after it is back; in
+// between, reads mark power states stale.
 func (s *Service) Watch(ctx context.Context, resync time.Duration) {
 	hv, err := s.hypervisor()
 	if err != nil {
 		return
 	}
+	defer s.live.stopped()
 	watcher, _ := hv.(driver.StateWatcher)
-	backoff := 100 * time.Millisecond
+	backoff := minWatchBackoff
 	failing := false // log the first failure of a series as a warning, the repeats at debug level
 	report := func(what string, err error) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
+		s.live.lost(s.now())
 		if failing {
 			s.Log.Debug("vm: "+what, "err", err)
 			return
@@ -93,23 +101,29 @@ func (s *Service) Watch(ctx context.Context, resync time.Duration) {
 	}
 	for ctx.Err() == nil {
 		var events <-chan driver.StateEvent
+		subscribed := watcher == nil
 		if watcher != nil {
 			if events, err = watcher.WatchStates(ctx); err != nil {
 				report("subscribing to power state events", err)
-				events = nil
 			} else {
-				backoff = 100 * time.Millisecond
+				subscribed = true
 			}
 		}
-		err := s.SyncPowerStates(ctx)
-		report("power state resync", err)
-		if err == nil && events != nil {
-			if failing {
-				s.Log.Info("vm: following power state events again")
+		if subscribed {
+			err := s.SyncPowerStates(ctx)
+			report("power state resync", err)
+			if err == nil {
+				s.live.synced(s.now(), watcher != nil)
+				if failing {
+					s.Log.Info("vm: following power state events again")
+				}
+				failing, backoff = false, minWatchBackoff
+				s.follow(ctx, events, resync)
+				if ctx.Err() == nil && watcher != nil {
+					s.live.lost(s.now()) // the event stream ended: the connection was lost
+				}
 			}
-			failing = false
 		}
-		s.follow(ctx, events, resync)
 		if ctx.Err() != nil {
 			return
 		}
@@ -117,14 +131,20 @@ func (s *Service) Watch(ctx context.Context, resync time.Duration) {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		if backoff < 10*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, MaxWatchBackoff)
 	}
 }
 
-// follow applies events until the channel closes, resynchronising every resync interval. Without events it
-// returns after one interval.
+// Backoff between attempts to follow an unreachable hypervisor.
+const (
+	minWatchBackoff = 50 * time.Millisecond
+	// MaxWatchBackoff is the longest wait between attempts, so power states are followed again about
+	// that long after the hypervisor comes back.
+	MaxWatchBackoff = 500 * time.Millisecond
+)
+
+// follow applies events until the channel closes, resynchronising every resync interval. Without events
+// (a hypervisor that cannot push them) it returns after one interval.
 func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, resync time.Duration) {
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
@@ -136,7 +156,8 @@ func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, r
 			if !ok {
 				return
 			}
-			if err := s.ObservePower(ctx, ev.ID, ev.State); err != nil && ctx.Err() == nil {
+			st := driver.DomainState{Power: ev.State, Reason: ev.Reason}
+			if err := s.ObservePower(ctx, ev.ID, st, ev.At); err != nil && ctx.Err() == nil {
 				s.Log.Warn("vm: recording a power state event", "id", ev.ID, "err", err)
 			}
 		case <-tick.C:
@@ -145,6 +166,9 @@ func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, r
 			}
 			if err := s.SyncPowerStates(ctx); err != nil && ctx.Err() == nil {
 				s.Log.Warn("vm: power state resync", "err", err)
+				s.live.lost(s.now())
+			} else if err == nil {
+				s.live.synced(s.now(), true)
 			}
 		}
 	}
@@ -166,14 +190,14 @@ func (s *Service) Recover(ctx context.Context) error {
 					return
 				}
 			}
-			var power PowerState
-			if err := s.call(ctx, func(ctx context.Context) (err error) { power, err = hv.State(ctx, v.ID); return err }); err != nil {
+			st, err := s.state(ctx, hv, v.ID)
+			if err != nil {
 				s.fail(ctx, v.ID, fmt.Sprintf("interrupted while %s: %v", status, err))
 				return
 			}
 			_, err = s.update(ctx, v.ID, func(_ context.Context, cur *VM) error {
-				cur.PowerState = power
-				if power == PowerMissing {
+				cur.observe(st, s.now().UTC())
+				if st.Power == PowerMissing {
 					return cur.SetStatus(StatusError, reasonMissing)
 				}
 				if status == StatusDeleting {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
 	"github.com/openvair/openvair/storage"
@@ -63,19 +64,16 @@ func (s *Service) checkDisksUsable(ctx context.Context, v *VM) error {
 // because the domain is already in state want (the stored power state was stale) succeeded.
 func (s *Service) finishPower(ctx context.Context, hv Hypervisor, id uuid.UUID, op string, opErr error, want PowerState) (*VM, error) {
 	ctx = context.WithoutCancel(ctx)
-	power := want
-	if opErr != nil {
-		var err error
-		if err = s.call(ctx, func(ctx context.Context) error { power, err = hv.State(ctx, id); return err }); err != nil {
-			power = ""
-		}
-		if power == want && errkind.KindOf(opErr) == errkind.WrongState {
-			opErr = nil
-		}
+	st, err := s.state(ctx, hv, id)
+	if err != nil && opErr == nil {
+		st = driver.DomainState{Power: want} // it succeeded: the hypervisor just did not answer the check
+	}
+	if opErr != nil && st.Power == want && errkind.KindOf(opErr) == errkind.WrongState {
+		opErr = nil
 	}
 	out, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
-		if power != "" {
-			cur.PowerState = power
+		if st.Power != "" {
+			cur.observe(st, s.now().UTC())
 		}
 		if opErr != nil {
 			return cur.SetStatus(StatusError, op+" failed: "+opErr.Error())
@@ -124,10 +122,10 @@ func (s *Service) Stop(ctx context.Context, id uuid.UUID, opts StopOptions) (*VM
 			err = s.call(ctx, func(ctx context.Context) error { return hv.Destroy(ctx, id) })
 		} else if errkind.KindOf(err) == errkind.Timeout {
 			// The guest ignored the request: it is still running, which is not an error of the VM.
-			power, _ := hv.State(context.WithoutCancel(ctx), id)
+			st, serr := s.state(context.WithoutCancel(ctx), hv, id)
 			_, uerr := s.update(context.WithoutCancel(ctx), id, func(_ context.Context, cur *VM) error {
-				if power != "" {
-					cur.PowerState = power
+				if serr == nil {
+					cur.observe(st, s.now().UTC())
 				}
 				return cur.SetStatus(StatusAvailable, "")
 			})
@@ -145,8 +143,8 @@ func (s *Service) waitShutOff(ctx context.Context, hv Hypervisor, id uuid.UUID, 
 	tick := time.NewTicker(s.PollInterval)
 	defer tick.Stop()
 	for {
-		state, err := hv.State(ctx, id)
-		if err == nil && (state == PowerShutOff || state == PowerMissing) {
+		st, err := hv.State(ctx, id)
+		if err == nil && (st.Power == PowerShutOff || st.Power == PowerMissing) {
 			return nil
 		}
 		select {
@@ -157,26 +155,58 @@ func (s *Service) waitShutOff(ctx context.Context, hv Hypervisor, id uuid.UUID, 
 	}
 }
 
-// Reboot asks a running VM's guest to reboot.
+// Reboot asks a running VM's guest to reboot (the ACPI reset request: the guest decides, and one without
+// ACPI support ignores it). See Reset for a hard reset.
 func (s *Service) Reboot(ctx context.Context, id uuid.UUID) (*VM, error) {
+	return s.whileRunning(ctx, id, "reboot", Hypervisor.Reboot)
+}
+
+// Reset restarts a running VM at once, like a hardware reset button: the guest is not asked and loses
+// what it did not write to disk.
+func (s *Service) Reset(ctx context.Context, id uuid.UUID) (*VM, error) {
+	return s.whileRunning(ctx, id, "reset", Hypervisor.Reset)
+}
+
+// whileRunning runs op on a VM that is available and running; the VM's record does not change.
+func (s *Service) whileRunning(ctx context.Context, id uuid.UUID, op string, fn func(Hypervisor, context.Context, uuid.UUID) error) (*VM, error) {
 	hv, err := s.hypervisor()
 	if err != nil {
 		return nil, err
 	}
-	cur, err := s.Repo.Get(ctx, id)
+	cur, err := s.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := fsm.Require("vm", id.String(), "reboot", cur.Status, StatusAvailable); err != nil {
+	if err := fsm.Require("vm", id.String(), op, cur.Status, StatusAvailable); err != nil {
 		return nil, err
 	}
 	if cur.PowerState != PowerRunning {
-		return nil, errkind.New(errkind.WrongState, "vm", id.String(), "cannot reboot while power state is %q", cur.PowerState)
+		return nil, errkind.New(errkind.WrongState, "vm", id.String(), "cannot %s while power state is %q", op, cur.PowerState)
 	}
-	if err := s.call(ctx, func(ctx context.Context) error { return hv.Reboot(ctx, id) }); err != nil {
-		return nil, fmt.Errorf("reboot vm %q: %w", cur.Name, err)
+	if err := s.call(ctx, func(ctx context.Context) error { return fn(hv, ctx, id) }); err != nil {
+		return nil, fmt.Errorf("%s vm %q: %w", op, cur.Name, err)
 	}
 	return cur, nil
+}
+
+// ConsoleLog returns at most max bytes from the end of what the VM wrote on its serial console (its boot
+// messages, a kernel panic), as the hypervisor keeps it across boots (all of it when max <= 0). It fails
+// with ErrUnsupported when the hypervisor keeps no console log, and ErrNotFound when the VM has not run.
+func (s *Service) ConsoleLog(ctx context.Context, id uuid.UUID, max int64) ([]byte, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Repo.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	cl, ok := hv.(driver.ConsoleLogger)
+	if !ok {
+		return nil, errkind.New(errkind.Unsupported, "vm", id.String(), "the hypervisor keeps no console log")
+	}
+	var out []byte
+	err = s.call(ctx, func(ctx context.Context) (err error) { out, err = cl.ConsoleLog(ctx, id, max); return err })
+	return out, err
 }
 
 // Console returns where a running VM's graphical console listens.
@@ -219,7 +249,6 @@ func (s *Service) Running(ctx context.Context, id uuid.UUID) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var power PowerState
-	err = s.call(ctx, func(ctx context.Context) (err error) { power, err = hv.State(ctx, id); return err })
-	return power == PowerRunning || power == PowerPaused || power == PowerStopping, err
+	st, err := s.state(ctx, hv, id)
+	return st.Power == PowerRunning || st.Power == PowerPaused || st.Power == PowerStopping, err
 }

@@ -67,7 +67,8 @@ type Hypervisor interface {
 	Shutdown(ctx context.Context, id uuid.UUID) error
 	Destroy(ctx context.Context, id uuid.UUID) error
 	Reboot(ctx context.Context, id uuid.UUID) error
-	State(ctx context.Context, id uuid.UUID) (driver.PowerState, error)
+	Reset(ctx context.Context, id uuid.UUID) error
+	State(ctx context.Context, id uuid.UUID) (driver.DomainState, error)
 	Console(ctx context.Context, id uuid.UUID) (driver.Console, error)
 }
 
@@ -92,22 +93,38 @@ type Service struct {
 	DefaultStopTimeout time.Duration
 	// PollInterval is how often a graceful stop checks the power state.
 	PollInterval time.Duration
-	Log          *slog.Logger
-	now          func() time.Time
+	// DefaultCPUMode is the CPU mode of a VM created without one (default host-model; host-passthrough,
+	// or custom with DefaultCPUModel). Hosts whose QEMU cannot run host-model (some nested
+	// virtualization) set custom and a model the host offers (see the host facts).
+	DefaultCPUMode  string
+	DefaultCPUModel string
+	Log             *slog.Logger
+	now             func() time.Time
+	live            liveness
 }
 
 // NewService returns a VM service.
 func NewService(d Deps) *Service {
 	return &Service{Deps: d, OpTimeout: 2 * time.Minute, DefaultStopTimeout: time.Minute, PollInterval: 250 * time.Millisecond,
-		Log: slog.Default(), now: time.Now}
+		DefaultCPUMode: CPUHostModel, Log: slog.Default(), now: time.Now}
 }
 
 // Get returns a VM by id.
-func (s *Service) Get(ctx context.Context, id uuid.UUID) (*VM, error) { return s.Repo.Get(ctx, id) }
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*VM, error) {
+	v, err := s.Repo.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.live.annotate(v), nil
+}
 
 // List returns a page of VMs.
 func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
-	return s.Repo.List(ctx, opts)
+	page, err := s.Repo.List(ctx, opts)
+	for _, v := range page.Items {
+		s.live.annotate(v)
+	}
+	return page, err
 }
 
 func (s *Service) hypervisor() (Hypervisor, error) {
@@ -128,6 +145,9 @@ func (s *Service) call(ctx context.Context, fn func(ctx context.Context) error) 
 // images, and defines the domain. Everything is undone when a step fails.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 	sp := req.spec()
+	if sp.CPU.Mode == "" {
+		sp.CPU.Mode, sp.CPU.Model = s.DefaultCPUMode, s.DefaultCPUModel
+	}
 	sp.normalize()
 	if err := sp.validate(); err != nil {
 		return nil, err
@@ -142,7 +162,8 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 		return nil, err
 	}
 	now := s.now().UTC()
-	v := &VM{ID: uuid.Must(uuid.NewV7()), Status: StatusCreating, PowerState: PowerShutOff, CreatedAt: now, UpdatedAt: now}
+	v := &VM{ID: uuid.Must(uuid.NewV7()), Status: StatusCreating, PowerState: PowerShutOff, PowerStateObservedAt: now,
+		CreatedAt: now, UpdatedAt: now}
 	sp.assign(v)
 	for i := range v.Interfaces {
 		if v.Interfaces[i].MAC == "" {
@@ -417,9 +438,10 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 		if err := s.checkAttachable(ctx, next, prev); err != nil {
 			return err
 		}
-		status, version, power := cur.Status, cur.Version, cur.PowerState
+		keep := *cur
 		*cur = *next.Clone()
-		cur.Status, cur.Version, cur.PowerState = status, version, power
+		cur.Status, cur.Version = keep.Status, keep.Version
+		cur.PowerState, cur.PowerStateReason, cur.PowerStateObservedAt = keep.PowerState, keep.PowerStateReason, keep.PowerStateObservedAt
 		return cur.SetStatus(StatusAvailable, "")
 	})
 	if err != nil {
@@ -433,14 +455,13 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 // stored power state may lag behind an event). When it runs, the claim is released with the observed power
 // state and op is refused.
 func (s *Service) confirmStopped(ctx context.Context, hv Hypervisor, id uuid.UUID, op string) error {
-	var power PowerState
-	err := s.call(ctx, func(ctx context.Context) (err error) { power, err = hv.State(ctx, id); return err })
-	if err == nil && (power == PowerShutOff || power == PowerCrashed || power == PowerMissing) {
+	st, err := s.state(ctx, hv, id)
+	if err == nil && (st.Power == PowerShutOff || st.Power == PowerCrashed || st.Power == PowerMissing) {
 		return nil
 	}
 	_, uerr := s.update(context.WithoutCancel(ctx), id, func(_ context.Context, cur *VM) error {
 		if err == nil {
-			cur.PowerState = power
+			cur.observe(st, s.now().UTC())
 		}
 		return cur.SetStatus(StatusAvailable, "")
 	})
@@ -448,7 +469,14 @@ func (s *Service) confirmStopped(ctx context.Context, hv Hypervisor, id uuid.UUI
 	if err != nil {
 		return fmt.Errorf("%s vm %s: checking its power state: %w", op, id, err)
 	}
-	return errkind.New(errkind.WrongState, "vm", id.String(), "cannot %s: the hypervisor reports it %s; stop it first", op, power)
+	return errkind.New(errkind.WrongState, "vm", id.String(), "cannot %s: the hypervisor reports it %s; stop it first", op, st.Power)
+}
+
+// state asks the hypervisor for a domain's power state, with the operation deadline.
+func (s *Service) state(ctx context.Context, hv Hypervisor, id uuid.UUID) (driver.DomainState, error) {
+	var st driver.DomainState
+	err := s.call(ctx, func(ctx context.Context) (err error) { st, err = hv.State(ctx, id); return err })
+	return st, err
 }
 
 func requireStopped(v *VM, op string) error {
@@ -525,11 +553,15 @@ func (s *Service) logErr(what string, id uuid.UUID, err error) {
 
 // update applies fn to the current VM inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(ctx context.Context, cur *VM) error) (*VM, error) {
-	return uow.Update(ctx, s.Tx, s.Repo.Get, s.Repo.Update, id, func(ctx context.Context, cur *VM) error {
+	v, err := uow.Update(ctx, s.Tx, s.Repo.Get, s.Repo.Update, id, func(ctx context.Context, cur *VM) error {
 		if err := fn(ctx, cur); err != nil {
 			return err
 		}
 		cur.UpdatedAt = s.now().UTC()
 		return nil
 	})
+	if v != nil {
+		s.live.annotate(v)
+	}
+	return v, err
 }

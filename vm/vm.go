@@ -54,6 +54,11 @@ const (
 	PowerMissing  = driver.PowerMissing
 )
 
+// PowerReason is why a VM is in its power state, as the hypervisor tells it: for a shut-off VM one of
+// shutdown (the guest powered off), destroyed (forced off), crashed, migrated, saved, failed, daemon
+// (libvirtd found its process gone) or unknown.
+type PowerReason = driver.PowerReason
+
 // CPU modes.
 const (
 	CPUHostPassthrough = "host-passthrough"
@@ -123,8 +128,17 @@ type VM struct {
 	Status       Status      `json:"status"`
 	StatusReason string      `json:"status_reason,omitempty"`
 	PowerState   PowerState  `json:"power_state"`
-	CreatedAt    time.Time   `json:"created_at"`
-	UpdatedAt    time.Time   `json:"updated_at"`
+	// PowerStateReason is the hypervisor's reason for PowerState ("" when not known).
+	PowerStateReason PowerReason `json:"power_state_reason,omitempty"`
+	// PowerStateObservedAt is when the hypervisor last confirmed PowerState: the last event, operation or
+	// resync that saw it.
+	PowerStateObservedAt time.Time `json:"power_state_observed_at"`
+	// PowerStateStale is set on reads while the hypervisor cannot be followed (libvirtd unreachable): the
+	// power state is then the last one observed, at PowerStateObservedAt, and may no longer be true. It
+	// is not stored.
+	PowerStateStale bool      `json:"power_state_stale"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 	// Version increases with every update; repositories refuse an update based on a stale version.
 	Version int64 `json:"version"`
 }
@@ -133,6 +147,14 @@ type VM struct {
 // is cleared otherwise.
 func (v *VM) SetStatus(to Status, reason string) error {
 	return transitions.Move("vm", v.ID.String(), &v.Status, &v.StatusReason, to, StatusError, reason)
+}
+
+// observe records a power state the hypervisor reported at time at.
+func (v *VM) observe(st driver.DomainState, at time.Time) {
+	v.PowerState, v.PowerStateReason = st.Power, st.Reason
+	if at.After(v.PowerStateObservedAt) {
+		v.PowerStateObservedAt = at
+	}
 }
 
 // Clone returns a deep copy.

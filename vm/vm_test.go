@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
@@ -433,7 +434,7 @@ func TestMonitorNeverOverwritesTransitional(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cur.SetStatus(vm.StatusStarting, ""))
 	require.NoError(t, e.Sys.Store.VMs().Update(e.Ctx, cur))
-	require.NoError(t, e.Sys.VMs.ObservePower(e.Ctx, m.ID, vm.PowerRunning))
+	require.NoError(t, e.Sys.VMs.ObservePower(e.Ctx, m.ID, driver.DomainState{Power: vm.PowerRunning}, time.Time{}))
 	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
 	require.NoError(t, err)
 	assert.Equal(t, vm.StatusStarting, got.Status)

@@ -82,12 +82,18 @@ func hvDefine(t *testing.T, h HypervisorHarness) (uuid.UUID, driver.DomainSpec) 
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
 		defer cancel()
-		if st, err := h.Hypervisor.State(ctx, id); err == nil && st != driver.PowerShutOff && st != driver.PowerMissing {
+		if st, err := hvPower(ctx, h, id); err == nil && st != driver.PowerShutOff && st != driver.PowerMissing {
 			_ = h.Hypervisor.Destroy(ctx, id)
 		}
 		assert.NoError(t, h.Hypervisor.Undefine(ctx, id), "cleanup undefine")
 	})
 	return id, spec
+}
+
+// hvPower is the power state part of State.
+func hvPower(ctx context.Context, h HypervisorHarness, id uuid.UUID) (driver.PowerState, error) {
+	st, err := h.Hypervisor.State(ctx, id)
+	return st.Power, err
 }
 
 // hvAwaitState polls State until it reports want.
@@ -96,7 +102,7 @@ func hvAwaitState(t *testing.T, h HypervisorHarness, id uuid.UUID, want driver.P
 	deadline := time.Now().Add(h.Timeout)
 	var last driver.PowerState
 	for {
-		st, err := h.Hypervisor.State(hvCtx(t, h), id)
+		st, err := hvPower(hvCtx(t, h), h, id)
 		require.NoError(t, err)
 		if st == want {
 			return
@@ -120,12 +126,12 @@ func hvTestInfo(t *testing.T, h HypervisorHarness) {
 func hvTestDefine(t *testing.T, h HypervisorHarness) {
 	id, spec := hvDefine(t, h)
 	ctx := hvCtx(t, h)
-	st, err := h.Hypervisor.State(ctx, id)
+	st, err := hvPower(ctx, h, id)
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerShutOff, st)
 	// Defining the same spec again is a redefinition, not an error.
 	require.NoError(t, h.Hypervisor.Define(ctx, spec))
-	st, err = h.Hypervisor.State(ctx, id)
+	st, err = hvPower(ctx, h, id)
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerShutOff, st)
 }
@@ -144,7 +150,7 @@ func hvTestInvalid(t *testing.T, h HypervisorHarness) {
 	bad.MemoryBytes = -1
 	err = h.Hypervisor.Define(ctx, bad)
 	assert.ErrorIs(t, err, driver.ErrInvalid)
-	st, err := h.Hypervisor.State(ctx, id)
+	st, err := hvPower(ctx, h, id)
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerMissing, st, "a refused spec must not leave a domain behind")
 }
@@ -154,11 +160,20 @@ func hvTestStart(t *testing.T, h HypervisorHarness) {
 	ctx := hvCtx(t, h)
 	require.NoError(t, h.Hypervisor.Start(ctx, id))
 	hvAwaitState(t, h, id, driver.PowerRunning)
-	err := h.Hypervisor.Start(ctx, id)
+	st, err := h.Hypervisor.State(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, driver.ReasonBooted, st.Reason, "a started domain was booted")
+	err = h.Hypervisor.Start(ctx, id)
 	require.Error(t, err, "starting a running domain must fail")
 	assert.ErrorIs(t, err, errkind.WrongState)
+	require.NoError(t, h.Hypervisor.Reset(ctx, id), "a hard reset of a running domain")
+	hvAwaitState(t, h, id, driver.PowerRunning)
 	require.NoError(t, h.Hypervisor.Destroy(ctx, id))
 	hvAwaitState(t, h, id, driver.PowerShutOff)
+	st, err = h.Hypervisor.State(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, driver.ReasonDestroyed, st.Reason, "a destroyed domain says so")
+	assert.ErrorIs(t, h.Hypervisor.Reset(ctx, id), errkind.WrongState, "resetting a stopped domain")
 	err = h.Hypervisor.Destroy(ctx, id)
 	assert.ErrorIs(t, err, errkind.WrongState, "destroying a stopped domain")
 }
@@ -189,11 +204,11 @@ func hvTestShutdownDestroy(t *testing.T, h HypervisorHarness) {
 	if h.RealQEMU {
 		// A guest without an operating system ignores the ACPI power button: still running a while later.
 		time.Sleep(1500 * time.Millisecond)
-		st, err := h.Hypervisor.State(ctx, id)
+		st, err := hvPower(ctx, h, id)
 		require.NoError(t, err)
 		assert.Equal(t, driver.PowerRunning, st, "graceful shutdown must not force the VM off")
 		require.NoError(t, h.Hypervisor.Destroy(ctx, id))
-	} else if st, err := h.Hypervisor.State(ctx, id); err == nil && st != driver.PowerShutOff {
+	} else if st, err := hvPower(ctx, h, id); err == nil && st != driver.PowerShutOff {
 		require.NoError(t, h.Hypervisor.Destroy(ctx, id))
 	}
 	hvAwaitState(t, h, id, driver.PowerShutOff)
@@ -218,7 +233,7 @@ func hvTestRedefine(t *testing.T, h HypervisorHarness) {
 	assert.Contains(t, after, spec.Name)
 	assert.Contains(t, after, spec.Description)
 	assert.NotContains(t, after, "drivertest ")
-	st, err := h.Hypervisor.State(ctx, id)
+	st, err := hvPower(ctx, h, id)
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerShutOff, st)
 }
@@ -227,7 +242,7 @@ func hvTestUndefine(t *testing.T, h HypervisorHarness) {
 	id, _ := hvDefine(t, h)
 	ctx := hvCtx(t, h)
 	require.NoError(t, h.Hypervisor.Undefine(ctx, id))
-	st, err := h.Hypervisor.State(ctx, id)
+	st, err := hvPower(ctx, h, id)
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerMissing, st)
 	require.NoError(t, h.Hypervisor.Undefine(ctx, id), "undefining twice succeeds")
@@ -236,13 +251,13 @@ func hvTestUndefine(t *testing.T, h HypervisorHarness) {
 func hvTestMissing(t *testing.T, h HypervisorHarness) {
 	ctx := hvCtx(t, h)
 	id := uuid.New()
-	st, err := h.Hypervisor.State(ctx, id)
+	st, err := hvPower(ctx, h, id)
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerMissing, st)
 	assert.NoError(t, h.Hypervisor.Undefine(ctx, id))
 	for name, op := range map[string]func(context.Context, uuid.UUID) error{
 		"Start": h.Hypervisor.Start, "Shutdown": h.Hypervisor.Shutdown,
-		"Destroy": h.Hypervisor.Destroy, "Reboot": h.Hypervisor.Reboot,
+		"Destroy": h.Hypervisor.Destroy, "Reboot": h.Hypervisor.Reboot, "Reset": h.Hypervisor.Reset,
 	} {
 		assert.ErrorIs(t, op(ctx, id), driver.ErrNotFound, name)
 	}
@@ -262,8 +277,9 @@ func hvTestStates(t *testing.T, h HypervisorHarness) {
 	hvAwaitState(t, h, running, driver.PowerRunning)
 	all, err := lister.States(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, driver.PowerShutOff, all[stopped])
-	assert.Equal(t, driver.PowerRunning, all[running])
+	assert.Equal(t, driver.PowerShutOff, all[stopped].Power)
+	assert.Equal(t, driver.PowerRunning, all[running].Power)
+	assert.Equal(t, driver.ReasonBooted, all[running].Reason)
 	require.NoError(t, h.Hypervisor.Undefine(ctx, stopped))
 	all, err = lister.States(ctx)
 	require.NoError(t, err)
@@ -305,7 +321,8 @@ func hvTestWatch(t *testing.T, h HypervisorHarness) {
 	require.NoError(t, h.Hypervisor.Start(ctx, id))
 	hvAwait(t, h, ch, id, driver.PowerRunning)
 	require.NoError(t, h.Hypervisor.Destroy(ctx, id))
-	hvAwait(t, h, ch, id, driver.PowerShutOff)
+	ev := hvAwait(t, h, ch, id, driver.PowerShutOff)
+	assert.Equal(t, driver.ReasonDestroyed, ev.Reason, "the stop event says why")
 
 	if h.DestroyBehind != nil {
 		require.NoError(t, h.Hypervisor.Start(ctx, id))

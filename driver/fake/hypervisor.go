@@ -16,8 +16,10 @@ func init() {
 
 // Domain is a domain kept by the fake hypervisor.
 type Domain struct {
-	Spec  driver.DomainSpec
-	State driver.PowerState
+	Spec   driver.DomainSpec
+	State  driver.PowerState
+	Reason driver.PowerReason
+	Resets int // how many times Reset ran
 }
 
 // Hypervisor is an in-memory hypervisor with power states and events.
@@ -29,16 +31,20 @@ type Hypervisor struct {
 	mu       sync.Mutex
 	domains  map[uuid.UUID]*Domain
 	watchers []chan driver.StateEvent
+	logs     map[uuid.UUID][]byte
 }
 
 var (
-	_ driver.Hypervisor   = (*Hypervisor)(nil)
-	_ driver.StateWatcher = (*Hypervisor)(nil)
-	_ driver.StateLister  = (*Hypervisor)(nil)
+	_ driver.Hypervisor    = (*Hypervisor)(nil)
+	_ driver.StateWatcher  = (*Hypervisor)(nil)
+	_ driver.StateLister   = (*Hypervisor)(nil)
+	_ driver.ConsoleLogger = (*Hypervisor)(nil)
 )
 
 // NewHypervisor returns an empty fake hypervisor.
-func NewHypervisor() *Hypervisor { return &Hypervisor{domains: map[uuid.UUID]*Domain{}} }
+func NewHypervisor() *Hypervisor {
+	return &Hypervisor{domains: map[uuid.UUID]*Domain{}, logs: map[uuid.UUID][]byte{}}
+}
 
 // Info names the hypervisor.
 func (h *Hypervisor) Info() driver.HypervisorInfo {
@@ -58,22 +64,36 @@ func (h *Hypervisor) Domain(id uuid.UUID) *Domain {
 }
 
 // SetState changes a domain's state behind the services' back (as virsh would) and emits an event;
-// PowerMissing removes the domain.
+// PowerMissing removes the domain. The reason is unknown; see SetStateReason.
 func (h *Hypervisor) SetState(id uuid.UUID, state driver.PowerState) {
+	h.SetStateReason(id, state, driver.ReasonUnknown)
+}
+
+// SetStateReason is SetState with the reason the hypervisor gives (a guest crash is
+// SetStateReason(id, driver.PowerShutOff, driver.ReasonCrashed)).
+func (h *Hypervisor) SetStateReason(id uuid.UUID, state driver.PowerState, reason driver.PowerReason) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if state == driver.PowerMissing {
 		delete(h.domains, id)
+		reason = ""
 	} else if d := h.domains[id]; d != nil {
-		d.State = state
+		d.State, d.Reason = state, reason
 	}
-	h.emit(id, state)
+	h.emit(id, state, reason)
 }
 
-func (h *Hypervisor) emit(id uuid.UUID, state driver.PowerState) {
+// AppendConsole adds guest output to a domain's console log.
+func (h *Hypervisor) AppendConsole(id uuid.UUID, p []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.logs[id] = append(h.logs[id], p...)
+}
+
+func (h *Hypervisor) emit(id uuid.UUID, state driver.PowerState, reason driver.PowerReason) {
 	for _, w := range h.watchers {
 		select {
-		case w <- driver.StateEvent{ID: id, State: state, At: time.Now()}:
+		case w <- driver.StateEvent{ID: id, State: state, Reason: reason, At: time.Now()}:
 		default: // a slow watcher misses events and relies on resync, like a real one
 		}
 	}
@@ -105,7 +125,7 @@ func (h *Hypervisor) Define(ctx context.Context, spec driver.DomainSpec) error {
 		d.Spec = spec
 		return nil
 	}
-	h.domains[spec.ID] = &Domain{Spec: spec, State: driver.PowerShutOff}
+	h.domains[spec.ID] = &Domain{Spec: spec, State: driver.PowerShutOff, Reason: driver.ReasonUnknown}
 	return nil
 }
 
@@ -120,11 +140,12 @@ func (h *Hypervisor) Undefine(ctx context.Context, id uuid.UUID) error {
 		return errkind.New(errkind.WrongState, "fake", id.String(), "domain is running")
 	}
 	delete(h.domains, id)
+	delete(h.logs, id)
 	return nil
 }
 
-// transition moves a domain from one of from to to, emitting an event.
-func (h *Hypervisor) transition(ctx context.Context, op string, id uuid.UUID, to driver.PowerState, from ...driver.PowerState) error {
+// transition moves a domain from one of from to to (for the reason), emitting an event.
+func (h *Hypervisor) transition(ctx context.Context, op string, id uuid.UUID, to driver.PowerState, reason driver.PowerReason, from ...driver.PowerState) error {
 	if err := h.begin(ctx, op); err != nil {
 		return err
 	}
@@ -136,8 +157,8 @@ func (h *Hypervisor) transition(ctx context.Context, op string, id uuid.UUID, to
 	}
 	for _, f := range from {
 		if d.State == f {
-			d.State = to
-			h.emit(id, to)
+			d.State, d.Reason = to, reason
+			h.emit(id, to, reason)
 			return nil
 		}
 	}
@@ -146,38 +167,69 @@ func (h *Hypervisor) transition(ctx context.Context, op string, id uuid.UUID, to
 
 // Start powers a domain on.
 func (h *Hypervisor) Start(ctx context.Context, id uuid.UUID) error {
-	return h.transition(ctx, "Start", id, driver.PowerRunning, driver.PowerShutOff, driver.PowerCrashed)
+	return h.transition(ctx, "Start", id, driver.PowerRunning, driver.ReasonBooted, driver.PowerShutOff, driver.PowerCrashed)
 }
 
 // Shutdown asks the guest to stop; with IgnoreShutdown nothing happens.
 func (h *Hypervisor) Shutdown(ctx context.Context, id uuid.UUID) error {
 	if h.IgnoreShutdown {
-		return h.transition(ctx, "Shutdown", id, driver.PowerRunning, driver.PowerRunning)
+		return h.transition(ctx, "Shutdown", id, driver.PowerRunning, driver.ReasonBooted, driver.PowerRunning)
 	}
-	return h.transition(ctx, "Shutdown", id, driver.PowerShutOff, driver.PowerRunning, driver.PowerPaused)
+	return h.transition(ctx, "Shutdown", id, driver.PowerShutOff, driver.ReasonShutdown, driver.PowerRunning, driver.PowerPaused)
 }
 
 // Destroy powers a domain off at once.
 func (h *Hypervisor) Destroy(ctx context.Context, id uuid.UUID) error {
-	return h.transition(ctx, "Destroy", id, driver.PowerShutOff, driver.PowerRunning, driver.PowerPaused, driver.PowerCrashed, driver.PowerStopping)
+	return h.transition(ctx, "Destroy", id, driver.PowerShutOff, driver.ReasonDestroyed, driver.PowerRunning, driver.PowerPaused,
+		driver.PowerCrashed, driver.PowerStopping)
 }
 
 // Reboot keeps a running domain running.
 func (h *Hypervisor) Reboot(ctx context.Context, id uuid.UUID) error {
-	return h.transition(ctx, "Reboot", id, driver.PowerRunning, driver.PowerRunning)
+	return h.transition(ctx, "Reboot", id, driver.PowerRunning, driver.ReasonBooted, driver.PowerRunning)
 }
 
-// State reports a domain's power state; PowerMissing when undefined.
-func (h *Hypervisor) State(ctx context.Context, id uuid.UUID) (driver.PowerState, error) {
-	if err := h.begin(ctx, "State"); err != nil {
-		return "", err
+// Reset keeps a running domain running and counts the reset.
+func (h *Hypervisor) Reset(ctx context.Context, id uuid.UUID) error {
+	if err := h.transition(ctx, "Reset", id, driver.PowerRunning, driver.ReasonBooted, driver.PowerRunning); err != nil {
+		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if d := h.domains[id]; d != nil {
-		return d.State, nil
+		d.Resets++
 	}
-	return driver.PowerMissing, nil
+	return nil
+}
+
+// State reports a domain's power state; PowerMissing when undefined.
+func (h *Hypervisor) State(ctx context.Context, id uuid.UUID) (driver.DomainState, error) {
+	if err := h.begin(ctx, "State"); err != nil {
+		return driver.DomainState{}, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if d := h.domains[id]; d != nil {
+		return driver.DomainState{Power: d.State, Reason: d.Reason}, nil
+	}
+	return driver.DomainState{Power: driver.PowerMissing}, nil
+}
+
+// ConsoleLog returns the end of what AppendConsole added; ErrNotFound when nothing was.
+func (h *Hypervisor) ConsoleLog(ctx context.Context, id uuid.UUID, max int64) ([]byte, error) {
+	if err := h.begin(ctx, "ConsoleLog"); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, ok := h.logs[id]
+	if !ok {
+		return nil, errkind.New(errkind.NotFound, "fake", id.String(), "no console log")
+	}
+	if max > 0 && int64(len(b)) > max {
+		b = b[int64(len(b))-max:]
+	}
+	return append([]byte(nil), b...), nil
 }
 
 // Console reports a VNC port for a running domain.
@@ -195,15 +247,15 @@ func (h *Hypervisor) Console(ctx context.Context, id uuid.UUID) (driver.Console,
 }
 
 // States reports every domain's state.
-func (h *Hypervisor) States(ctx context.Context) (map[uuid.UUID]driver.PowerState, error) {
+func (h *Hypervisor) States(ctx context.Context) (map[uuid.UUID]driver.DomainState, error) {
 	if err := h.begin(ctx, "States"); err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[uuid.UUID]driver.PowerState, len(h.domains))
+	out := make(map[uuid.UUID]driver.DomainState, len(h.domains))
 	for id, d := range h.domains {
-		out[id] = d.State
+		out[id] = driver.DomainState{Power: d.State, Reason: d.Reason}
 	}
 	return out, nil
 }

@@ -185,7 +185,7 @@ func (c *connector) dial(ctx context.Context) (*session, error) {
 
 // hostCaps derives what BuildDomainXML needs from the capabilities document and the options.
 func (c *connector) hostCaps(doc string, nc net.Conn) Caps {
-	caps := Caps{DomainType: c.opts.DomainType, Emulator: c.opts.Emulator, NVRAMDir: c.opts.NVRAMDir}
+	caps := Caps{DomainType: c.opts.DomainType, Emulator: c.opts.Emulator, NVRAMDir: c.opts.NVRAMDir, ConsoleLogDir: c.opts.ConsoleLogDir}
 	var hc libvirtxml.Caps
 	_ = hc.Unmarshal(doc)
 	if caps.DomainType == "" {

@@ -196,12 +196,12 @@ func TestWedgedConnectionDropped(t *testing.T) {
 	requireClosed(t, ch) // the wedged connection was dropped: its subscription ends
 	p.setFrozen(false)
 
-	var st driver.PowerState
+	var st driver.DomainState
 	require.Eventually(t, func() bool {
 		st, err = drv.State(ctx, id)
 		return err == nil
 	}, 30*time.Second, 20*time.Millisecond, "driver must redial: %v", err)
-	assert.Equal(t, driver.PowerShutOff, st)
+	assert.Equal(t, driver.PowerShutOff, st.Power)
 }
 
 // TestRestartReconnectTestDriver restarts libvirtd: the subscription closes, WatchStates can be

@@ -30,6 +30,14 @@ type Caps struct {
 	QEMUUID, QEMUGID *int
 	// NVRAMDir, when set, holds the UEFI variable stores (<uuid>_VARS.fd); otherwise libvirt chooses.
 	NVRAMDir string
+	// ConsoleLogDir, when set, keeps what the guest writes on its serial console in
+	// ConsoleLogPath(ConsoleLogDir, id) (libvirt's <log> of the serial device, appended across boots).
+	ConsoleLogDir string
+}
+
+// ConsoleLogPath is the file that keeps the serial console output of the VM id, in dir.
+func ConsoleLogPath(dir string, id uuid.UUID) string {
+	return filepath.Join(dir, DomainName(id)+"-serial0.log")
 }
 
 // BuildDomainXML turns a DomainSpec into a libvirt domain definition. It is a pure function: it validates
@@ -92,6 +100,9 @@ func BuildDomainXML(spec driver.DomainSpec, caps Caps) (*libvirtxml.Domain, erro
 		Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
 		Target: &libvirtxml.DomainSerialTarget{Port: &port},
 	}}
+	if caps.ConsoleLogDir != "" {
+		dev.Serials[0].Log = &libvirtxml.DomainChardevLog{File: ConsoleLogPath(caps.ConsoleLogDir, spec.ID), Append: "on"}
+	}
 	cport := uint(0)
 	dev.Consoles = []libvirtxml.DomainConsole{{
 		Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
@@ -101,6 +112,9 @@ func BuildDomainXML(spec driver.DomainSpec, caps Caps) (*libvirtxml.Domain, erro
 }
 
 func buildCPU(c driver.CPUSpec) *libvirtxml.DomainCPU {
+	if c.Mode == "" {
+		c.Mode = "host-model"
+	}
 	cpu := &libvirtxml.DomainCPU{
 		Mode: c.Mode,
 		Topology: &libvirtxml.DomainCPUTopology{

@@ -12,8 +12,8 @@ import (
 )
 
 // States reports the power state of every openvair domain (name prefix "openvair-") in one call.
-func (d *Driver) States(ctx context.Context) (map[uuid.UUID]driver.PowerState, error) {
-	out := map[uuid.UUID]driver.PowerState{}
+func (d *Driver) States(ctx context.Context) (map[uuid.UUID]driver.DomainState, error) {
+	out := map[uuid.UUID]driver.DomainState{}
 	err := d.c.call(ctx, "", "list domains", func(s *session) error {
 		doms, _, err := s.l.ConnectListAllDomains(1, 0)
 		if err != nil {
@@ -23,14 +23,14 @@ func (d *Driver) States(ctx context.Context) (map[uuid.UUID]driver.PowerState, e
 			if !strings.HasPrefix(dom.Name, DomainPrefix) {
 				continue
 			}
-			st, _, err := s.l.DomainGetState(dom, 0)
+			st, reason, err := s.l.DomainGetState(dom, 0)
 			if golibvirt.IsNotFound(err) {
 				continue // undefined meanwhile
 			}
 			if err != nil {
 				return err
 			}
-			out[uuid.UUID(dom.UUID)] = powerState(golibvirt.DomainState(st))
+			out[uuid.UUID(dom.UUID)] = domainState(golibvirt.DomainState(st), reason)
 		}
 		return nil
 	})
@@ -111,30 +111,9 @@ func stateEvent(ev golibvirt.DomainEventLifecycleMsg) (driver.StateEvent, bool) 
 	if !strings.HasPrefix(ev.Dom.Name, DomainPrefix) {
 		return driver.StateEvent{}, false
 	}
-	var st driver.PowerState
-	switch golibvirt.DomainEventType(ev.Event) {
-	case golibvirt.DomainEventDefined:
-		if golibvirt.DomainEventDefinedDetailType(ev.Detail) != golibvirt.DomainEventDefinedAdded {
-			return driver.StateEvent{}, false // a redefinition does not change the power state
-		}
-		st = driver.PowerShutOff
-	case golibvirt.DomainEventUndefined:
-		st = driver.PowerMissing
-	case golibvirt.DomainEventStarted, golibvirt.DomainEventResumed:
-		st = driver.PowerRunning
-	case golibvirt.DomainEventSuspended, golibvirt.DomainEventPmsuspended:
-		st = driver.PowerPaused
-	case golibvirt.DomainEventStopped:
-		st = driver.PowerShutOff
-		if golibvirt.DomainEventStoppedDetailType(ev.Detail) == golibvirt.DomainEventStoppedCrashed {
-			st = driver.PowerCrashed
-		}
-	case golibvirt.DomainEventShutdown:
-		st = driver.PowerStopping
-	case golibvirt.DomainEventCrashed:
-		st = driver.PowerCrashed
-	default:
+	ds, ok := eventState(golibvirt.DomainEventType(ev.Event), ev.Detail)
+	if !ok {
 		return driver.StateEvent{}, false
 	}
-	return driver.StateEvent{ID: uuid.UUID(ev.Dom.UUID), State: st, At: time.Now()}, true
+	return driver.StateEvent{ID: uuid.UUID(ev.Dom.UUID), State: ds.Power, Reason: ds.Reason, At: time.Now()}, true
 }

@@ -52,12 +52,18 @@ func (d *Driver) Undefine(ctx context.Context, id uuid.UUID) error {
 		return err
 	})
 	if errkindIs(err, driver.ErrNotFound) {
-		return nil
+		err = nil
+	}
+	if err == nil {
+		d.removeConsoleLog(id)
 	}
 	return err
 }
 
-// Start boots a defined domain; driver.ErrWrongState-kind (errkind.WrongState) when it already runs.
+// Start boots a defined domain; errkind.WrongState when it already runs. A start the hypervisor refuses
+// because of the definition or the host fails with driver.ErrUnrunnable, one where QEMU itself failed (a
+// file it cannot open, an NFS server refusing it, QEMU exiting at once) with driver.ErrBackendFailed;
+// both carry libvirt's message and a Reason (see startRefusal).
 func (d *Driver) Start(ctx context.Context, id uuid.UUID) error {
 	return d.domainOp(ctx, id, "start", func(l *golibvirt.Libvirt, dom golibvirt.Domain) error {
 		err := l.DomainCreate(dom)
@@ -69,7 +75,7 @@ func (d *Driver) Start(ctx context.Context, id uuid.UUID) error {
 			golibvirt.DomainState(st) != golibvirt.DomainCrashed {
 			return errkind.Wrap(errkind.WrongState, err, entity, id.String(), "domain is already %s", powerState(golibvirt.DomainState(st)))
 		}
-		return err
+		return startError(err, id.String())
 	})
 }
 
@@ -88,6 +94,13 @@ func (d *Driver) Shutdown(ctx context.Context, id uuid.UUID) error {
 func (d *Driver) Destroy(ctx context.Context, id uuid.UUID) error {
 	return d.domainOp(ctx, id, "destroy", func(l *golibvirt.Libvirt, dom golibvirt.Domain) error {
 		return l.DomainDestroy(dom)
+	})
+}
+
+// Reset restarts a running domain at once (virDomainReset), without asking the guest.
+func (d *Driver) Reset(ctx context.Context, id uuid.UUID) error {
+	return d.domainOp(ctx, id, "reset", func(l *golibvirt.Libvirt, dom golibvirt.Domain) error {
+		return l.DomainReset(dom, 0)
 	})
 }
 
@@ -112,24 +125,25 @@ func (d *Driver) domainOp(ctx context.Context, id uuid.UUID, op string, fn func(
 	})
 }
 
-// State reports a domain's power state; driver.PowerMissing (and no error) when it is not defined.
-func (d *Driver) State(ctx context.Context, id uuid.UUID) (driver.PowerState, error) {
-	var st int32
+// State reports a domain's power state and libvirt's reason for it; driver.PowerMissing (and no error) when
+// it is not defined.
+func (d *Driver) State(ctx context.Context, id uuid.UUID) (driver.DomainState, error) {
+	var st, reason int32
 	err := d.c.call(ctx, id.String(), "state", func(s *session) error {
 		dom, err := lookup(s.l, id)
 		if err != nil {
 			return err
 		}
-		st, _, err = s.l.DomainGetState(dom, 0)
+		st, reason, err = s.l.DomainGetState(dom, 0)
 		return err
 	})
 	if errkindIs(err, driver.ErrNotFound) {
-		return driver.PowerMissing, nil
+		return driver.DomainState{Power: driver.PowerMissing}, nil
 	}
 	if err != nil {
-		return "", err
+		return driver.DomainState{}, err
 	}
-	return powerState(golibvirt.DomainState(st)), nil
+	return domainState(golibvirt.DomainState(st), reason), nil
 }
 
 // powerState maps libvirt's domain state.

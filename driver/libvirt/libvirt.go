@@ -14,6 +14,8 @@
 //	domain_type  "kvm" or "qemu" (default: kvm when libvirtd offers it, else qemu)
 //	emulator     QEMU binary (default: libvirt's choice)
 //	nvram_dir    directory for UEFI variable stores (default: libvirt's choice)
+//	console_log_dir  directory where libvirt keeps each domain's serial console output (default
+//	             /var/log/libvirt/qemu for qemu:///system, none otherwise); read with ConsoleLog
 //	qemu_uid, qemu_gid  identity QEMU uses on NFS disks (default: detected)
 //	dial_timeout, call_timeout  Go durations (defaults 5s, 60s)
 package libvirt
@@ -50,13 +52,16 @@ type Options struct {
 	DomainType string // "kvm" or "qemu"; default detected from the host capabilities
 	Emulator   string
 	NVRAMDir   string
-	QEMUUID    *int
-	QEMUGID    *int
+	// ConsoleLogDir keeps each domain's serial console output (default /var/log/libvirt/qemu for
+	// qemu:///system, none for other URIs). The driver reads it locally, so it must be on this host.
+	ConsoleLogDir string
+	QEMUUID       *int
+	QEMUGID       *int
 
 	DialTimeout     time.Duration // opening the transport (default 5s); the handshake is bounded by the call's context
 	CallTimeout     time.Duration // applied when a call's context has no deadline (default 60s)
 	MinBackoff      time.Duration // first wait after a failed dial (default 100ms)
-	MaxBackoff      time.Duration // longest wait between dials (default 5s)
+	MaxBackoff      time.Duration // longest wait between dials (default 500ms: back within about a second of libvirtd)
 	WedgeGrace      time.Duration // how long an abandoned call may hang before the connection is dropped (default 5s)
 	DeregisterGrace time.Duration // pause between ending event subscriptions and disconnecting (default 100ms)
 }
@@ -69,16 +74,17 @@ type Driver struct {
 }
 
 var (
-	_ driver.Hypervisor   = (*Driver)(nil)
-	_ driver.StateWatcher = (*Driver)(nil)
-	_ driver.StateLister  = (*Driver)(nil)
+	_ driver.Hypervisor    = (*Driver)(nil)
+	_ driver.StateWatcher  = (*Driver)(nil)
+	_ driver.StateLister   = (*Driver)(nil)
+	_ driver.ConsoleLogger = (*Driver)(nil)
 )
 
 // New opens the driver from a driver.Config (see the package documentation for the options). It does not
 // connect: the first call does.
 func New(cfg driver.Config) (*Driver, error) {
 	o := Options{URI: cfg.Options["uri"], Socket: cfg.Options["socket"], DomainType: cfg.Options["domain_type"],
-		Emulator: cfg.Options["emulator"], NVRAMDir: cfg.Options["nvram_dir"]}
+		Emulator: cfg.Options["emulator"], NVRAMDir: cfg.Options["nvram_dir"], ConsoleLogDir: cfg.Options["console_log_dir"]}
 	v := &errkind.Validator{Entity: "libvirt options"}
 	for key, dst := range map[string]*time.Duration{"dial_timeout": &o.DialTimeout, "call_timeout": &o.CallTimeout} {
 		if s := cfg.Options[key]; s != "" {
@@ -114,6 +120,12 @@ func Open(o Options) (*Driver, error) {
 	if o.Socket == "" {
 		o.Socket = defaultSocket(o.URI)
 	}
+	if o.ConsoleLogDir == "" && o.URI == "qemu:///system" {
+		o.ConsoleLogDir = "/var/log/libvirt/qemu"
+	}
+	if o.ConsoleLogDir != "" && !filepath.IsAbs(o.ConsoleLogDir) {
+		return nil, errkind.New(driver.ErrInvalid, entity, "", "console_log_dir must be an absolute path, got %q", o.ConsoleLogDir)
+	}
 	if o.Dialer == nil {
 		o.Dialer = UnixDialer{Path: o.Socket}
 	}
@@ -125,7 +137,7 @@ func Open(o Options) (*Driver, error) {
 	def(&o.DialTimeout, 5*time.Second)
 	def(&o.CallTimeout, 60*time.Second)
 	def(&o.MinBackoff, 100*time.Millisecond)
-	def(&o.MaxBackoff, 5*time.Second)
+	def(&o.MaxBackoff, 500*time.Millisecond)
 	def(&o.WedgeGrace, 5*time.Second)
 	def(&o.DeregisterGrace, 100*time.Millisecond)
 	return &Driver{opts: o, c: &connector{uri: o.URI, dialer: o.Dialer, opts: o}}, nil

@@ -51,7 +51,7 @@ func TestQEMUDiskOnNFS(t *testing.T) {
 	require.NoError(t, drv.Start(ctx, id), "libvirtd log: %s", e.d.Log())
 	st, err := drv.State(ctx, id)
 	require.NoError(t, err)
-	assert.Equal(t, driver.PowerRunning, st)
+	assert.Equal(t, driver.PowerRunning, st.Power)
 
 	raw := e.d.Dial(t, golibvirt.QEMUSession)
 	dom, err := raw.DomainLookupByUUID(golibvirt.UUID(id))

@@ -110,7 +110,7 @@ func TestQEMUDisksAndVNC(t *testing.T) {
 	require.NoError(t, drv.Start(ctx, id))
 	st, err := drv.State(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, driver.PowerRunning, st)
+	require.Equal(t, driver.PowerRunning, st.Power)
 
 	raw := e.d.Dial(t, golibvirt.QEMUSession)
 	dom, err := raw.DomainLookupByUUID(golibvirt.UUID(id))
@@ -160,7 +160,7 @@ func TestQEMURestartReconnect(t *testing.T) {
 	ch = resubscribe(t, drv, ctx)
 	st, err := drv.State(ctx, id)
 	require.NoError(t, err)
-	assert.Equal(t, driver.PowerShutOff, st, "the persistent definition survives the restart")
+	assert.Equal(t, driver.PowerShutOff, st.Power, "the persistent definition survives the restart")
 	require.NoError(t, drv.Start(ctx, id))
 	awaitEvent(t, ch, id, driver.PowerRunning)
 	require.NoError(t, drv.Destroy(ctx, id))

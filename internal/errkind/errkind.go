@@ -31,6 +31,12 @@ var (
 	Unsupported = errors.New("unsupported")
 	// Timeout: an operation did not complete in the time it was given.
 	Timeout = errors.New("timed out")
+	// Unrunnable: the hypervisor refused the VM's definition on this host (a CPU mode or model, firmware,
+	// machine or domain type the host does not offer). Fix the VM; retrying does not help.
+	Unrunnable = errors.New("cannot run on this host")
+	// BackendFailed: the backend was reached and tried, but failed (QEMU could not open a file, an NFS
+	// server refused QEMU's access, QEMU exited at once). The reason is in the message.
+	BackendFailed = errors.New("backend failed")
 )
 
 // Ref names an entity, for errors that point at other entities ("storage has volumes a, b").
@@ -48,6 +54,7 @@ type Error struct {
 	ID     string // the entity's id when known
 	Msg    string // human-readable detail
 	Refs   []Ref  // related entities (who uses it, who already has the name)
+	Reason string // a short, stable classification within the kind ("cpu", "file_access", ...), may be empty
 	Err    error  // cause, may be nil
 }
 
@@ -147,7 +154,8 @@ func (v *Validator) Err() error {
 
 // KindOf returns the kind of err (one of the kinds above) or nil when err carries none.
 func KindOf(err error) error {
-	for _, k := range []error{NotFound, AlreadyExists, Invalid, WrongState, InUse, Conflict, TooLarge, Unavailable, Unsupported, Timeout} {
+	for _, k := range []error{NotFound, AlreadyExists, Invalid, WrongState, InUse, Conflict, TooLarge, Unavailable, Unsupported, Timeout,
+		Unrunnable, BackendFailed} {
 		if errors.Is(err, k) {
 			return k
 		}

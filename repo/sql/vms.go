@@ -14,16 +14,16 @@ import (
 type vmRepo struct{ s *Store }
 
 const vmCols = `id, name, description, cpu_sockets, cpu_cores, cpu_threads, cpu_mode, cpu_model, memory_bytes, firmware,
-	machine_type, boot, graphics_type, graphics_listen, graphics_password, status, status_reason, power_state, created_at,
-	updated_at, version`
+	machine_type, boot, graphics_type, graphics_listen, graphics_password, status, status_reason, power_state,
+	power_state_reason, power_state_observed_at, created_at, updated_at, version`
 
 func scanVM(rows *sql.Rows) (*vm.VM, error) {
 	var v vm.VM
 	var boot string
-	var created, updated sql.NullInt64
+	var created, updated, observed sql.NullInt64
 	if err := rows.Scan(&v.ID, &v.Name, &v.Description, &v.CPU.Sockets, &v.CPU.Cores, &v.CPU.Threads, &v.CPU.Mode, &v.CPU.Model,
 		&v.MemoryBytes, &v.Firmware, &v.MachineType, &boot, &v.Graphics.Type, &v.Graphics.Listen, &v.Graphics.Password,
-		&v.Status, &v.StatusReason, &v.PowerState, &created, &updated, &v.Version); err != nil {
+		&v.Status, &v.StatusReason, &v.PowerState, &v.PowerStateReason, &observed, &created, &updated, &v.Version); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(boot), &v.Boot); err != nil {
@@ -32,7 +32,7 @@ func scanVM(rows *sql.Rows) (*vm.VM, error) {
 	if len(v.Boot) == 0 {
 		v.Boot = nil
 	}
-	v.CreatedAt, v.UpdatedAt = fromNanos(created), fromNanos(updated)
+	v.CreatedAt, v.UpdatedAt, v.PowerStateObservedAt = fromNanos(created), fromNanos(updated), fromNanos(observed)
 	return &v, nil
 }
 
@@ -233,7 +233,7 @@ func vmArgs(v *vm.VM) ([]any, error) {
 	}
 	return []any{v.Name, v.Description, v.CPU.Sockets, v.CPU.Cores, v.CPU.Threads, v.CPU.Mode, v.CPU.Model, v.MemoryBytes,
 		v.Firmware, v.MachineType, string(b), v.Graphics.Type, v.Graphics.Listen, v.Graphics.Password, v.Status, v.StatusReason,
-		v.PowerState, nanos(v.CreatedAt), nanos(v.UpdatedAt)}, nil
+		v.PowerState, v.PowerStateReason, nanos(v.PowerStateObservedAt), nanos(v.CreatedAt), nanos(v.UpdatedAt)}, nil
 }
 
 // insertDevices writes the disks, cdroms and interfaces of v.
@@ -284,7 +284,7 @@ func (r vmRepo) Create(ctx context.Context, v *vm.VM) error {
 		if err != nil {
 			return err
 		}
-		_, err = c.exec(ctx, `INSERT INTO vms (`+vmCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		_, err = c.exec(ctx, `INSERT INTO vms (`+vmCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 			append([]any{v.ID}, args...)...)
 		if err != nil {
 			return err
@@ -315,7 +315,8 @@ func (r vmRepo) Update(ctx context.Context, v *vm.VM) error {
 		}
 		n, err := c.execN(ctx, `UPDATE vms SET name = ?, description = ?, cpu_sockets = ?, cpu_cores = ?, cpu_threads = ?, cpu_mode = ?,
 			cpu_model = ?, memory_bytes = ?, firmware = ?, machine_type = ?, boot = ?, graphics_type = ?, graphics_listen = ?,
-			graphics_password = ?, status = ?, status_reason = ?, power_state = ?, created_at = ?, updated_at = ?,
+			graphics_password = ?, status = ?, status_reason = ?, power_state = ?, power_state_reason = ?, power_state_observed_at = ?,
+			created_at = ?, updated_at = ?,
 			version = version + 1 WHERE id = ? AND version = ? AND status = ?`, append(args, v.ID, v.Version, status)...)
 		if err != nil {
 			return err
