@@ -86,6 +86,10 @@ type Config struct {
 	MonitorInterval time.Duration
 	// PowerResync is how often Run resynchronises every VM's power state besides events (default 30 s).
 	PowerResync time.Duration
+	// DefaultCPUMode is the CPU mode of VMs created without one: host-model (default), host-passthrough,
+	// or custom with DefaultCPUModel (for example "qemu64" on hosts where QEMU cannot run host-model,
+	// such as some nested virtualization). The domain type (kvm or TCG) is a hypervisor option.
+	DefaultCPUMode, DefaultCPUModel string
 	// Logger receives the SDK's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -154,6 +158,12 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	sys.VMs = vm.NewService(vm.Deps{Repo: st.VMs(), Tx: st, Volumes: st.Volumes(), Storages: st.Storages(), Images: st.Images(),
 		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv})
 	sys.Storages.Log, sys.Volumes.Log, sys.Images.Log, sys.VMs.Log = cfg.Logger, cfg.Logger, cfg.Logger, cfg.Logger
+	if cfg.DefaultCPUMode != "" || cfg.DefaultCPUModel != "" {
+		if err := sys.VMs.SetDefaultCPU(cfg.DefaultCPUMode, cfg.DefaultCPUModel); err != nil {
+			sys.Close()
+			return nil, err
+		}
+	}
 	if hv != nil {
 		sys.Volumes.VMs = sys.VMs // extends check the hypervisor, not only the stored power state
 	}

@@ -176,8 +176,8 @@ type CPU struct {
 	Sockets int    `json:"sockets"`
 	Cores   int    `json:"cores"`
 	Threads int    `json:"threads"`
-	Mode    string `json:"mode,omitempty" doc:"host-passthrough, host-model (default) or custom."`
-	Model   string `json:"model,omitempty" doc:"CPU model, for mode custom."`
+	Mode    string `json:"mode,omitempty" doc:"host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports."`
+	Model   string `json:"model,omitempty" doc:"CPU model, for mode custom (for example qemu64 or Skylake-Client; see GET /api/v1/host)."`
 }
 
 // Disk is a volume attached to a VM.
@@ -247,10 +247,14 @@ type VM struct {
 	Graphics     Graphics      `json:"graphics"`
 	Status       vm.Status     `json:"status" enum:"creating,available,starting,stopping,editing,deleting,error"`
 	StatusReason string        `json:"status_reason,omitempty"`
-	PowerState   vm.PowerState `json:"power_state"`
-	CreatedAt    time.Time     `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
-	Version      int64         `json:"version"`
+	PowerState   vm.PowerState `json:"power_state" enum:"shut_off,running,paused,shutting_down,crashed,missing"`
+	// PowerStateReason is why the VM is in its power state.
+	PowerStateReason     vm.PowerReason `json:"power_state_reason,omitempty" doc:"Why the VM is in its power state, as the hypervisor says: for shut_off, shutdown (the guest powered off), destroyed (forced off), crashed, migrated, saved, failed, daemon (libvirtd found QEMU gone) or unknown; for running, booted, unpaused, restored, migrated, ..."`
+	PowerStateObservedAt time.Time      `json:"power_state_observed_at" doc:"When the hypervisor last confirmed power_state (an event, an operation or a resync)."`
+	PowerStateStale      bool           `json:"power_state_stale" doc:"True while the hypervisor cannot be reached: power_state is the last one observed, at power_state_observed_at, and may no longer be true."`
+	CreatedAt            time.Time      `json:"created_at"`
+	UpdatedAt            time.Time      `json:"updated_at"`
+	Version              int64          `json:"version"`
 }
 
 // VMCreate asks for a new VM.
@@ -303,7 +307,8 @@ func vmOut(v *vm.VM) *VM {
 		Disks: make([]Disk, 0, len(v.Disks)), CDROMs: make([]CDROM, 0, len(v.CDROMs)),
 		Interfaces: make([]Interface, 0, len(v.Interfaces)),
 		Graphics:   Graphics{Type: v.Graphics.Type, Listen: v.Graphics.Listen, PasswordSet: v.Graphics.Password != ""},
-		Status:     v.Status, StatusReason: v.StatusReason, PowerState: v.PowerState, CreatedAt: v.CreatedAt,
+		Status:     v.Status, StatusReason: v.StatusReason, PowerState: v.PowerState, PowerStateReason: v.PowerStateReason,
+		PowerStateObservedAt: v.PowerStateObservedAt, PowerStateStale: v.PowerStateStale, CreatedAt: v.CreatedAt,
 		UpdatedAt: v.UpdatedAt, Version: v.Version}
 	for _, d := range v.Disks {
 		out.Disks = append(out.Disks, Disk(d))

@@ -114,8 +114,10 @@ func TestVMFlowTestDriver(t *testing.T) {
 	p := e.do("POST", "/api/v1/vms", e.admin, vmBody("db", nil)).problemIs(t, 503, "unavailable")
 	assert.Contains(t, p.Detail, "libvirt")
 	e.call("GET", "/api/v1/volumes", nil, 200, nil)
-	e.call("GET", "/readyz", nil, 200, &h)
-	assert.NotEqual(t, "ok", h.Hypervisor)
+	p = e.do("GET", "/readyz", "", nil).problemIs(t, 503, "unavailable")
+	assert.Contains(t, p.Detail, "hypervisor: ", "readyz names the component that is down")
+	assert.NotContains(t, p.Detail, "store", "the store is fine")
+	e.call("GET", "/healthz", nil, 200, nil)
 }
 
 // TestVMQEMUSession boots a real QEMU (TCG) domain through qemu:///session: a qcow2 volume on LocalFS and

@@ -60,6 +60,16 @@ type detachVolumeInput struct {
 
 type consoleOutput struct{ Body Console }
 
+type consoleLogInput struct {
+	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
+	Tail int64  `query:"tail" minimum:"1" maximum:"16777216" default:"65536" doc:"At most this many bytes from the end of the log (default 64 KiB)."`
+}
+
+type consoleLogOutput struct {
+	ContentType string `header:"Content-Type"`
+	Body        []byte `contentType:"text/plain"`
+}
+
 func (s *server) registerVMs(api huma.API) {
 	const tag = "vms"
 	svc := s.sys.VMs
@@ -127,11 +137,23 @@ func (s *server) registerVMs(api huma.API) {
 			})
 		})
 
-	powerErrs := []int{http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
-	vmOp(s.op(http.MethodPost, "/api/v1/vms/{id}/start", "startVM", "Start a VM", tag, powerErrs...),
-		svc.Start)
-	vmOp(s.op(http.MethodPost, "/api/v1/vms/{id}/reboot", "rebootVM", "Ask a running VM's guest to reboot", tag, powerErrs...),
+	powerErrs := []int{http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+		http.StatusBadGateway}
+	start := s.op(http.MethodPost, "/api/v1/vms/{id}/start", "startVM", "Start a VM", tag,
+		append(powerErrs, http.StatusUnprocessableEntity)...)
+	start.Description = "Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the " +
+		"VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not " +
+		"offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing " +
+		"its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now " +
+		"(retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, " +
+		"qemu_exited) and its detail carries the hypervisor's message."
+	vmOp(start, svc.Start)
+	vmOp(s.op(http.MethodPost, "/api/v1/vms/{id}/reboot", "rebootVM",
+		"Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)", tag, powerErrs...),
 		svc.Reboot)
+	vmOp(s.op(http.MethodPost, "/api/v1/vms/{id}/reset", "resetVM",
+		"Reset a running VM at once, like a hardware reset button (the guest is not asked)", tag, powerErrs...),
+		svc.Reset)
 
 	huma.Register(api, s.op(http.MethodPost, "/api/v1/vms/{id}/stop", "stopVM",
 		"Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once", tag, powerErrs...),
@@ -159,6 +181,19 @@ func (s *server) registerVMs(api huma.API) {
 					return nil, err
 				}
 				return &consoleOutput{Body: Console(c)}, nil
+			})
+		})
+
+	huma.Register(api, s.op(http.MethodGet, "/api/v1/vms/{id}/console/log", "getVMConsoleLog",
+		"What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots", tag,
+		http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable),
+		func(ctx context.Context, in *consoleLogInput) (*consoleLogOutput, error) {
+			return byID(ctx, s, in.ID, func(id uuid.UUID) (*consoleLogOutput, error) {
+				b, err := svc.ConsoleLog(ctx, id, in.Tail)
+				if err != nil {
+					return nil, err
+				}
+				return &consoleLogOutput{ContentType: "text/plain; charset=utf-8", Body: b}, nil
 			})
 		})
 

@@ -150,14 +150,7 @@ func (s *spec) validate() error {
 		v.Check(c.Sockets <= MaxVCPUs && c.Cores <= MaxVCPUs && c.Threads <= MaxVCPUs && c.VCPUs() <= MaxVCPUs,
 			"cpu", "sockets*cores*threads must be at most %d", MaxVCPUs)
 	}
-	switch c.Mode {
-	case CPUHostPassthrough, CPUHostModel:
-		v.Check(c.Model == "", "cpu.model", "is only for mode custom")
-	case CPUCustom:
-		v.Check(cpuModelRE.MatchString(c.Model), "cpu.model", "must name a CPU model for mode custom")
-	default:
-		v.Add("cpu.mode", "must be host-passthrough, host-model or custom")
-	}
+	checkCPUMode(v, "cpu", c.Mode, c.Model)
 	v.Check(s.MemoryBytes >= MinMemoryBytes && s.MemoryBytes <= MaxMemoryBytes && s.MemoryBytes%(1<<20) == 0,
 		"memory", "must be a whole number of MiB between 16 MiB and 16 TiB")
 	v.Check(s.Firmware == "bios" || s.Firmware == "uefi", "firmware", "must be bios or uefi")
@@ -322,4 +315,27 @@ type ListOptions struct {
 type Page struct {
 	Items      []*VM  `json:"items"`
 	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// checkCPUMode checks a CPU mode and model; prefix names their fields.
+func checkCPUMode(v *errkind.Validator, prefix, mode, model string) {
+	switch mode {
+	case CPUHostPassthrough, CPUHostModel:
+		v.Check(model == "", prefix+".model", "is only for mode custom")
+	case CPUCustom:
+		v.Check(cpuModelRE.MatchString(model), prefix+".model", "must name a CPU model for mode custom")
+	default:
+		v.Add(prefix+".mode", "must be host-passthrough, host-model or custom")
+	}
+}
+
+// SetDefaultCPU sets the CPU mode and model of VMs created without a mode, after checking them.
+func (s *Service) SetDefaultCPU(mode, model string) error {
+	v := &errkind.Validator{Entity: "default cpu"}
+	checkCPUMode(v, "default_cpu", mode, model)
+	if err := v.Err(); err != nil {
+		return err
+	}
+	s.DefaultCPUMode, s.DefaultCPUModel = mode, model
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/hostuser"
 )
 
 // systemMountPoints are the mount points a storage device must never hold (openvair's list).
@@ -321,15 +322,24 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 	if err := checkCtx(ctx, s.id); err != nil {
 		return driver.PoolState{}, err
 	}
-	if err := os.MkdirAll(filepath.Dir(s.dir), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(s.dir), 0o700); err != nil {
 		return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot create %s", filepath.Dir(s.dir)))
 	}
-	if err := os.Mkdir(s.dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := hostuser.MkdirTraversable(filepath.Dir(s.dir), b.qemuGID); err != nil {
+		return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot make %s traversable by QEMU", filepath.Dir(s.dir)))
+	}
+	if err := hostuser.MkdirTraversable(s.dir, b.qemuGID); err != nil {
 		return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot create mount point %s", s.dir))
 	}
 	if err := unix.Mount(dev.path, s.dir, fsType, mountFlags, ""); err != nil {
 		_ = os.Remove(s.dir)
 		return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot mount %s (%s) at %s", dev.path, fsType, s.dir))
+	}
+	if b.qemuGID >= 0 {
+		// The mounted filesystem's root replaces the mount point: make it reachable by QEMU in its turn.
+		if err := hostuser.AllowTraverse(s.dir, b.qemuGID); err != nil {
+			return fail(errkind.Wrap(errkind.Unavailable, err, "", "", "cannot make %s traversable by QEMU", s.dir))
+		}
 	}
 	s.spec.FSUUID = sig.uuid
 	state, err := b.status(ctx, s)

@@ -61,6 +61,9 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 			_ = f.Close()
 		}
 	}()
+	if err := b.giveToQEMU(part); err != nil {
+		return driver.ImageInfo{}, fileErr(err, "image", id, "give the image file to the QEMU group")
+	}
 
 	w := newUploadWriter(f, part)
 	info, err := copyImage(ctx, w, &ctxReader{ctx: ctx, r: r}, img.MaxSize)

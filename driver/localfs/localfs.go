@@ -34,6 +34,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/hostuser"
 )
 
 // Name is the name the backend registers under.
@@ -50,6 +51,9 @@ func init() {
 type Backend struct {
 	dataDir  string
 	fileMode os.FileMode
+	// qemuGID is the group of the user QEMU runs as (-1: none): it may traverse the directories the backend
+	// creates and read the files (see internal/hostuser).
+	qemuGID int
 	// allowed, when not empty, lists the directories that directory-mode storages must lie inside.
 	allowed []string
 
@@ -62,11 +66,29 @@ var _ driver.StorageBackend = (*Backend)(nil)
 // New returns a LocalFS backend. cfg.DataDir (absolute) is where device-mode storages are mounted, as
 // <DataDir>/mnt/<storage id>; directory-mode storages do not need it. cfg.Options["file_mode"] (octal, for
 // example "0660") sets the permission of the volume and image files it creates (default 0640).
+// cfg.Options["qemu_group"] names the group QEMU runs with (default: the primary group of the host's
+// libvirt-qemu or qemu user when there is one; "none" for no group): the directories the backend creates
+// are mode 0710 with that group, so QEMU can reach the files it is given and nobody else can list them,
+// and the files belong to that group (read access with the default file mode). A directory the user
+// gives must already be traversable by QEMU; the backend does not change its permissions.
 // cfg.Options["allowed_dirs"] (colon-separated absolute paths) confines directory-mode storages to
 // subdirectories of those directories, symbolic links resolved; without it any absolute path but "/" is
 // accepted.
 func New(cfg driver.Config) (*Backend, error) {
-	b := &Backend{fileMode: defaultFileMode}
+	b := &Backend{fileMode: defaultFileMode, qemuGID: -1}
+	switch g := cfg.Options["qemu_group"]; g {
+	case "":
+		if id, ok := hostuser.QEMU(); ok {
+			b.qemuGID = id.GID
+		}
+	case "none":
+	default:
+		gid, err := hostuser.LookupGroup(g)
+		if err != nil {
+			return nil, errkind.Wrap(errkind.Invalid, err, Name, "", "option qemu_group: no group %q", g)
+		}
+		b.qemuGID = gid
+	}
 	if cfg.DataDir != "" {
 		if !filepath.IsAbs(cfg.DataDir) {
 			return nil, errkind.New(errkind.Invalid, Name, "", "data directory %q is not an absolute path", cfg.DataDir)
@@ -120,4 +142,12 @@ func ctxErr(err error, entity, id string) error {
 		return fmt.Errorf("%s: %w", entity, err)
 	}
 	return fmt.Errorf("%s %s: %w", entity, id, err)
+}
+
+// giveToQEMU gives a new file or directory to the QEMU group, when there is one.
+func (b *Backend) giveToQEMU(path string) error {
+	if b.qemuGID < 0 {
+		return nil
+	}
+	return os.Lchown(path, -1, b.qemuGID)
 }

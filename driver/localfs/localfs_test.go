@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/uuid"
@@ -18,7 +20,9 @@ import (
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/drivertest"
 	"github.com/openvair/openvair/driver/localfs"
+	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/internal/qcow2"
+	"github.com/openvair/openvair/internal/testenv"
 )
 
 func newBackend(t *testing.T) *localfs.Backend {
@@ -106,6 +110,52 @@ func TestDirectoryPathRefused(t *testing.T) {
 	require.ErrorIs(t, err, driver.ErrInvalid, "wrong type")
 }
 
+// TestQEMUGroupReachesFiles: with qemu_group set, the storage directory the backend creates is 0710 with
+// that group (traverse, no listing, nothing for others) and the volume and image files belong to the
+// group; with "none" the directory is private. Unknown groups are refused.
+func TestQEMUGroupReachesFiles(t *testing.T) {
+	testenv.RequireRoot(t)
+	const gid = 65534 // nogroup
+	cases := []struct {
+		option  string
+		dirMode os.FileMode
+		gid     int
+	}{
+		{"65534", 0o710, gid},
+		{"none", 0o700, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.option, func(t *testing.T) {
+			b, err := localfs.New(driver.Config{DataDir: t.TempDir(), Options: map[string]string{"qemu_group": c.option}})
+			require.NoError(t, err)
+			dir := filepath.Join(t.TempDir(), "storage")
+			pool := dirPool(dir)
+			_, err = b.Prepare(t.Context(), pool)
+			require.NoError(t, err)
+			fi, err := os.Stat(dir)
+			require.NoError(t, err)
+			assert.Equal(t, c.dirMode, fi.Mode().Perm())
+			assert.Equal(t, uint32(c.gid), fi.Sys().(*syscall.Stat_t).Gid)
+
+			vid := uuid.New()
+			_, err = b.CreateVolume(t.Context(), pool, driver.VolumeSpec{ID: vid, Format: driver.FormatQCOW2, Size: 1 << 20})
+			require.NoError(t, err)
+			iid := uuid.New()
+			img, err := b.WriteImage(t.Context(), pool, driver.ImageWrite{ID: iid}, strings.NewReader(strings.Repeat("x", 4096)))
+			require.NoError(t, err)
+			require.NotEmpty(t, img.SHA256)
+			for _, f := range []string{"volume-" + vid.String(), "image-" + iid.String()} {
+				fi, err := os.Stat(filepath.Join(dir, f))
+				require.NoError(t, err)
+				assert.Equal(t, uint32(c.gid), fi.Sys().(*syscall.Stat_t).Gid, f)
+				assert.Zero(t, fi.Mode().Perm()&0o007, "%s: nothing for others", f)
+			}
+		})
+	}
+	_, err := localfs.New(driver.Config{Options: map[string]string{"qemu_group": "no-such-group-xyz"}})
+	assert.ErrorIs(t, err, driver.ErrInvalid)
+}
+
 func TestDirectoryModeDetails(t *testing.T) {
 	b := newBackend(t)
 	ctx := t.Context()
@@ -115,7 +165,11 @@ func TestDirectoryModeDetails(t *testing.T) {
 	require.NoError(t, err)
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm(), "Prepare creates the directory 0750")
+	if _, ok := hostuser.QEMU(); ok {
+		require.Equal(t, os.FileMode(0o710), fi.Mode().Perm(), "Prepare creates the directory 0710 for the QEMU group")
+	} else {
+		require.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "Prepare creates the directory 0700 without a QEMU group")
+	}
 
 	vid, iid := uuid.New(), uuid.New()
 	require.Equal(t, filepath.Join(dir, "volume-"+vid.String()), b.DiskSource(pool, driver.KindVolume, vid).Path)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/hostuser"
 )
 
 // storage is a resolved PoolSpec: where its files live and how it was set up.
@@ -153,7 +154,7 @@ func (b *Backend) prepareDir(ctx context.Context, s *storage) (driver.PoolState,
 		if pfi, perr := os.Stat(parent); perr != nil || !pfi.IsDir() {
 			return driver.PoolState{}, errkind.New(errkind.Invalid, "storage", s.id, "parent directory %s of %s does not exist", parent, s.dir)
 		}
-		if err := os.Mkdir(s.dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := hostuser.MkdirTraversable(s.dir, b.qemuGID); err != nil {
 			return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot create directory %s", s.dir)
 		}
 	case err != nil:

@@ -53,6 +53,9 @@ func (b *Backend) CreateVolume(ctx context.Context, pool driver.PoolSpec, vol dr
 	if err := checkCtx(ctx, s.id); err != nil {
 		return driver.VolumeInfo{}, err
 	}
+	if err := b.giveToQEMU(path); err != nil {
+		return driver.VolumeInfo{}, fileErr(err, "volume", id, "give the volume file to the QEMU group")
+	}
 	switch vol.Format {
 	case driver.FormatRaw:
 		err = f.Truncate(size)

@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -25,9 +26,18 @@ func (s *sess) setSize(fh []byte, size int64) error {
 	return s.note(nfsrpc.SetSize(s.t, s.auth, fh, uint64(size)))
 }
 
-func (s *sess) create(p string, mode os.FileMode) ([]byte, error) {
+// create creates the file p with mode and, when owner is set, gives it to owner's uid and gid.
+func (s *sess) create(p string, mode os.FileMode, owner *[2]uint32) ([]byte, error) {
 	fh, err := s.t.Create(p, mode)
-	return fh, s.note(err)
+	if err != nil || owner == nil {
+		return fh, s.note(err)
+	}
+	if err := s.note(nfsrpc.SetOwner(s.t, s.auth, fh, owner[0], owner[1])); err != nil {
+		_ = s.t.Remove(p) // a file QEMU could not open is no use
+		return nil, fmt.Errorf("give %s to uid %d gid %d (the identity QEMU uses; the export must let this client change owners, e.g. no_root_squash): %w",
+			p, owner[0], owner[1], err)
+	}
+	return fh, nil
 }
 
 func (s *sess) remove(p string) error { return s.note(s.t.Remove(p)) }

@@ -60,7 +60,7 @@ func (b *Backend) WriteImage(ctx context.Context, spec driver.PoolSpec, img driv
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		if fh, err = s.create(p.file(part), b.fileMode); err != nil {
+		if fh, err = s.create(p.file(part), b.fileMode, b.owner); err != nil {
 			return err
 		}
 		created = true

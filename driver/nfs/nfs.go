@@ -9,7 +9,15 @@
 //
 // Options (driver.Config.Options): status_timeout (default 3s), op_timeout (30s), rpc_timeout (10s, each
 // WRITE of an upload), stale_part_age (5m), uid and gid (credentials sent to the server; default the
-// process's), file_mode (octal, default 0644), qcow2_preallocation ("off" or "metadata").
+// process's), file_mode (octal, default 0644), qcow2_preallocation ("off" or "metadata"), qemu_uid and
+// qemu_gid (the owner given to every volume and image file; default the host's libvirt-qemu or qemu user
+// and its group when one exists, "none" to leave files to the credentials that created them).
+//
+// QEMU opens NFS disks with its own NFS client, as the uid and gid of the disk's <identity> (the libvirt
+// driver's qemu_uid and qemu_gid, by default the same host user), and a server that enforces uids lets
+// it read and write only files that user owns. So the backend creates each file, then gives it to that
+// identity with SETATTR: this needs a server that lets the backend's credentials (root by default) change
+// owners, such as an export with no_root_squash. No file is made world-writable.
 package nfs
 
 import (
@@ -22,6 +30,7 @@ import (
 	"github.com/vmware/go-nfs-client/nfs/rpc"
 
 	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/internal/qcow2"
 )
 
@@ -36,6 +45,7 @@ type Backend struct {
 	rpcTimeout    time.Duration
 	staleAge      time.Duration
 	fileMode      os.FileMode
+	owner         *[2]uint32 // uid and gid every created file is given; nil: unchanged
 	prealloc      string
 	auth          rpc.Auth
 
@@ -90,6 +100,11 @@ func New(cfg driver.Config) (*Backend, error) {
 		}
 		b.fileMode = os.FileMode(n)
 	}
+	owner, err := fileOwner(cfg.Options["qemu_uid"], cfg.Options["qemu_gid"])
+	if err != nil {
+		return nil, err
+	}
+	b.owner = owner
 	if v, ok := cfg.Options["qcow2_preallocation"]; ok {
 		if v != qcow2.PreallocOff && v != qcow2.PreallocMetadata {
 			return nil, fmt.Errorf("nfs option qcow2_preallocation=%q: %w", v, driver.ErrInvalid)
@@ -120,4 +135,32 @@ func (b *Backend) Info() driver.StorageInfo {
 func (b *Backend) Close() error {
 	b.closeAll()
 	return nil
+}
+
+// fileOwner reads the qemu_uid and qemu_gid options: both empty means the host's QEMU user (none when it
+// has none), "none" means no owner change.
+func fileOwner(uidOpt, gidOpt string) (*[2]uint32, error) {
+	if uidOpt == "none" || gidOpt == "none" {
+		return nil, nil
+	}
+	var owner [2]uint32
+	if id, ok := hostuser.QEMU(); ok {
+		owner = [2]uint32{uint32(id.UID), uint32(id.GID)}
+	} else if uidOpt == "" || gidOpt == "" {
+		if uidOpt != "" || gidOpt != "" {
+			return nil, fmt.Errorf("nfs options qemu_uid and qemu_gid: give both (no QEMU user on this host): %w", driver.ErrInvalid)
+		}
+		return nil, nil
+	}
+	for i, v := range []string{uidOpt, gidOpt} {
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("nfs option %s=%q: %w", []string{"qemu_uid", "qemu_gid"}[i], v, driver.ErrInvalid)
+		}
+		owner[i] = uint32(n)
+	}
+	return &owner, nil
 }

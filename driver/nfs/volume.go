@@ -39,7 +39,7 @@ func (b *Backend) CreateVolume(ctx context.Context, spec driver.PoolSpec, vol dr
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		fh, err := s.create(name, b.fileMode)
+		fh, err := s.create(name, b.fileMode, b.owner)
 		if err != nil {
 			return err
 		}

@@ -125,6 +125,20 @@ type (
 		SetAtime, SetMtime               uint32
 		Guard                            uint32
 	}
+	setattrOwnerArgs struct {
+		rpc.Header
+		FH []byte
+		// sattr3 with only the owner set: set_mode = FALSE; set_uid = TRUE, uid; set_gid = TRUE, gid;
+		// set_size = FALSE; set_atime, set_mtime = DONT_CHANGE; then sattrguard3 check = FALSE.
+		SetMode            uint32
+		SetUID             uint32
+		UID                uint32
+		SetGID             uint32
+		GID                uint32
+		SetSize            uint32
+		SetAtime, SetMtime uint32
+		Guard              uint32
+	}
 	renameArgs struct {
 		rpc.Header
 		FromDir  []byte
@@ -229,6 +243,13 @@ func DecodeGetAttrOK(d *Decoder) (Attr, error) {
 // SetSize truncates or extends the file fh to size bytes (SETATTR with only the size set).
 func SetSize(c Caller, auth rpc.Auth, fh []byte, size uint64) error {
 	_, err := call(c, ProcSetAttr, &setattrSizeArgs{Header: header(auth, ProcSetAttr), FH: fh, SetSize: 1, Size: size})
+	return err
+}
+
+// SetOwner gives the file fh to uid and gid (SETATTR with only the owner set). The server decides whether
+// the caller may: root without root squashing may.
+func SetOwner(c Caller, auth rpc.Auth, fh []byte, uid, gid uint32) error {
+	_, err := call(c, ProcSetAttr, &setattrOwnerArgs{Header: header(auth, ProcSetAttr), FH: fh, SetUID: 1, UID: uid, SetGID: 1, GID: gid})
 	return err
 }
 

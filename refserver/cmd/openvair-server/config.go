@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/refserver"
 )
 
@@ -25,7 +26,10 @@ type config struct {
 	Hypervisor      string            `toml:"hypervisor"`       // "libvirt" (default) or "none"
 	LibvirtURI      string            `toml:"libvirt_uri"`      // OPENVAIR_LIBVIRT_URI, -libvirt-uri
 	LibvirtSocket   string            `toml:"libvirt_socket"`   // OPENVAIR_LIBVIRT_SOCKET, -libvirt-socket
-	LibvirtOptions  map[string]string `toml:"libvirt_options"`  // other driver options (domain_type, ...)
+	LibvirtOptions  map[string]string `toml:"libvirt_options"`  // other driver options (console_log_dir, qemu_uid, ...)
+	DomainType      string            `toml:"domain_type"`      // OPENVAIR_DOMAIN_TYPE: kvm or qemu (TCG); default kvm when the host offers it
+	CPUMode         string            `toml:"cpu_mode"`         // OPENVAIR_CPU_MODE: default CPU mode of new VMs, host-model (default), host-passthrough or custom
+	CPUModel        string            `toml:"cpu_model"`        // OPENVAIR_CPU_MODEL: the model for cpu_mode custom (e.g. qemu64)
 	StorageOptions  map[string]string `toml:"storage_options"`  // options of the storage drivers (file_mode, ...)
 	AdminToken      string            `toml:"admin_token"`      // OPENVAIR_ADMIN_TOKEN; default generated into <data_dir>/admin.token
 	Tokens          []refserver.Token `toml:"tokens"`           // more tokens, stored as SHA-256
@@ -110,6 +114,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		"OPENVAIR_LISTEN": &cfg.Listen, "OPENVAIR_DATA_DIR": &cfg.DataDir, "OPENVAIR_DSN": &cfg.DSN,
 		"OPENVAIR_LIBVIRT_URI": &cfg.LibvirtURI, "OPENVAIR_LIBVIRT_SOCKET": &cfg.LibvirtSocket,
 		"OPENVAIR_ADMIN_TOKEN": &cfg.AdminToken, "OPENVAIR_LOG_LEVEL": &cfg.LogLevel,
+		"OPENVAIR_DOMAIN_TYPE": &cfg.DomainType, "OPENVAIR_CPU_MODE": &cfg.CPUMode, "OPENVAIR_CPU_MODEL": &cfg.CPUModel,
 	} {
 		if v := getenv(env); v != "" {
 			*dst = v
@@ -165,7 +170,26 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
 }
 
-// ensureDataDir creates the data directory (0700) when missing.
+// ensureDataDir creates the data directory when missing: 0700, or, on a host with a QEMU user, 0710 with
+// that user's group, so QEMU can reach the default storage below it (see internal/hostuser) while nothing
+// in it can be listed or read by others. The SQLite database is kept 0600 (SQLite gives its -wal and -shm
+// files the same mode).
 func ensureDataDir(dir string) error {
-	return os.MkdirAll(dir, 0o700)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	gid := -1
+	if id, ok := hostuser.QEMU(); ok {
+		gid = id.GID
+	}
+	if err := hostuser.MkdirTraversable(dir, gid); err != nil {
+		return err
+	}
+	db := filepath.Join(dir, "openvair.db")
+	f, err := os.OpenFile(db, os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Chmod(db, 0o600)
 }

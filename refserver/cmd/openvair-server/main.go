@@ -60,12 +60,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	sysCfg := openvair.Config{DSN: cfg.DSN, DataDir: cfg.DataDir, StorageOptions: cfg.StorageOptions,
-		MaxImageSize: cfg.MaxImageSize, MonitorInterval: cfg.MonitorInterval.Duration, Logger: log}
+		MaxImageSize: cfg.MaxImageSize, MonitorInterval: cfg.MonitorInterval.Duration, Logger: log,
+		DefaultCPUMode: cfg.CPUMode, DefaultCPUModel: cfg.CPUModel}
 	if cfg.Hypervisor == "libvirt" {
 		sysCfg.Hypervisor = "libvirt"
 		sysCfg.HypervisorOptions = map[string]string{"uri": cfg.LibvirtURI}
 		for k, v := range cfg.LibvirtOptions {
 			sysCfg.HypervisorOptions[k] = v
+		}
+		if cfg.DomainType != "" {
+			sysCfg.HypervisorOptions["domain_type"] = cfg.DomainType
 		}
 		if cfg.LibvirtSocket != "" {
 			sysCfg.HypervisorOptions["socket"] = cfg.LibvirtSocket

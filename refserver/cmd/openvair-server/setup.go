@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/refserver"
 	"github.com/openvair/openvair/storage"
 )
@@ -148,7 +149,11 @@ func ensureDefaultStorage(ctx context.Context, sys *openvair.System, dataDir str
 		return
 	}
 	dir := filepath.Join(dataDir, "storage")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	gid := -1
+	if id, ok := hostuser.QEMU(); ok {
+		gid = id.GID
+	}
+	if err := hostuser.MkdirTraversable(dir, gid); err != nil {
 		log.Warn("default storage", "err", err)
 		return
 	}
