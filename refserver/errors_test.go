@@ -36,6 +36,8 @@ func TestStatusOf(t *testing.T) {
 		{errkind.New(openvair.ErrUnavailable, "nfs", "x", "down"), 503},
 		{errkind.New(openvair.ErrUnsupported, "nfs", "x", "cannot"), 422},
 		{errkind.New(openvair.ErrTimeout, "vm", "x", "slow"), 504},
+		{errkind.New(openvair.ErrUnrunnable, "libvirt", "x", "CPU model 'nope' is not supported"), 422},
+		{errkind.New(openvair.ErrBackendFailed, "libvirt", "x", "qemu unexpectedly closed the monitor"), 502},
 		{fmt.Errorf("wrapped twice: %w", fmt.Errorf("once: %w", errkind.New(openvair.ErrInUse, "storage", "x", "busy"))), 409},
 		{errors.New("a bug"), 500},
 	} {

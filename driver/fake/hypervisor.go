@@ -83,6 +83,17 @@ func (h *Hypervisor) SetStateReason(id uuid.UUID, state driver.PowerState, reaso
 	h.emit(id, state, reason)
 }
 
+// Disconnect ends every event subscription, as a lost connection to the hypervisor does; combine it with
+// FailNext("WatchStates", ...) and FailNext("States", ...) to keep the hypervisor unreachable.
+func (h *Hypervisor) Disconnect() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.watchers {
+		close(w)
+	}
+	h.watchers = nil
+}
+
 // AppendConsole adds guest output to a domain's console log.
 func (h *Hypervisor) AppendConsole(id uuid.UUID, p []byte) {
 	h.mu.Lock()
@@ -276,10 +287,10 @@ func (h *Hypervisor) WatchStates(ctx context.Context) (<-chan driver.StateEvent,
 		for i, w := range h.watchers {
 			if w == ch {
 				h.watchers = append(h.watchers[:i], h.watchers[i+1:]...)
+				close(ch) // not closed by Disconnect yet
 				break
 			}
 		}
-		close(ch)
 	}()
 	return ch, nil
 }

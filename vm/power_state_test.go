@@ -1,0 +1,142 @@
+package vm_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/sdktest"
+	"github.com/openvair/openvair/vm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// watch runs the power state monitor until the test ends.
+func watch(t *testing.T, e *sdktest.Env) {
+	ctx, cancel := context.WithCancel(e.Ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.Sys.VMs.Watch(ctx, time.Hour) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestPowerStateReasonRecorded(t *testing.T) {
+	e := sdktest.New(t, nil)
+	m := e.Running(t, "web")
+	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, driver.ReasonBooted, got.PowerStateReason, "start records the hypervisor's reason")
+	assert.False(t, got.PowerStateObservedAt.IsZero())
+
+	got, err = e.Sys.VMs.Stop(e.Ctx, m.ID, vm.StopOptions{Force: true})
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerShutOff, got.PowerState)
+	assert.Equal(t, driver.ReasonDestroyed, got.PowerStateReason)
+
+	// A guest that crashes while nobody asked: the event says so, and a read shows it.
+	_, err = e.Sys.VMs.Start(e.Ctx, m.ID)
+	require.NoError(t, err)
+	watch(t, e)
+	e.HV.SetStateReason(m.ID, vm.PowerShutOff, driver.ReasonCrashed)
+	require.Eventually(t, func() bool {
+		got, err = e.Sys.VMs.Get(e.Ctx, m.ID)
+		return err == nil && got.PowerState == vm.PowerShutOff
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, driver.ReasonCrashed, got.PowerStateReason, "a crashed guest is not a plain shut_off")
+}
+
+// TestPowerStateStaleWhileHypervisorUnreachable: while the hypervisor cannot be followed, reads say that
+// the power state is the last one observed; once it answers again (within the backoff), they are fresh and
+// the state changes made meanwhile are picked up by the resync.
+func TestPowerStateStaleWhileHypervisorUnreachable(t *testing.T) {
+	e := sdktest.New(t, nil)
+	m := e.Running(t, "web")
+	watch(t, e)
+	require.Eventually(t, func() bool { live, _ := e.Sys.VMs.PowerFollowed(); return live }, 10*time.Second, time.Millisecond)
+	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.False(t, got.PowerStateStale)
+	before := got.PowerStateObservedAt
+
+	down := errkind.New(errkind.Unavailable, "fake", "", "hypervisor down")
+	e.HV.FailNext("WatchStates", down, -1)
+	e.HV.FailNext("States", down, -1)
+	e.HV.Disconnect()
+	require.Eventually(t, func() bool {
+		got, err = e.Sys.VMs.Get(e.Ctx, m.ID)
+		return err == nil && got.PowerStateStale
+	}, 10*time.Second, time.Millisecond, "reads must say the state is stale")
+	assert.Equal(t, vm.PowerRunning, got.PowerState, "the last state observed")
+	assert.False(t, got.PowerStateObservedAt.Before(before))
+	_, lostAt := e.Sys.VMs.PowerFollowed()
+	assert.False(t, lostAt.IsZero())
+	page, err := e.Sys.VMs.List(e.Ctx, vm.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	assert.True(t, page.Items[0].PowerStateStale, "lists say so too")
+
+	// Meanwhile the domain was destroyed; the hypervisor comes back.
+	e.HV.SetStateReason(m.ID, vm.PowerShutOff, driver.ReasonDestroyed)
+	e.HV.Clear()
+	back := time.Now()
+	require.Eventually(t, func() bool {
+		got, err = e.Sys.VMs.Get(e.Ctx, m.ID)
+		return err == nil && !got.PowerStateStale && got.PowerState == vm.PowerShutOff
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, driver.ReasonDestroyed, got.PowerStateReason)
+	assert.True(t, got.PowerStateObservedAt.After(back), "observed after the hypervisor came back")
+	assert.GreaterOrEqual(t, e.HV.Calls("WatchStates"), 2, "resubscribed")
+}
+
+func TestResetAndConsoleLog(t *testing.T) {
+	e := sdktest.New(t, nil)
+	m := e.VM(t, "web")
+	_, err := e.Sys.VMs.Reset(e.Ctx, m.ID)
+	assert.ErrorIs(t, err, errkind.WrongState, "a stopped VM cannot be reset")
+	_, err = e.Sys.VMs.ConsoleLog(e.Ctx, m.ID, 0)
+	assert.ErrorIs(t, err, errkind.NotFound, "no log before the first boot")
+
+	_, err = e.Sys.VMs.Start(e.Ctx, m.ID)
+	require.NoError(t, err)
+	_, err = e.Sys.VMs.Reset(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, e.HV.Domain(m.ID).Resets)
+	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerRunning, got.PowerState)
+
+	e.HV.AppendConsole(m.ID, []byte("booting\nlogin: "))
+	b, err := e.Sys.VMs.ConsoleLog(e.Ctx, m.ID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "booting\nlogin: ", string(b))
+	b, err = e.Sys.VMs.ConsoleLog(e.Ctx, m.ID, 7)
+	require.NoError(t, err)
+	assert.Equal(t, "login: ", string(b), "the tail")
+}
+
+func TestStartRefusalKeepsItsKind(t *testing.T) {
+	e := sdktest.New(t, nil)
+	m := e.VM(t, "web")
+	refused := errkind.New(errkind.Unrunnable, "fake", m.ID.String(), "CPU model 'nope' is not supported")
+	refused.Reason = "cpu"
+	e.HV.FailNext("Start", refused, 1)
+	_, err := e.Sys.VMs.Start(e.Ctx, m.ID)
+	require.ErrorIs(t, err, errkind.Unrunnable)
+	var oe *errkind.Error
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, "cpu", oe.Reason)
+	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerShutOff, got.PowerState)
+}
+
+func TestDefaultCPUMode(t *testing.T) {
+	e := sdktest.New(t, nil)
+	require.ErrorIs(t, e.Sys.VMs.SetDefaultCPU("custom", ""), errkind.Invalid, "custom needs a model")
+	require.ErrorIs(t, e.Sys.VMs.SetDefaultCPU("bogus", ""), errkind.Invalid)
+	require.NoError(t, e.Sys.VMs.SetDefaultCPU("custom", "qemu64"))
+	m := e.VM(t, "web")
+	assert.Equal(t, vm.CPU{Sockets: m.CPU.Sockets, Cores: m.CPU.Cores, Threads: m.CPU.Threads, Mode: "custom", Model: "qemu64"}, m.CPU)
+	assert.Equal(t, "custom", e.HV.Domain(m.ID).Spec.CPU.Mode, "the domain gets it too")
+}
