@@ -134,6 +134,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 	s.registerVolumes(api)
 	s.registerImages(api)
 	s.registerVMs(api)
+	s.registerHost(api)
 	s.registerHealth(api)
 	useProblemSchema(api)
 	registerDocs(mux)
