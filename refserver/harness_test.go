@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
 	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/refserver"
@@ -48,12 +49,19 @@ type envOptions struct {
 	storageOptions map[string]string
 	// postgres runs the server on a throwaway PostgreSQL database instead of SQLite.
 	postgres bool
+	// system runs a throwaway system-mode libvirtd (qemu:///system, QEMU as libvirt-qemu, TCG) as a
+	// real host does; libvirt is then ignored. The data directory is where a server would keep it:
+	// traversable by the QEMU group only.
+	system bool
 }
 
 // start opens an SDK on SQLite in a temp dir and serves the API on 127.0.0.1:0.
 func start(t testing.TB, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
+	if o.system {
+		dir = systemDataDir(t)
+	}
 	e := &env{t: t, dir: dir}
 	dsn := "sqlite://" + filepath.Join(dir, "openvair.db")
 	if o.postgres {
@@ -61,10 +69,19 @@ func start(t testing.TB, o envOptions) *env {
 	}
 	cfg := openvair.Config{DSN: dsn, DataDir: dir,
 		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger()}
-	if o.libvirt != "" {
+	if o.libvirt != "" && !o.system {
 		e.daemon = libvirtd.Start(t)
 		cfg.Hypervisor = "libvirt"
 		cfg.HypervisorOptions = map[string]string{"uri": string(o.libvirt), "socket": e.daemon.Socket()}
+	}
+	if o.system {
+		e.daemon = libvirtd.StartSystem(t)
+		cfg.Hypervisor = "libvirt"
+		// TCG: nested KVM on the test machines cannot run a Linux guest; qemu64 is a CPU TCG runs.
+		// Console logs go to the daemon's own log directory, seen at its host path.
+		cfg.HypervisorOptions = map[string]string{"uri": string(golibvirt.QEMUSystem), "socket": e.daemon.Socket(),
+			"domain_type": "qemu", "console_log_dir": e.daemon.ConsoleLogDir()}
+		cfg.DefaultCPUMode, cfg.DefaultCPUModel = "custom", "qemu64"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -88,6 +105,18 @@ func start(t testing.TB, o envOptions) *env {
 	t.Cleanup(srv.Close)
 	e.URL = srv.URL
 	return e
+}
+
+// systemDataDir is a data directory as openvair-server makes it: under a world-traversable parent (/tmp),
+// mode 0710 with the group of the host's QEMU user, removed when the test ends.
+func systemDataDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("/tmp", "ovdata")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if id, ok := hostuser.QEMU(); ok {
+		require.NoError(t, hostuser.MkdirTraversable(dir, id.GID))
+	}
+	return dir
 }
 
 // quietLogger drops the request logs (set OPENVAIR_TEST_LOG=1 to see them).

@@ -3,11 +3,13 @@
 // qemu.conf with stdio_handler = "file" (so no virtlogd outlives the test), an unprivileged uid when the test
 // runs as root, its own process group and a parent-death signal. The QEMU capability cache is shared by every
 // daemon of one test process, so the slow capability probe happens once per run.
+//
+// StartSystem starts a system-mode daemon (qemu:///system) instead, in a private mount namespace; see
+// system.go.
 package libvirtd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -37,10 +39,21 @@ type Daemon struct {
 	bin    string
 	dir    string
 	cache  string
-	uid    int // -1: same uid as the test
+	uid    int // -1: same uid as the test; system: the libvirt-qemu uid
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	waited chan struct{}
+
+	// System-mode daemons only (StartSystem).
+	system  bool
+	gid     int // the libvirt-qemu gid
+	logdBin string
+	unshare string
+	nsenter string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	holder  *proc // owns the mount namespace
+	logd    *proc // virtlogd
 }
 
 var (
@@ -60,11 +73,14 @@ func sharedCache(uid int) (string, error) {
 	return cacheDir, cacheErr
 }
 
-// CleanupCache removes the capability cache shared by the daemons of this process. Call it from TestMain
-// after m.Run; without it the cache directory stays in the temp directory.
+// CleanupCache removes the capability caches shared by the daemons of this process (session and system).
+// Call it from TestMain after m.Run; without it the cache directories stay in the temp directory.
 func CleanupCache() {
 	if cacheDir != "" {
 		_ = os.RemoveAll(cacheDir)
+	}
+	if sysCacheDir != "" {
+		_ = os.RemoveAll(sysCacheDir)
 	}
 }
 
@@ -135,15 +151,23 @@ func (d *Daemon) prepare() error {
 }
 
 func (d *Daemon) start() error {
-	cmd := exec.Command(d.bin, "--timeout", "0")
-	cmd.Dir = d.dir
-	cmd.Env = []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + filepath.Join(d.dir, "home"),
-		"XDG_CONFIG_HOME=" + filepath.Join(d.dir, "config"),
-		"XDG_RUNTIME_DIR=" + filepath.Join(d.dir, "run"),
-		"XDG_CACHE_HOME=" + d.cache,
-		"XDG_DATA_HOME=" + filepath.Join(d.dir, "data"),
+	var cmd *exec.Cmd
+	if d.system {
+		var err error
+		if cmd, err = d.systemCommand(); err != nil {
+			return err
+		}
+	} else {
+		cmd = exec.Command(d.bin, "--timeout", "0")
+		cmd.Dir = d.dir
+		cmd.Env = []string{
+			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"HOME=" + filepath.Join(d.dir, "home"),
+			"XDG_CONFIG_HOME=" + filepath.Join(d.dir, "config"),
+			"XDG_RUNTIME_DIR=" + filepath.Join(d.dir, "run"),
+			"XDG_CACHE_HOME=" + d.cache,
+			"XDG_DATA_HOME=" + filepath.Join(d.dir, "data"),
+		}
 	}
 	logf, err := os.OpenFile(filepath.Join(d.dir, "libvirtd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -154,7 +178,7 @@ func (d *Daemon) start() error {
 	// The credentials are set by the Go runtime (the same as setpriv --reuid --regid --clear-groups) before
 	// the parent-death signal, so the signal survives the uid change (setpriv would clear it).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if d.uid >= 0 {
+	if d.uid >= 0 && !d.system {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(d.uid), Gid: uint32(d.uid), Groups: []uint32{}}
 	}
 	if err := cmd.Start(); err != nil {
@@ -168,9 +192,7 @@ func (d *Daemon) start() error {
 
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		c, err := net.DialTimeout("unix", d.Socket(), time.Second)
-		if err == nil {
-			c.Close()
+		if dialOK(d.Socket()) {
 			return nil
 		}
 		select {
@@ -192,13 +214,21 @@ func (d *Daemon) logTail() string {
 	return strings.TrimSpace(string(b))
 }
 
-// Dir is the daemon's private directory (its XDG directories live below it).
+// Dir is the daemon's private directory (its XDG directories live below it; for a system daemon the
+// directories bind-mounted into its namespace, its logs and holder.pid, virtlogd.pid and libvirtd.pid).
 func (d *Daemon) Dir() string { return d.dir }
 
-// Socket is the path of the daemon's unix socket.
-func (d *Daemon) Socket() string { return filepath.Join(d.dir, "run/libvirt/libvirt-sock") }
+// Socket is the path of the daemon's unix socket (for a system daemon, its /run/libvirt/libvirt-sock seen
+// from outside its mount namespace).
+func (d *Daemon) Socket() string {
+	if d.system {
+		return filepath.Join(d.dir, "run/libvirt-sock")
+	}
+	return filepath.Join(d.dir, "run/libvirt/libvirt-sock")
+}
 
-// UID is the uid the daemon (and the QEMU processes it starts) runs as.
+// UID is the uid the QEMU processes of the daemon run as: the daemon's own uid for a session daemon, the
+// libvirt-qemu uid for a system daemon (which itself runs as root).
 func (d *Daemon) UID() int {
 	if d.uid < 0 {
 		return os.Geteuid()
@@ -231,16 +261,18 @@ func (d *Daemon) stopDaemon() {
 // running and the new daemon reattaches to them, as after a real libvirtd restart.
 func (d *Daemon) Restart() {
 	d.t.Helper()
-	d.stopDaemon()
-	if err := d.start(); err != nil {
-		d.t.Fatalf("libvirtd restart: %v", err)
-	}
+	d.StopDaemon()
+	d.StartDaemon()
 }
 
-// Stop stops the daemon and kills the QEMU processes it started. Cleanup calls it too.
+// Stop stops the daemon and kills the QEMU processes it started (and a system daemon's virtlogd and
+// namespace holder). Cleanup calls it too.
 func (d *Daemon) Stop() {
 	d.stopDaemon()
 	d.killQEMUs()
+	if d.system {
+		d.stopSystem()
+	}
 }
 
 func (d *Daemon) cleanup() {
@@ -263,15 +295,11 @@ func (d *Daemon) killQEMUs() {
 		if err != nil || pid <= 1 {
 			return nil
 		}
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if !strings.Contains(string(cmdline), "qemu") {
+		if !isQEMU(pid) {
 			return nil
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for i := 0; i < 200; i++ { // wait up to 2 s for it to go away
-			if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-				break
-			}
+		for i := 0; i < 200 && !gone(pid); i++ { // wait up to 2 s for it to go away
 			time.Sleep(10 * time.Millisecond)
 		}
 		return nil
@@ -308,25 +336,46 @@ func (d *Daemon) Ping(ctx context.Context) error {
 	return c.Close()
 }
 
-// Mkdir creates a directory below the daemon's directory that the daemon (and its QEMU processes) own,
-// for disk images of test domains.
+// Mkdir creates a directory below the daemon's directory for disk images of test domains. A session
+// daemon (and its QEMU processes) owns it; for a system daemon it is root's, mode 0710 with the libvirt-qemu
+// group, so QEMU can traverse it to the images libvirt gives it (dynamic ownership) and root creates them.
 func (d *Daemon) Mkdir(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(d.dir, filepath.Base(name))
 	if err := os.MkdirAll(p, 0o700); err != nil {
 		t.Fatalf("libvirtd: mkdir: %v", err)
 	}
+	if d.system {
+		if err := os.Chown(p, 0, d.gid); err != nil {
+			t.Fatalf("libvirtd: chown %s: %v", p, err)
+		}
+		if err := os.Chmod(p, 0o710); err != nil {
+			t.Fatalf("libvirtd: chmod %s: %v", p, err)
+		}
+		return p
+	}
 	d.Chown(t, p)
 	return p
 }
 
-// Chown gives a file to the daemon's uid (a no-op when the test does not run as root).
+// Chown gives a file to the uid (and gid) QEMU runs as: the daemon's uid for a session daemon (a no-op
+// when the test does not run as root), libvirt-qemu for a system daemon.
 func (d *Daemon) Chown(t testing.TB, path string) {
 	t.Helper()
 	if d.uid < 0 {
 		return
 	}
-	if err := os.Chown(path, d.uid, d.uid); err != nil {
+	if err := os.Chown(path, d.uid, d.GID()); err != nil {
 		t.Fatalf("libvirtd: chown %s: %v", path, err)
 	}
+}
+
+// dialOK reports whether something accepts connections on the unix socket path.
+func dialOK(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
