@@ -112,9 +112,6 @@ func BuildDomainXML(spec driver.DomainSpec, caps Caps) (*libvirtxml.Domain, erro
 }
 
 func buildCPU(c driver.CPUSpec) *libvirtxml.DomainCPU {
-	if c.Mode == "" {
-		c.Mode = "host-model"
-	}
 	cpu := &libvirtxml.DomainCPU{
 		Mode: c.Mode,
 		Topology: &libvirtxml.DomainCPUTopology{

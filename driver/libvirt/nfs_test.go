@@ -24,8 +24,11 @@ func TestQEMUDiskOnNFS(t *testing.T) {
 		return
 	}
 	srv := ganesha.Start(t)
-	e := startQEMU(t)
-	drv := openDriver(t, e.d, golibvirt.QEMUSession)
+	onEachDaemon(t, func(t *testing.T, e *qemuEnv) { testQEMUDiskOnNFS(t, srv, e) })
+}
+
+func testQEMUDiskOnNFS(t *testing.T, srv *ganesha.Server, e *qemuEnv) {
+	drv := e.driver(t)
 	require.True(t, drv.Info().Capabilities.NFSDisks, "qemu-block-extra (block-nfs.so) must be installed")
 	ctx := ctxT(t, 2*time.Minute)
 
@@ -53,7 +56,7 @@ func TestQEMUDiskOnNFS(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, driver.PowerRunning, st.Power)
 
-	raw := e.d.Dial(t, golibvirt.QEMUSession)
+	raw := e.d.Dial(t, e.uri)
 	dom, err := raw.DomainLookupByUUID(golibvirt.UUID(id))
 	require.NoError(t, err)
 	live, err := raw.DomainGetXMLDesc(dom, 0)

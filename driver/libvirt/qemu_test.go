@@ -25,18 +25,47 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-// qemuEnv is a session daemon running real QEMU (TCG) and a directory for the disk images of its domains.
+// qemuEnv is a daemon running real QEMU (TCG) and a directory for the disk images of its domains.
 type qemuEnv struct {
 	d      *libvirtd.Daemon
+	uri    golibvirt.ConnectURI
 	images string
 }
 
+// startQEMU starts a session daemon (QEMU runs as the daemon's unprivileged user).
 func startQEMU(t *testing.T) *qemuEnv {
 	t.Helper()
 	testenv.LookPath(t, "qemu-system-x86_64")
 	testenv.LookPath(t, "qemu-img")
 	d := libvirtd.Start(t)
-	return &qemuEnv{d: d, images: d.Mkdir(t, "images")}
+	return &qemuEnv{d: d, uri: golibvirt.QEMUSession, images: d.Mkdir(t, "images")}
+}
+
+// startQEMUSystem starts a system daemon as a real host runs it (QEMU as libvirt-qemu, virtlogd).
+func startQEMUSystem(t *testing.T) *qemuEnv {
+	t.Helper()
+	testenv.LookPath(t, "qemu-system-x86_64")
+	testenv.LookPath(t, "qemu-img")
+	d := libvirtd.StartSystem(t)
+	return &qemuEnv{d: d, uri: golibvirt.QEMUSystem, images: d.Mkdir(t, "images")}
+}
+
+// qemuDaemons are the two ways to run real QEMU: every real-QEMU test runs on both.
+var qemuDaemons = []struct {
+	name  string
+	start func(*testing.T) *qemuEnv
+}{{"session", startQEMU}, {"system", startQEMUSystem}}
+
+// onEachDaemon runs fn as a subtest per daemon kind.
+func onEachDaemon(t *testing.T, fn func(t *testing.T, e *qemuEnv)) {
+	for _, k := range qemuDaemons {
+		t.Run(k.name, func(t *testing.T) { fn(t, k.start(t)) })
+	}
+}
+
+// driver opens the driver on the env's daemon (TCG: the test hosts cannot run KVM guests).
+func (e *qemuEnv) driver(t *testing.T) *libvirt.Driver {
+	return openDriver(t, e.d, e.uri, func(o *libvirt.Options) { o.DomainType = "qemu" })
 }
 
 // qcow2 creates a qcow2 fixture with qemu-img, owned by the daemon's uid.
@@ -84,21 +113,23 @@ func (e *qemuEnv) spec(t *testing.T, id uuid.UUID) driver.DomainSpec {
 }
 
 func TestConformanceQEMU(t *testing.T) {
-	e := startQEMU(t)
-	h := drivertest.HypervisorHarness{
-		Hypervisor: openDriver(t, e.d, golibvirt.QEMUSession),
-		Spec:       e.spec,
-		RealQEMU:   true,
-	}
-	rawHarness(t, e.d, golibvirt.QEMUSession, &h)
-	drivertest.RunHypervisorSuite(t, h)
+	onEachDaemon(t, func(t *testing.T, e *qemuEnv) {
+		h := drivertest.HypervisorHarness{
+			Hypervisor: e.driver(t),
+			Spec:       e.spec,
+			RealQEMU:   true,
+		}
+		rawHarness(t, e.d, e.uri, &h)
+		drivertest.RunHypervisorSuite(t, h)
+	})
 }
 
 // TestQEMUDisksAndVNC boots a VM with a qcow2 volume and an ISO cdrom: both disks are in the live XML and
 // the VNC port answers with the RFB greeting.
-func TestQEMUDisksAndVNC(t *testing.T) {
-	e := startQEMU(t)
-	drv := openDriver(t, e.d, golibvirt.QEMUSession)
+func TestQEMUDisksAndVNC(t *testing.T) { onEachDaemon(t, testQEMUDisksAndVNC) }
+
+func testQEMUDisksAndVNC(t *testing.T, e *qemuEnv) {
+	drv := e.driver(t)
 	ctx := ctxT(t, 2*time.Minute)
 	id := uuid.New()
 	spec := e.spec(t, id)
@@ -112,7 +143,7 @@ func TestQEMUDisksAndVNC(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, driver.PowerRunning, st.Power)
 
-	raw := e.d.Dial(t, golibvirt.QEMUSession)
+	raw := e.d.Dial(t, e.uri)
 	dom, err := raw.DomainLookupByUUID(golibvirt.UUID(id))
 	require.NoError(t, err)
 	live, err := raw.DomainGetXMLDesc(dom, 0)
@@ -144,9 +175,10 @@ func TestQEMUDisksAndVNC(t *testing.T) {
 // persistent definition is still there, WatchStates can be resubscribed and reports a real QEMU boot.
 // (No VM runs across the restart: libvirt reattaches to running QEMU in the background and that is
 // libvirt's business, not the driver's.)
-func TestQEMURestartReconnect(t *testing.T) {
-	e := startQEMU(t)
-	drv := openDriver(t, e.d, golibvirt.QEMUSession)
+func TestQEMURestartReconnect(t *testing.T) { onEachDaemon(t, testQEMURestartReconnect) }
+
+func testQEMURestartReconnect(t *testing.T, e *qemuEnv) {
+	drv := e.driver(t)
 	ctx := ctxT(t, 2*time.Minute)
 	id := uuid.New()
 	require.NoError(t, drv.Define(ctx, e.spec(t, id)))
