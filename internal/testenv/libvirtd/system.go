@@ -134,11 +134,10 @@ func StartSystem(t testing.TB) *Daemon {
 	d := &Daemon{t: t, bin: bin, dir: dir, cache: cache, uid: uid, gid: gid, system: true,
 		logdBin: logd, unshare: unshare, nsenter: nsenter}
 	// The daemons live until Stop, or at the latest until the test binary's deadline.
-	d.ctx, d.cancel = context.WithCancel(context.Background())
-	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if deadline, ok := dl.Deadline(); ok {
-			d.ctx, d.cancel = context.WithDeadline(context.Background(), deadline)
-		}
+	if deadline, ok := testDeadline(t); ok {
+		d.ctx, d.cancel = context.WithDeadline(context.Background(), deadline)
+	} else {
+		d.ctx, d.cancel = context.WithCancel(context.Background())
 	}
 	t.Cleanup(d.cleanup)
 	if err := d.prepareSystem(); err != nil {
@@ -154,6 +153,14 @@ func StartSystem(t testing.TB) *Daemon {
 		t.Fatalf("libvirtd: %v", err)
 	}
 	return d
+}
+
+// testDeadline is the deadline of the test binary (a *testing.B has none).
+func testDeadline(t testing.TB) (time.Time, bool) {
+	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		return dl.Deadline()
+	}
+	return time.Time{}, false
 }
 
 // sbinLookPath finds a binary in PATH or the sbin directories (root's PATH may lack them).
@@ -414,7 +421,11 @@ func (d *Daemon) startVirtlogd() error {
 // holder and virtlogd back (the private directories are still there).
 func (d *Daemon) systemCommand() (*exec.Cmd, error) {
 	if d.holder == nil {
-		d.ctx, d.cancel = context.WithCancel(context.Background())
+		if deadline, ok := testDeadline(d.t); ok {
+			d.ctx, d.cancel = context.WithDeadline(context.Background(), deadline)
+		} else {
+			d.ctx, d.cancel = context.WithCancel(context.Background())
+		}
 		if err := d.startHolder(); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,266 @@
+// Command guestinit is the /init (PID 1) of the tiny test guest built by package tinyguest.
+//
+// It mounts devtmpfs, proc and sysfs, loads the kernel modules listed in /modules/order, prints its progress on
+// the serial and VGA consoles, records a boot counter at offset 0 of /dev/vda, and powers the machine off when
+// the ACPI power button is pressed. It never exits: PID 1 exiting would panic the kernel. The strings below must
+// match the constants of package tinyguest (a test there checks it).
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	marker       = "OPENVAIR-TINYGUEST-MARKER"
+	lineBooted   = "tinyguest: booted"
+	lineMarker   = "tinyguest: marker written"
+	lineNoDisk   = "tinyguest: no disk"
+	linePowerOff = "tinyguest: power button, powering off"
+
+	disk        = "/dev/vda"
+	diskWait    = 20 * time.Second
+	moduleList  = "/modules/order"
+	sectorSize  = 512
+	evKey       = 0x01 // EV_KEY
+	keyPower    = 116  // KEY_POWER
+	inputEvSize = 24   // struct input_event on 64-bit: timeval (16), type (2), code (2), value (4)
+)
+
+// consoles are the terminals every line goes to.
+var (
+	consolesMu sync.Mutex
+	consoles   []*os.File
+)
+
+func say(format string, args ...any) {
+	line := fmt.Sprintf(format, args...) + "\n"
+	consolesMu.Lock()
+	defer consolesMu.Unlock()
+	for _, f := range consoles {
+		_, _ = f.WriteString(line)
+	}
+}
+
+func main() {
+	var mountErrs []error
+	for _, m := range []struct{ src, dir, fstype string }{
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+	} {
+		_ = os.MkdirAll(m.dir, 0o755)
+		if err := unix.Mount(m.src, m.dir, m.fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			mountErrs = append(mountErrs, fmt.Errorf("mount %s: %w", m.dir, err))
+		}
+	}
+	openConsoles()
+	say(lineBooted)
+	for _, err := range mountErrs {
+		say("tinyguest: %v", err)
+	}
+	loadModules()
+	writeMarker()
+	watchPowerButton() // never returns
+}
+
+// openConsoles opens the serial port and the VGA text console; /dev/console (the last console= of the
+// kernel command line) is the fallback.
+func openConsoles() {
+	for _, name := range []string{"/dev/ttyS0", "/dev/tty0"} {
+		if f, err := os.OpenFile(name, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			consoles = append(consoles, f)
+		}
+	}
+	if len(consoles) == 0 {
+		if f, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			consoles = append(consoles, f)
+		}
+	}
+}
+
+// loadModules loads the modules listed in /modules/order, one path per line, in that order.
+func loadModules() {
+	list, err := os.ReadFile(moduleList)
+	if err != nil {
+		say("tinyguest: read module list: %v", err)
+		return
+	}
+	for _, path := range strings.Fields(string(list)) {
+		if err := loadModule(path); err != nil {
+			say("tinyguest: load module %s: %v", path, err)
+		}
+	}
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// writeMarker waits for the first virtio disk and records the boot count at its offset 0.
+func writeMarker() {
+	deadline := time.Now().Add(diskWait)
+	for {
+		if _, err := os.Stat(disk); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			say(lineNoDisk)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	boots, err := bumpMarker()
+	if err != nil {
+		say("tinyguest: marker: %v", err)
+		return
+	}
+	say("tinyguest: boots=%d", boots)
+	say(lineMarker)
+}
+
+func bumpMarker() (int, error) {
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sector := make([]byte, sectorSize)
+	if _, err := f.ReadAt(sector, 0); err != nil {
+		return 0, fmt.Errorf("read sector 0: %w", err)
+	}
+	prev, _ := parseMarker(sector) // 0 when there is no marker yet
+	boots := prev + 1
+	clear(sector)
+	copy(sector, marker+" boots="+strconv.Itoa(boots)+"\n")
+	if _, err := f.WriteAt(sector, 0); err != nil {
+		return 0, fmt.Errorf("write sector 0: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("fsync: %w", err)
+	}
+	return boots, nil
+}
+
+// parseMarker mirrors tinyguest.ParseMarker.
+func parseMarker(sector []byte) (int, bool) {
+	prefix := marker + " boots="
+	if len(sector) > sectorSize {
+		sector = sector[:sectorSize]
+	}
+	s := string(sector)
+	if !strings.HasPrefix(s, prefix) {
+		return 0, false
+	}
+	digits, _, found := strings.Cut(s[len(prefix):], "\n")
+	if !found {
+		return 0, false
+	}
+	if len(digits) == 0 || len(digits) > 9 || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	return n, err == nil
+}
+
+// watchPowerButton watches every /dev/input/event* device (rescanning for late ones) and powers off on a
+// KEY_POWER press. It never returns.
+func watchPowerButton() {
+	pressed := make(chan string, 1)
+	var mu sync.Mutex
+	watching := map[string]bool{}
+	for {
+		paths, _ := filepath.Glob("/dev/input/event*")
+		for _, p := range paths {
+			mu.Lock()
+			seen := watching[p]
+			watching[p] = true
+			mu.Unlock()
+			if seen {
+				continue
+			}
+			go func() {
+				defer func() {
+					if r := recover(); r != nil {
+						say("tinyguest: %s: panic: %v", p, r)
+					}
+					mu.Lock()
+					delete(watching, p) // a later scan may reopen it
+					mu.Unlock()
+				}()
+				if err := watchDevice(p, pressed); err != nil {
+					say("tinyguest: %s: %v", p, err)
+					time.Sleep(time.Second)
+				}
+			}()
+		}
+		select {
+		case dev := <-pressed:
+			say("tinyguest: KEY_POWER from %s", dev)
+			say(linePowerOff)
+			unix.Sync()
+			if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+				say("tinyguest: power off: %v", err)
+			}
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// watchDevice reads input events from one device until an error and reports KEY_POWER presses.
+func watchDevice(path string, pressed chan<- string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	name := deviceName(f)
+	say("tinyguest: watching %s (%s)", path, name)
+	buf := make([]byte, 64*inputEvSize)
+	for {
+		n, err := f.Read(buf)
+		if err != nil {
+			return err
+		}
+		for ev := buf[:n-n%inputEvSize]; len(ev) >= inputEvSize; ev = ev[inputEvSize:] {
+			typ := binary.LittleEndian.Uint16(ev[16:])
+			code := binary.LittleEndian.Uint16(ev[18:])
+			value := int32(binary.LittleEndian.Uint32(ev[20:]))
+			if typ == evKey && code == keyPower && value == 1 {
+				select {
+				case pressed <- path + " (" + name + ")":
+				default:
+				}
+			}
+		}
+	}
+}
+
+// deviceName returns the name of an input device (EVIOCGNAME), or "?".
+func deviceName(f *os.File) string {
+	var b [256]byte
+	req := uintptr(2<<30 | len(b)<<16 | 'E'<<8 | 0x06) // _IOC(_IOC_READ, 'E', 0x06, len)
+	n, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, uintptr(unsafe.Pointer(&b[0])))
+	if errno != 0 || n == 0 {
+		return "?"
+	}
+	return strings.TrimRight(string(b[:n]), "\x00")
+}

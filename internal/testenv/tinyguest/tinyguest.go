@@ -1,0 +1,265 @@
+// Package tinyguest builds a tiny real Linux guest for integration tests: a bootable ISO (ISOLINUX, Debian's
+// kernel, a Go /init) of about 10 MiB that boots under TCG in seconds, prints fixed lines on its serial and VGA
+// consoles, counts its boots in a marker at offset 0 of its first virtio disk, and powers off on the ACPI power
+// button.
+//
+// The ISO is built from Debian packages (see reference/test-infrastructure.md, "Real guests") at most once per
+// machine and cached; see ISO.
+package tinyguest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/openvair/openvair/internal/testenv"
+)
+
+// Marker starts the record the guest writes at byte offset 0 of its first virtio disk (/dev/vda).
+const Marker = "OPENVAIR-TINYGUEST-MARKER"
+
+// Console lines the guest prints on its serial console (ttyS0) and VGA console.
+const (
+	LineBooted   = "tinyguest: booted"                     // /init started
+	LineMarker   = "tinyguest: marker written"             // after the marker is on disk (fsync'ed)
+	LineNoDisk   = "tinyguest: no disk"                    // no /dev/vda appeared within about 20 s
+	LinePowerOff = "tinyguest: power button, powering off" // KEY_POWER seen; the guest powers off
+)
+
+// SectorSize is the size of the marker record on disk.
+const SectorSize = 512
+
+// guestSource is the source of the guest's /init; its hash is part of the cache key.
+//
+//go:embed guestinit/*.go
+var guestSource embed.FS
+
+// layoutVersion changes whenever the way the ISO is put together changes (kernel command line, initramfs
+// layout, module list), so that cached ISOs built the old way are not reused.
+const layoutVersion = "tinyguest-layout-1"
+
+// buildTimeout bounds a whole build (download, extraction, go build, xorriso).
+const buildTimeout = 10 * time.Minute
+
+// unavailableError marks a build failure caused by a missing tool or package: ISO skips (or, in CI, fails)
+// with its message instead of failing outright.
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+
+func unavailable(format string, args ...any) error {
+	return &unavailableError{msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	isoOnce sync.Once
+	isoPath string
+	isoErr  error
+)
+
+// ISO returns the path of a bootable tiny-guest ISO (El Torito, ISOLINUX, ~10 MiB). It builds it at most once
+// per machine and caches it (cache dir: $OPENVAIR_TEST_CACHE/tinyguest if OPENVAIR_TEST_CACHE is set, else
+// /var/cache/openvair-test/tinyguest, else the user's cache directory when that one is not writable), keyed by
+// the kernel package version and a hash of the guestinit source, so later test processes reuse it; a
+// per-process sync.Once plus a file lock (flock) makes concurrent test binaries safe, and the ISO is written to a
+// temp name then renamed. When a needed tool or package is missing it calls testenv.Unavailable(t, ...) with the
+// apt-get line that fixes it. The caller must not modify or delete the file.
+func ISO(t testing.TB) string {
+	t.Helper()
+	isoOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		isoPath, isoErr = cachedISO(ctx, t.Logf)
+	})
+	var ue *unavailableError
+	switch {
+	case errors.As(isoErr, &ue):
+		testenv.Unavailable(t, "tiny guest ISO: %s", ue.msg)
+	case isoErr != nil:
+		t.Fatalf("tiny guest ISO: %v", isoErr)
+	}
+	return isoPath
+}
+
+// ParseMarker reads the marker record from the first 512 bytes of guest disk data (as read from the disk's
+// offset 0) and returns the boot count the guest wrote; ok=false when no marker is there.
+//
+// The record is Marker + " boots=<decimal>\n", padded with NUL bytes to 512 bytes; the first boot writes 1.
+func ParseMarker(sector []byte) (boots int, ok bool) {
+	if len(sector) > SectorSize {
+		sector = sector[:SectorSize]
+	}
+	m := markerRE.FindSubmatch(sector)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(m[1]))
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+var markerRE = regexp.MustCompile(`\A` + regexp.QuoteMeta(Marker) + ` boots=([0-9]{1,9})\n`)
+
+// formatMarker returns the sector the guest writes for a boot count (used by tests).
+func formatMarker(boots int) []byte {
+	b := make([]byte, SectorSize)
+	copy(b, Marker+" boots="+strconv.Itoa(boots)+"\n")
+	return b
+}
+
+// cacheDir returns (and creates) the directory that holds built ISOs.
+func cacheDir() (string, error) {
+	var candidates []string
+	if d := os.Getenv("OPENVAIR_TEST_CACHE"); d != "" {
+		candidates = append(candidates, filepath.Join(d, "tinyguest"))
+	} else {
+		candidates = append(candidates, "/var/cache/openvair-test/tinyguest")
+		if d, err := os.UserCacheDir(); err == nil {
+			candidates = append(candidates, filepath.Join(d, "openvair-test", "tinyguest"))
+		}
+	}
+	var errs []error
+	for _, d := range candidates {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if unix.Access(d, unix.W_OK) != nil {
+			errs = append(errs, fmt.Errorf("%s is not writable", d))
+			continue
+		}
+		return d, nil
+	}
+	return "", fmt.Errorf("tinyguest: no usable cache directory: %w", errors.Join(errs...))
+}
+
+// sourceHash hashes everything that decides the contents of the ISO apart from the kernel package: the guest's
+// source, the Go version that compiles it, and the layout version.
+func sourceHash() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", layoutVersion, runtime.Version())
+	err := fs.WalkDir(guestSource, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := guestSource.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", path, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("tinyguest: hash guest source: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// cachedISO returns the cached ISO for the current kernel package and guest source, building it under an
+// exclusive file lock when it is missing.
+func cachedISO(ctx context.Context, logf func(string, ...any)) (string, error) {
+	if err := checkTools(); err != nil {
+		return "", err
+	}
+	pkg, version, err := kernelPackage(ctx)
+	if err != nil {
+		return "", err
+	}
+	hash, err := sourceHash()
+	if err != nil {
+		return "", err
+	}
+	dir, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s_%s-%s.iso", sanitize(pkg), sanitize(version), hash))
+	if isFile(path) {
+		return path, nil
+	}
+
+	lock, err := os.OpenFile(filepath.Join(dir, "build.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("tinyguest: open lock file: %w", err)
+	}
+	defer lock.Close()
+	if err := flock(ctx, lock); err != nil {
+		return "", err
+	}
+	defer func() { _ = unix.Flock(int(lock.Fd()), unix.LOCK_UN) }()
+	if isFile(path) { // another process built it while we waited
+		return path, nil
+	}
+
+	start := time.Now()
+	tmp, err := os.CreateTemp(dir, ".tinyguest-*.iso.tmp")
+	if err != nil {
+		return "", fmt.Errorf("tinyguest: %w", err)
+	}
+	tmpName := tmp.Name()
+	_ = tmp.Close()
+	defer os.Remove(tmpName) // a no-op after the rename
+	if err := build(ctx, pkg, tmpName, logf); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmpName, 0o644); err != nil {
+		return "", fmt.Errorf("tinyguest: %w", err)
+	}
+	if err := os.Rename(tmpName, path); err != nil {
+		return "", fmt.Errorf("tinyguest: %w", err)
+	}
+	logf("tinyguest: built %s from %s %s in %v", path, pkg, version, time.Since(start).Round(time.Millisecond))
+	return path, nil
+}
+
+// flock takes an exclusive lock on f, giving up when ctx ends.
+func flock(ctx context.Context, f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("tinyguest: lock %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tinyguest: waiting for another build (lock %s): %w", f.Name(), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func isFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Size() > 0
+}
+
+// sanitize keeps a package version usable in a file name.
+func sanitize(s string) string {
+	return string(bytes.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_', r == '+':
+			return r
+		}
+		return '_'
+	}, []byte(s)))
+}
