@@ -18,6 +18,27 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for HostCPUModeMode.
+const (
+	Custom          HostCPUModeMode = "custom"
+	HostModel       HostCPUModeMode = "host-model"
+	HostPassthrough HostCPUModeMode = "host-passthrough"
+)
+
+// Valid indicates whether the value is a known member of the HostCPUModeMode enum.
+func (e HostCPUModeMode) Valid() bool {
+	switch e {
+	case Custom:
+		return true
+	case HostModel:
+		return true
+	case HostPassthrough:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ImageStatus.
 const (
 	ImageStatusAvailable ImageStatus = "available"
@@ -78,6 +99,36 @@ func (e StorageType) Valid() bool {
 	case Localfs:
 		return true
 	case Nfs:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VMPowerState.
+const (
+	Crashed      VMPowerState = "crashed"
+	Missing      VMPowerState = "missing"
+	Paused       VMPowerState = "paused"
+	Running      VMPowerState = "running"
+	ShutOff      VMPowerState = "shut_off"
+	ShuttingDown VMPowerState = "shutting_down"
+)
+
+// Valid indicates whether the value is a known member of the VMPowerState enum.
+func (e VMPowerState) Valid() bool {
+	switch e {
+	case Crashed:
+		return true
+	case Missing:
+		return true
+	case Paused:
+		return true
+	case Running:
+		return true
+	case ShutOff:
+		return true
+	case ShuttingDown:
 		return true
 	default:
 		return false
@@ -190,10 +241,10 @@ type CDROM struct {
 type CPU struct {
 	Cores int64 `json:"cores"`
 
-	// Mode host-passthrough, host-model (default) or custom.
+	// Mode host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports.
 	Mode *string `json:"mode,omitempty"`
 
-	// Model CPU model, for mode custom.
+	// Model CPU model, for mode custom (for example qemu64 or Skylake-Client; see GET /api/v1/host).
 	Model   *string `json:"model,omitempty"`
 	Sockets int64   `json:"sockets"`
 	Threads int64   `json:"threads"`
@@ -271,14 +322,83 @@ type GraphicsRequest struct {
 
 // Health defines model for Health.
 type Health struct {
-	// Hypervisor ok, not configured, or why it cannot be reached (VM calls then answer 503).
+	// Hypervisor ok, not configured, or why it cannot be reached (VM calls then answer 503 and VM power states are marked stale).
 	Hypervisor *string `json:"hypervisor,omitempty"`
 
-	// Status ok, or unavailable when the store does not answer.
+	// Status ok, or unavailable when the store or the configured hypervisor does not answer.
 	Status string `json:"status"`
 
 	// Store ok or the store's error.
 	Store *string `json:"store,omitempty"`
+}
+
+// Host defines model for Host.
+type Host struct {
+	// Arch The host's CPU architecture, for example x86_64.
+	Arch string `json:"arch"`
+
+	// Bridges The host's bridges, the sources of interfaces of type bridge; empty when the hypervisor is remote.
+	Bridges []string `json:"bridges"`
+
+	// CpuModes The CPU modes of cpu.mode and whether this host supports them; empty when the hypervisor cannot tell.
+	CpuModes []HostCPUMode `json:"cpu_modes"`
+
+	// Cpus The host's logical CPUs.
+	Cpus int64 `json:"cpus"`
+
+	// DefaultDomainType The domain type VMs are defined with (configured, or kvm when the host offers it, else qemu).
+	DefaultDomainType string `json:"default_domain_type"`
+
+	// DomainTypes Domain types offered for the host's architecture: kvm (hardware virtualization) and/or qemu (emulation).
+	DomainTypes []string `json:"domain_types"`
+
+	// Firmware Values of firmware VMs may use: bios, and uefi when a UEFI loader (OVMF) is installed.
+	Firmware []string `json:"firmware"`
+
+	// Hostname The host's name as the hypervisor reports it.
+	Hostname string `json:"hostname"`
+
+	// HypervisorVersion The hypervisor and its version, for example QEMU 7.2.0.
+	HypervisorVersion string `json:"hypervisor_version"`
+
+	// LibvirtVersion libvirt's version, for example 9.0.0.
+	LibvirtVersion string `json:"libvirt_version"`
+
+	// MachineTypes Machine types of the default domain type, canonical names and aliases (pc, q35, pc-i440fx-7.2, ...).
+	MachineTypes []string `json:"machine_types"`
+
+	// Memory The host's memory in bytes.
+	Memory int64 `json:"memory"`
+
+	// Networks The hypervisor's virtual networks, the sources of interfaces of type network.
+	Networks []HostNetwork `json:"networks"`
+}
+
+// HostCPUMode defines model for HostCPUMode.
+type HostCPUMode struct {
+	// Mode A value of cpu.mode.
+	Mode HostCPUModeMode `json:"mode"`
+
+	// Models For mode custom: the CPU models usable on this host (values of cpu.model).
+	Models *[]string `json:"models,omitempty"`
+
+	// Supported The hypervisor accepts this mode on this host.
+	Supported bool `json:"supported"`
+}
+
+// HostCPUModeMode A value of cpu.mode.
+type HostCPUModeMode string
+
+// HostNetwork defines model for HostNetwork.
+type HostNetwork struct {
+	// Active The network runs; a VM using an inactive network does not start.
+	Active bool `json:"active"`
+
+	// Bridge The host bridge the network uses.
+	Bridge *string `json:"bridge,omitempty"`
+
+	// Name The source of an interface of type network.
+	Name string `json:"name"`
 }
 
 // Image defines model for Image.
@@ -373,8 +493,11 @@ type Problem struct {
 	// Instance The request path.
 	Instance *string `json:"instance,omitempty"`
 
-	// Kind The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unauthenticated, forbidden.
+	// Kind The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed), unauthenticated, forbidden.
 	Kind *string `json:"kind,omitempty"`
+
+	// Reason A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited.
+	Reason *string `json:"reason,omitempty"`
 
 	// Refs Entities the error points at.
 	Refs *[]Ref `json:"refs,omitempty"`
@@ -457,14 +580,26 @@ type VM struct {
 	MachineType *string            `json:"machine_type,omitempty"`
 
 	// Memory Bytes.
-	Memory       int64     `json:"memory"`
-	Name         string    `json:"name"`
-	PowerState   string    `json:"power_state"`
-	Status       VMStatus  `json:"status"`
-	StatusReason *string   `json:"status_reason,omitempty"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	Version      int64     `json:"version"`
+	Memory     int64        `json:"memory"`
+	Name       string       `json:"name"`
+	PowerState VMPowerState `json:"power_state"`
+
+	// PowerStateObservedAt When the hypervisor last confirmed power_state (an event, an operation or a resync).
+	PowerStateObservedAt time.Time `json:"power_state_observed_at"`
+
+	// PowerStateReason Why the VM is in its power state, as the hypervisor says: for shut_off, shutdown (the guest powered off), destroyed (forced off), crashed, migrated, saved, failed, daemon (libvirtd found QEMU gone) or unknown; for running, booted, unpaused, restored, migrated, ...
+	PowerStateReason *string `json:"power_state_reason,omitempty"`
+
+	// PowerStateStale True while the hypervisor cannot be reached: power_state is the last one observed, at power_state_observed_at, and may no longer be true.
+	PowerStateStale bool      `json:"power_state_stale"`
+	Status          VMStatus  `json:"status"`
+	StatusReason    *string   `json:"status_reason,omitempty"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	Version         int64     `json:"version"`
 }
+
+// VMPowerState defines model for VM.PowerState.
+type VMPowerState string
 
 // VMStatus defines model for VM.Status.
 type VMStatus string
@@ -680,6 +815,12 @@ type DeleteVMParams struct {
 	DeleteVolumes *bool `form:"delete_volumes,omitempty" json:"delete_volumes,omitempty"`
 }
 
+// GetVMConsoleLogParams defines parameters for GetVMConsoleLog.
+type GetVMConsoleLogParams struct {
+	// Tail At most this many bytes from the end of the log (default 64 KiB).
+	Tail *int64 `form:"tail,omitempty" json:"tail,omitempty"`
+}
+
 // ListVolumesParams defines parameters for ListVolumes.
 type ListVolumesParams struct {
 	// Limit Page size, 1 to 1000 (default 100).
@@ -811,6 +952,13 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetHost What the hypervisor's host can run
+	//
+	// Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
+	//
+	// Corresponds with GET /api/v1/host (the `GetHost` operationId).
+	GetHost(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListImages List images
 	//
 	// Corresponds with GET /api/v1/images (the `ListImages` operationId).
@@ -940,12 +1088,24 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
 	GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// RebootVM Ask a running VM's guest to reboot
+	// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+	//
+	// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
+	GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RebootVM Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
 	RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ResetVM Reset a running VM at once, like a hardware reset button (the guest is not asked)
+	//
+	// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
+	ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// StartVM Start a VM
+	//
+	// Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now (retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited) and its detail carries the hypervisor's message.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/start (the `StartVM` operationId).
 	StartVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1045,10 +1205,29 @@ type ClientInterface interface {
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Readyz Readiness: the store answers (the hypervisor's state is reported, not required)
+	// Readyz Readiness: the store and the configured hypervisor answer
+	//
+	// 200 when the store answers and the hypervisor, if one is configured, can be reached. Otherwise 503, whose detail names each component that is down (store, hypervisor) and why. /healthz stays 200 meanwhile.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetHost What the hypervisor's host can run
+//
+// Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
+//
+// Corresponds with GET /api/v1/host (the `GetHost` operationId).
+func (c *Client) GetHost(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetHostRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ListImages List images
@@ -1390,7 +1569,22 @@ func (c *Client) GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEdi
 	return c.Client.Do(req)
 }
 
-// RebootVM Ask a running VM's guest to reboot
+// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+//
+// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
+func (c *Client) GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetVMConsoleLogRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RebootVM Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 //
 // Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
 func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1405,7 +1599,24 @@ func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors
 	return c.Client.Do(req)
 }
 
+// ResetVM Reset a running VM at once, like a hardware reset button (the guest is not asked)
+//
+// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
+func (c *Client) ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResetVMRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // StartVM Start a VM
+//
+// Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now (retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited) and its detail carries the hypervisor's message.
 //
 // Corresponds with POST /api/v1/vms/{id}/start (the `StartVM` operationId).
 func (c *Client) StartVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1665,7 +1876,9 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 	return c.Client.Do(req)
 }
 
-// Readyz Readiness: the store answers (the hypervisor's state is reported, not required)
+// Readyz Readiness: the store and the configured hypervisor answer
+//
+// 200 when the store answers and the hypervisor, if one is configured, can be reached. Otherwise 503, whose detail names each component that is down (store, hypervisor) and why. /healthz stays 200 meanwhile.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1678,6 +1891,33 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewGetHostRequest constructs an http.Request for the GetHost method
+func NewGetHostRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/host")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewListImagesRequest constructs an http.Request for the ListImages method
@@ -2552,6 +2792,67 @@ func NewGetVMConsoleRequest(server string, id openapi_types.UUID) (*http.Request
 	return req, nil
 }
 
+// NewGetVMConsoleLogRequest constructs an http.Request for the GetVMConsoleLog method
+func NewGetVMConsoleLogRequest(server string, id openapi_types.UUID, params *GetVMConsoleLogParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/vms/%s/console/log", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Tail != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "tail", *params.Tail, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewRebootVMRequest constructs an http.Request for the RebootVM method
 func NewRebootVMRequest(server string, id openapi_types.UUID) (*http.Request, error) {
 	var err error
@@ -2569,6 +2870,40 @@ func NewRebootVMRequest(server string, id openapi_types.UUID) (*http.Request, er
 	}
 
 	operationPath := fmt.Sprintf("/api/v1/vms/%s/reboot", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewResetVMRequest constructs an http.Request for the ResetVM method
+func NewResetVMRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/vms/%s/reset", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3169,6 +3504,15 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetHostWithResponse What the hypervisor's host can run
+	//
+	// Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/host (the `GetHost` operationId).
+	GetHostWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHostResponse, error)
+
 	// ListImagesWithResponse List images
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3318,14 +3662,30 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
 	GetVMConsoleWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVMConsoleResponse, error)
 
-	// RebootVMWithResponse Ask a running VM's guest to reboot
+	// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
+	GetVMConsoleLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*GetVMConsoleLogResponse, error)
+
+	// RebootVMWithResponse Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
 	RebootVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*RebootVMResponse, error)
 
+	// ResetVMWithResponse Reset a running VM at once, like a hardware reset button (the guest is not asked)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
+	ResetVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*ResetVMResponse, error)
+
 	// StartVMWithResponse Start a VM
+	//
+	// Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now (retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited) and its detail carries the hypervisor's message.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3437,12 +3797,90 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
 
-	// ReadyzWithResponse Readiness: the store answers (the hypervisor's state is reported, not required)
+	// ReadyzWithResponse Readiness: the store and the configured hypervisor answer
+	//
+	// 200 when the store answers and the hypervisor, if one is configured, can be reached. Otherwise 503, whose detail names each component that is down (store, hypervisor) and why. /healthz stays 200 meanwhile.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
+}
+
+type GetHostResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Host
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetHostResponse) GetJSON200() *Host {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetHostResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetHostResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetHostResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetHostResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r GetHostResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetHostResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetHostResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetHostResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetHostResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type ListImagesResponse struct {
@@ -4801,6 +5239,89 @@ func (r GetVMConsoleResponse) ContentType() string {
 	return ""
 }
 
+// GetVMConsoleLogResponse200Headers the declared response headers of an HTTP 200 response for GetVMConsoleLog
+type GetVMConsoleLogResponse200Headers struct {
+	ContentType *string
+}
+
+type GetVMConsoleLogResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]byte
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetVMConsoleLogResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetVMConsoleLogResponse) GetJSON200() *[]byte {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetVMConsoleLogResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetVMConsoleLogResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetVMConsoleLogResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetVMConsoleLogResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RebootVMResponse200Headers the declared response headers of an HTTP 200 response for RebootVM
 type RebootVMResponse200Headers struct {
 	Location *string
@@ -4823,6 +5344,8 @@ type RebootVMResponse struct {
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
@@ -4866,6 +5389,11 @@ func (r RebootVMResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r RebootVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r RebootVMResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
@@ -4905,6 +5433,117 @@ func (r RebootVMResponse) ContentType() string {
 	return ""
 }
 
+// ResetVMResponse200Headers the declared response headers of an HTTP 200 response for ResetVM
+type ResetVMResponse200Headers struct {
+	Location *string
+}
+
+type ResetVMResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *VM
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ResetVMResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ResetVMResponse) GetJSON200() *VM {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ResetVMResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ResetVMResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ResetVMResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ResetVMResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // StartVMResponse200Headers the declared response headers of an HTTP 200 response for StartVM
 type StartVMResponse200Headers struct {
 	Location *string
@@ -4927,6 +5566,8 @@ type StartVMResponse struct {
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
@@ -4968,6 +5609,11 @@ func (r StartVMResponse) GetApplicationproblemJSON422() *Problem {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r StartVMResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r StartVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -5031,6 +5677,8 @@ type StopVMResponse struct {
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
@@ -5072,6 +5720,11 @@ func (r StopVMResponse) GetApplicationproblemJSON422() *Problem {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r StopVMResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r StopVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -5957,6 +6610,21 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// GetHostWithResponse What the hypervisor's host can run
+//
+// Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/host (the `GetHost` operationId).
+func (c *ClientWithResponses) GetHostWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHostResponse, error) {
+	rsp, err := c.GetHost(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetHostResponse(rsp)
+}
+
 // ListImagesWithResponse List images
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6232,7 +6900,20 @@ func (c *ClientWithResponses) GetVMConsoleWithResponse(ctx context.Context, id o
 	return ParseGetVMConsoleResponse(rsp)
 }
 
-// RebootVMWithResponse Ask a running VM's guest to reboot
+// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
+func (c *ClientWithResponses) GetVMConsoleLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*GetVMConsoleLogResponse, error) {
+	rsp, err := c.GetVMConsoleLog(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetVMConsoleLogResponse(rsp)
+}
+
+// RebootVMWithResponse Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6245,7 +6926,22 @@ func (c *ClientWithResponses) RebootVMWithResponse(ctx context.Context, id opena
 	return ParseRebootVMResponse(rsp)
 }
 
+// ResetVMWithResponse Reset a running VM at once, like a hardware reset button (the guest is not asked)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
+func (c *ClientWithResponses) ResetVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*ResetVMResponse, error) {
+	rsp, err := c.ResetVM(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResetVMResponse(rsp)
+}
+
 // StartVMWithResponse Start a VM
+//
+// Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now (retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited) and its detail carries the hypervisor's message.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6453,7 +7149,9 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 	return ParseHealthzResponse(rsp)
 }
 
-// ReadyzWithResponse Readiness: the store answers (the hypervisor's state is reported, not required)
+// ReadyzWithResponse Readiness: the store and the configured hypervisor answer
+//
+// 200 when the store answers and the hypervisor, if one is configured, can be reached. Otherwise 503, whose detail names each component that is down (store, hypervisor) and why. /healthz stays 200 meanwhile.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6464,6 +7162,67 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 		return nil, err
 	}
 	return ParseReadyzResponse(rsp)
+}
+
+// ParseGetHostResponse parses an HTTP response from a GetHostWithResponse call
+func ParseGetHostResponse(rsp *http.Response) (*GetHostResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetHostResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Host
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseListImagesResponse parses an HTTP response from a ListImagesWithResponse call
@@ -7645,6 +8404,80 @@ func ParseGetVMConsoleResponse(rsp *http.Response) (*GetVMConsoleResponse, error
 	return response, nil
 }
 
+// ParseGetVMConsoleLogResponse parses an HTTP response from a GetVMConsoleLogWithResponse call
+func ParseGetVMConsoleLogResponse(rsp *http.Response) (*GetVMConsoleLogResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetVMConsoleLogResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []byte
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetVMConsoleLogResponse200Headers
+		if values := rsp.Header.Values("Content-Type"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Type", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentType = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseRebootVMResponse parses an HTTP response from a RebootVMWithResponse call
 func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7708,6 +8541,13 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7727,6 +8567,108 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers RebootVMResponse200Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseResetVMResponse parses an HTTP response from a ResetVMWithResponse call
+func ParseResetVMResponse(rsp *http.Response) (*ResetVMResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ResetVMResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest VM
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ResetVMResponse200Headers
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7802,6 +8744,13 @@ func ParseStartVMResponse(rsp *http.Response) (*StartVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
@@ -7897,6 +8846,13 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
