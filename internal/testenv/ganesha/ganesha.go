@@ -36,7 +36,7 @@ const envMarker = "OPENVAIR_GANESHA_NETNS_TEST"
 // and a private tmpfs on /run for rpcbind). Otherwise it runs the test (and its subtests) again in such a
 // namespace, in a child process of the same test binary, logs the child's output, fails when the child
 // failed, and returns false. It needs root and unshare.
-func InNamespace(t *testing.T) bool {
+func InNamespace(t testing.TB) bool {
 	t.Helper()
 	if os.Getenv(envMarker) == t.Name() {
 		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
@@ -58,11 +58,16 @@ func InNamespace(t *testing.T) bool {
 	if testing.Verbose() {
 		args = append(args, "-test.v")
 	}
-	if d, ok := t.Deadline(); ok {
-		args = append(args, "-test.timeout", time.Until(d).Round(time.Second).String())
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := dt.Deadline(); ok {
+			args = append(args, "-test.timeout", time.Until(d).Round(time.Second).String())
+		}
 	}
 	if f := flagValue("test.bench"); f != "" {
-		args = append(args, "-test.bench", f, "-test.benchtime", flagValue("test.benchtime"))
+		args = append(args, "-test.bench", f)
+	}
+	if f := flagValue("test.benchtime"); f != "" {
+		args = append(args, "-test.benchtime", f)
 	}
 	ctx := t.Context()
 	cmd := exec.CommandContext(ctx, unshare, args...)
@@ -112,7 +117,7 @@ type Server struct {
 
 // Start runs rpcbind and ganesha.nfsd exporting a fresh directory (on a private tmpfs, so its space figures
 // are stable) and stops them when the test ends. Call it inside InNamespace.
-func Start(t *testing.T) *Server {
+func Start(t testing.TB) *Server {
 	t.Helper()
 	if os.Getenv(envMarker) == "" {
 		t.Fatal("ganesha.Start must run inside InNamespace")
@@ -222,7 +227,7 @@ func stop(cmd *exec.Cmd) {
 	_ = cmd.Wait()
 }
 
-func waitPort(t *testing.T, addr string) {
+func waitPort(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
