@@ -115,7 +115,7 @@ func TestAPIClientFlow(t *testing.T) {
 	startR, err := c.StartVMWithResponse(ctx, v.Id)
 	require.NoError(t, err)
 	require.NotNil(t, startR.JSON200, "%s", startR.Body)
-	assert.Equal(t, "running", startR.JSON200.PowerState)
+	assert.Equal(t, apiclient.Running, startR.JSON200.PowerState, "the enum is in the typed client")
 	again, err := c.StartVMWithResponse(ctx, v.Id)
 	require.NoError(t, err)
 	require.NotNil(t, again.ApplicationproblemJSON409, "%s", again.Body)
@@ -123,7 +123,7 @@ func TestAPIClientFlow(t *testing.T) {
 	stopR, err := c.StopVMWithResponse(ctx, v.Id, apiclient.StopVMJSONRequestBody{Force: &force})
 	require.NoError(t, err)
 	require.NotNil(t, stopR.JSON200, "%s", stopR.Body)
-	assert.Equal(t, "shut_off", stopR.JSON200.PowerState)
+	assert.Equal(t, apiclient.ShutOff, stopR.JSON200.PowerState)
 	del := true
 	dr, err := c.DeleteVMWithResponse(ctx, v.Id, &apiclient.DeleteVMParams{DeleteVolumes: &del})
 	require.NoError(t, err)
