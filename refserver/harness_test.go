@@ -59,7 +59,9 @@ type envOptions struct {
 func start(t testing.TB, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
+	var daemon *libvirtd.Daemon
 	if o.system {
+		daemon = libvirtd.StartSystem(t) // first: on a fresh host it creates the QEMU user the data directory is for
 		dir = systemDataDir(t)
 	}
 	e := &env{t: t, dir: dir}
@@ -75,7 +77,7 @@ func start(t testing.TB, o envOptions) *env {
 		cfg.HypervisorOptions = map[string]string{"uri": string(o.libvirt), "socket": e.daemon.Socket()}
 	}
 	if o.system {
-		e.daemon = libvirtd.StartSystem(t)
+		e.daemon = daemon
 		cfg.Hypervisor = "libvirt"
 		// TCG: nested KVM on the test machines cannot run a Linux guest; qemu64 is a CPU TCG runs.
 		// Console logs go to the daemon's own log directory, seen at its host path.
