@@ -70,8 +70,17 @@ func main() {
 		say("tinyguest: %v", err)
 	}
 	loadModules()
+	// Watch the power button before the marker is written: whoever waits for LineMarker may press it at
+	// once, and a press before the device is open is lost.
+	ready := make(chan struct{})
+	go watchPowerButton(ready) // never returns
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		say("tinyguest: no Power Button input device after 20 s")
+	}
 	writeMarker()
-	watchPowerButton() // never returns
+	select {}
 }
 
 // openConsoles opens the serial port and the VGA text console; /dev/console (the last console= of the
@@ -182,10 +191,16 @@ func parseMarker(sector []byte) (int, bool) {
 }
 
 // watchPowerButton watches every /dev/input/event* device (rescanning for late ones) and powers off on a
-// KEY_POWER press. It never returns.
-func watchPowerButton() {
+// KEY_POWER press; it closes ready once the ACPI "Power Button" device is open. It never returns.
+func watchPowerButton(ready chan<- struct{}) {
 	pressed := make(chan string, 1)
 	var mu sync.Mutex
+	var once sync.Once
+	opened := func(name string) {
+		if strings.Contains(name, "Power Button") {
+			once.Do(func() { close(ready) })
+		}
+	}
 	watching := map[string]bool{}
 	for {
 		paths, _ := filepath.Glob("/dev/input/event*")
@@ -206,7 +221,7 @@ func watchPowerButton() {
 					delete(watching, p) // a later scan may reopen it
 					mu.Unlock()
 				}()
-				if err := watchDevice(p, pressed); err != nil {
+				if err := watchDevice(p, pressed, opened); err != nil {
 					say("tinyguest: %s: %v", p, err)
 					time.Sleep(time.Second)
 				}
@@ -225,8 +240,9 @@ func watchPowerButton() {
 	}
 }
 
-// watchDevice reads input events from one device until an error and reports KEY_POWER presses.
-func watchDevice(path string, pressed chan<- string) error {
+// watchDevice reads input events from one device until an error and reports KEY_POWER presses; opened is
+// called with the device's name once it is open.
+func watchDevice(path string, pressed chan<- string, opened func(name string)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -234,6 +250,7 @@ func watchDevice(path string, pressed chan<- string) error {
 	defer f.Close()
 	name := deviceName(f)
 	say("tinyguest: watching %s (%s)", path, name)
+	opened(name)
 	buf := make([]byte, 64*inputEvSize)
 	for {
 		n, err := f.Read(buf)
