@@ -2,6 +2,12 @@
 // (osfs with billy.Change, real FSSTAT figures, MOUNT EXPORT answered), plus a tiny portmapper on
 // 127.0.0.N:111, because clients (go-nfs-client, libnfs in QEMU) always ask port 111. Each server takes its
 // own 127.0.0.N. Binding port 111 needs root.
+//
+// It serves the NFS driver's own tests only. go-nfs ignores the caller's uid and gid (every client may do
+// everything) and the MOUNT path (every mount gets the export root), so QEMU, which mounts
+// /<export>/<storage dir> and then looks the file up, cannot find its disks on it, and a test on it would
+// hide the permission problems a real server has. Everything QEMU opens is tested on nfs-ganesha
+// (internal/testenv/ganesha), which enforces both.
 package nfsserver
 
 import (
