@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -103,9 +104,13 @@ func (c *connector) session(ctx context.Context) (*session, error) {
 			}
 		}
 		if wait := time.Until(c.retryAt); wait > 0 {
-			err := c.lastErr
+			cause := c.lastErr
+			var e *errkind.Error
+			if errors.As(cause, &e) && e.Err != nil {
+				cause = e.Err // the dial's own error, without its "not reachable" message again
+			}
 			c.mu.Unlock()
-			return nil, errkind.Wrap(driver.ErrUnavailable, err, entity, "",
+			return nil, errkind.Wrap(driver.ErrUnavailable, cause, entity, "",
 				"libvirtd at %s (%s) not reachable, next attempt in %s", c.opts.Socket, c.uri, wait.Round(time.Millisecond))
 		}
 		ch := make(chan struct{})
