@@ -47,33 +47,39 @@ func mapError(err error, id, op string) error {
 	return errkind.Wrap(kind, err, entity, id, "%s", op)
 }
 
-// startRefusal reports why libvirtd refused to start a domain, as a kind and a reason: ErrUnrunnable when
-// the definition cannot run on this host (fix the VM), ErrBackendFailed when QEMU itself failed (fix the
-// host or the storage). ok is false for errors that say nothing about the VM (not found, wrong state,
-// libvirtd unreachable), which keep their usual kind.
-func startRefusal(lerr golibvirt.Error) (kind error, reason string, ok bool) {
+// refusal is why libvirtd refused to start a domain: an error kind and a reason within it.
+type refusal struct {
+	kind   error
+	reason string
+}
+
+// startRefusal reports why libvirtd refused to start a domain: ErrUnrunnable when the definition cannot
+// run on this host (fix the VM), ErrBackendFailed when QEMU itself failed (fix the host or the storage). ok
+// is false for errors that say nothing about the VM (not found, wrong state, libvirtd unreachable), which
+// keep their usual kind.
+func startRefusal(lerr golibvirt.Error) (r refusal, ok bool) {
 	msg := strings.ToLower(lerr.Message)
 	code := golibvirt.ErrorNumber(lerr.Code)
 	switch code {
 	case golibvirt.ErrNoDomain, golibvirt.ErrOperationInvalid, golibvirt.ErrResourceBusy, golibvirt.ErrOperationTimeout,
 		golibvirt.ErrAgentUnresponsive, golibvirt.ErrNoConnect, golibvirt.ErrRPC, golibvirt.ErrAuthFailed, golibvirt.ErrAuthUnavailable:
-		return nil, "", false
+		return refusal{}, false
 	}
-	reason = refusalReason(msg)
+	reason := refusalReason(msg)
 	switch code {
 	case golibvirt.ErrConfigUnsupported, golibvirt.ErrCPUIncompatible, golibvirt.ErrNoSupport, golibvirt.ErrOperationUnsupported,
 		golibvirt.ErrArgumentUnsupported, golibvirt.ErrInvalidArg, golibvirt.ErrXMLError, golibvirt.ErrXMLDetail:
-		return driver.ErrUnrunnable, reason, true
+		return refusal{driver.ErrUnrunnable, reason}, true
 	}
 	switch reason {
 	case "cpu", "firmware", "machine", "domain_type":
 		// The definition asks for something the host does not offer, whatever the code says ("guest CPU
 		// doesn't match specification" comes as an operation failure).
 		if !strings.Contains(msg, "qemu unexpectedly closed") && !strings.Contains(msg, "process exited") {
-			return driver.ErrUnrunnable, reason, true
+			return refusal{driver.ErrUnrunnable, reason}, true
 		}
 	}
-	return driver.ErrBackendFailed, reason, true
+	return refusal{driver.ErrBackendFailed, reason}, true
 }
 
 // refusalReason classifies a start failure by libvirt's message (already lower case).
@@ -111,13 +117,13 @@ func startError(err error, id string) error {
 	if !errors.As(err, &lerr) {
 		return err
 	}
-	kind, reason, ok := startRefusal(lerr)
+	r, ok := startRefusal(lerr)
 	if !ok {
 		return err
 	}
-	e := errkind.Wrap(kind, err, entity, id, "start refused by the hypervisor")
-	e.Reason = reason
-	if reason == "file_access" {
+	e := errkind.Wrap(r.kind, err, entity, id, "start refused by the hypervisor")
+	e.Reason = r.reason
+	if r.reason == "file_access" {
 		e.Msg += " (QEMU runs as its own user: every directory above the file must be traversable by it, and the storage's files must be readable and writable by it)"
 	}
 	return e
