@@ -2,7 +2,6 @@ package refserver_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -12,36 +11,19 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/testenv"
 	"github.com/openvair/openvair/internal/testenv/ganesha"
 	"github.com/openvair/openvair/internal/testenv/tinyguest"
 	"github.com/openvair/openvair/refserver"
 )
 
-// markerBoots reads the tiny guest's boot count from a qcow2 volume file (0 while there is no marker).
-func markerBoots(path string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	r, err := qcow2.NewReader(f)
-	if err != nil {
-		return 0
-	}
-	sector := make([]byte, tinyguest.SectorSize)
-	if _, err := r.ReadAt(sector, 0); err != nil {
-		return 0
-	}
-	boots, _ := tinyguest.ParseMarker(sector)
-	return boots
-}
-
 // awaitBoots polls the volume file until the guest's marker says it booted boots times.
 func awaitBoots(b *testing.B, path string, boots int) {
 	deadline := time.Now().Add(guestTimeout)
-	for markerBoots(path) < boots {
+	for {
+		if n, _, _ := tinyguest.ReadQCOW2Marker(path); n >= boots {
+			return
+		}
 		require.True(b, time.Now().Before(deadline), "no marker for boot %d in %s", boots, path)
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -123,9 +123,13 @@ func (c *connector) session(ctx context.Context) (*session, error) {
 		c.dialing = nil
 		close(ch)
 		if err != nil {
-			c.lastErr = err
-			c.backoff = min(max(2*c.backoff, c.opts.MinBackoff), c.opts.MaxBackoff)
-			c.retryAt = time.Now().Add(c.backoff)
+			if ctx.Err() == nil {
+				// libvirtd refused or is not there: back off. A dial abandoned because its caller gave up
+				// (a short readiness probe while libvirtd probes QEMU) says nothing about libvirtd.
+				c.lastErr = err
+				c.backoff = min(max(2*c.backoff, c.opts.MinBackoff), c.opts.MaxBackoff)
+				c.retryAt = time.Now().Add(c.backoff)
+			}
 			c.mu.Unlock()
 			return nil, err
 		}

@@ -33,21 +33,19 @@ type qemuEnv struct {
 }
 
 // startQEMU starts a session daemon (QEMU runs as the daemon's unprivileged user).
-func startQEMU(t *testing.T) *qemuEnv {
-	t.Helper()
-	testenv.LookPath(t, "qemu-system-x86_64")
-	testenv.LookPath(t, "qemu-img")
-	d := libvirtd.Start(t)
-	return &qemuEnv{d: d, uri: golibvirt.QEMUSession, images: d.Mkdir(t, "images")}
-}
+func startQEMU(t *testing.T) *qemuEnv { return startQEMUWith(t, libvirtd.Start, golibvirt.QEMUSession) }
 
 // startQEMUSystem starts a system daemon as a real host runs it (QEMU as libvirt-qemu, virtlogd).
 func startQEMUSystem(t *testing.T) *qemuEnv {
+	return startQEMUWith(t, libvirtd.StartSystem, golibvirt.QEMUSystem)
+}
+
+func startQEMUWith(t *testing.T, start func(testing.TB) *libvirtd.Daemon, uri golibvirt.ConnectURI) *qemuEnv {
 	t.Helper()
 	testenv.LookPath(t, "qemu-system-x86_64")
 	testenv.LookPath(t, "qemu-img")
-	d := libvirtd.StartSystem(t)
-	return &qemuEnv{d: d, uri: golibvirt.QEMUSystem, images: d.Mkdir(t, "images")}
+	d := start(t)
+	return &qemuEnv{d: d, uri: uri, images: d.Mkdir(t, "images")}
 }
 
 // qemuDaemons are the two ways to run real QEMU: every real-QEMU test runs on both.

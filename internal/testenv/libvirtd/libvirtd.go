@@ -299,7 +299,7 @@ func (d *Daemon) killQEMUs() {
 			return nil
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for i := 0; i < 200 && !gone(pid); i++ { // wait up to 2 s for it to go away
+		for i := 0; i < 200 && !Gone(pid); i++ { // wait up to 2 s for it to go away
 			time.Sleep(10 * time.Millisecond)
 		}
 		return nil

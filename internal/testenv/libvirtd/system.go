@@ -548,12 +548,12 @@ func (d *Daemon) QEMULog(domainName string) string {
 // isQEMU reports whether pid is a live (not zombie) process whose command line mentions qemu.
 func isQEMU(pid int) bool {
 	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.Contains(string(cmdline), "qemu") && !gone(pid)
+	return strings.Contains(string(cmdline), "qemu") && !Gone(pid)
 }
 
-// gone reports whether pid no longer runs: it does not exist or is a zombie waiting for its parent (QEMU is
+// Gone reports whether pid no longer runs: it does not exist or is a zombie waiting for its parent (QEMU is
 // reparented to PID 1, which may reap it only seconds later).
-func gone(pid int) bool {
+func Gone(pid int) bool {
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 		return true
 	}

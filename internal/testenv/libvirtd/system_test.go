@@ -121,18 +121,7 @@ func domainNames(t *testing.T, l *golibvirt.Libvirt) []string {
 }
 
 // running reports whether pid is a live process (a zombie waiting for PID 1 to reap it does not count).
-func running(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndex(s, ") ")
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
+func running(pid int) bool { return !libvirtd.Gone(pid) }
 
 func readPID(t *testing.T, path string) int {
 	t.Helper()

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/testenv"
 )
 
@@ -262,4 +263,24 @@ func sanitize(s string) string {
 		}
 		return '_'
 	}, []byte(s)))
+}
+
+// ReadQCOW2Marker reads the marker the guest wrote at the start of its disk from a qcow2 image file: the
+// boot count, and ok false when there is no marker (yet).
+func ReadQCOW2Marker(path string) (boots int, ok bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	r, err := qcow2.NewReader(f)
+	if err != nil {
+		return 0, false, err
+	}
+	sector := make([]byte, SectorSize)
+	if _, err := r.ReadAt(sector, 0); err != nil {
+		return 0, false, err
+	}
+	boots, ok = ParseMarker(sector)
+	return boots, ok, nil
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/testenv"
 )
 
@@ -276,15 +275,9 @@ func (g *qemuGuest) hmp(t *testing.T, command string) {
 // readMarker reads the marker the guest left on its qcow2 disk, through the qcow2 package.
 func readMarker(t *testing.T, disk string) (int, bool) {
 	t.Helper()
-	f, err := os.Open(disk)
+	boots, ok, err := ReadQCOW2Marker(disk)
 	require.NoError(t, err)
-	defer f.Close()
-	r, err := qcow2.NewReader(f)
-	require.NoError(t, err)
-	sector := make([]byte, SectorSize)
-	_, err = r.ReadAt(sector, 0)
-	require.NoError(t, err)
-	return ParseMarker(sector)
+	return boots, ok
 }
 
 func TestGuestBootsWritesMarkerAndPowersOff(t *testing.T) {

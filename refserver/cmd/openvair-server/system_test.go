@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair/internal/hostuser"
-	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
 	"github.com/openvair/openvair/internal/testenv/tinyguest"
 )
@@ -97,15 +96,8 @@ func TestDefaultStorageGuestOnSystemDaemon(t *testing.T) {
 	assert.Equal(t, "shut_off", vm.PowerState)
 	assert.Equal(t, "shutdown", vm.Reason)
 
-	f, err := os.Open(filepath.Join(dataDir, "storage", "volume-"+vm.Disks[0].VolumeID))
+	boots, ok, err := tinyguest.ReadQCOW2Marker(filepath.Join(dataDir, "storage", "volume-"+vm.Disks[0].VolumeID))
 	require.NoError(t, err)
-	defer f.Close()
-	r, err := qcow2.NewReader(f)
-	require.NoError(t, err)
-	sector := make([]byte, tinyguest.SectorSize)
-	_, err = r.ReadAt(sector, 0)
-	require.NoError(t, err)
-	boots, ok := tinyguest.ParseMarker(sector)
 	assert.True(t, ok)
 	assert.Equal(t, 1, boots)
 }
