@@ -236,3 +236,21 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 	assert.ErrorIs(t, err, driver.ErrUnavailable)
 	require.NoError(t, d.Ping(ctx), "libvirtd survives the driver closing its subscriptions")
 }
+
+// TestAbandonedDialDoesNotBackOff: a caller whose short deadline ends while libvirtd is slow to answer the
+// handshake (it probes QEMU on a first connection) gives up, but the next caller dials at once instead of
+// failing fast as if libvirtd were down.
+func TestAbandonedDialDoesNotBackOff(t *testing.T) {
+	d := libvirtd.Start(t)
+	p := newFreezeProxy(t, d.Socket())
+	drv := openDriverAt(t, p.sock())
+	p.setFrozen(true)
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := drv.State(short, uuid.New())
+	cancel()
+	require.ErrorIs(t, err, driver.ErrTimeout)
+	p.setFrozen(false)
+	st, err := drv.State(ctxT(t, 30*time.Second), uuid.New())
+	require.NoError(t, err, "the next call dials again")
+	assert.Equal(t, driver.PowerMissing, st.Power)
+}
