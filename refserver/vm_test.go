@@ -121,13 +121,26 @@ func TestVMFlowTestDriver(t *testing.T) {
 }
 
 // TestVMQEMUSession boots a real QEMU (TCG) domain through qemu:///session: a qcow2 volume on LocalFS and
-// an ISO cdrom. A graceful stop of a guest that ignores ACPI times out with 504; a forced stop works.
+// an ISO cdrom. A graceful stop of a guest that ignores ACPI times out with 504; a forced stop works. The
+// session daemon runs QEMU as another user, so the test hands it the files.
 func TestVMQEMUSession(t *testing.T) {
 	e := start(t, envOptions{libvirt: golibvirt.QEMUSession, storageOptions: map[string]string{"file_mode": "0666"}})
 	dir := e.daemon.Mkdir(t, "pool")
+	testVMQEMU(t, e, dir, func(p string) { e.daemon.Chown(t, p) })
+}
+
+// TestVMQEMUSystem is TestVMQEMUSession on the system daemon, as a real host runs it: the storage is a
+// directory the SDK creates, and the test touches no file.
+func TestVMQEMUSystem(t *testing.T) {
+	e := start(t, envOptions{system: true})
+	testVMQEMU(t, e, filepath.Join(e.dir, "pool"), func(string) {})
+}
+
+// testVMQEMU runs the real-QEMU VM flow on a LocalFS storage in dir; handOver gives a new file to QEMU.
+func testVMQEMU(t *testing.T, e *env, dir string, handOver func(path string)) {
 	st := e.localStorage("qemu", dir)
 	img := e.image(st.ID, "boot")
-	e.daemon.Chown(t, filepath.Join(dir, "image-"+img.ID.String()))
+	handOver(filepath.Join(dir, "image-"+img.ID.String()))
 
 	var v refserver.VM
 	e.call("POST", "/api/v1/vms", vmBody("tcg", map[string]any{
@@ -135,7 +148,7 @@ func TestVMQEMUSession(t *testing.T) {
 		"cdroms":   []map[string]any{{"image_id": img.ID}},
 		"graphics": map[string]any{"type": "vnc", "password": "pw"},
 	}), 201, &v)
-	e.daemon.Chown(t, filepath.Join(dir, "volume-"+v.Disks[0].VolumeID.String()))
+	handOver(filepath.Join(dir, "volume-"+v.Disks[0].VolumeID.String()))
 	vid := v.ID.String()
 
 	e.call("POST", "/api/v1/vms/"+vid+"/start", nil, 200, &v)
