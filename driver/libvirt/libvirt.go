@@ -66,8 +66,8 @@ type Options struct {
 	DeregisterGrace time.Duration // pause between ending event subscriptions and disconnecting (default 100ms)
 }
 
-// Driver is the libvirt hypervisor. It implements driver.Hypervisor, driver.StateWatcher and
-// driver.StateLister, and is safe for concurrent use.
+// Driver is the libvirt hypervisor. It implements driver.Hypervisor, driver.StateWatcher,
+// driver.StateLister, driver.ConsoleLogger and driver.HostInspector, and is safe for concurrent use.
 type Driver struct {
 	opts Options
 	c    *connector
