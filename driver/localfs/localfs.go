@@ -66,7 +66,7 @@ var _ driver.StorageBackend = (*Backend)(nil)
 // New returns a LocalFS backend. cfg.DataDir (absolute) is where device-mode storages are mounted, as
 // <DataDir>/mnt/<storage id>; directory-mode storages do not need it. cfg.Options["file_mode"] (octal, for
 // example "0660") sets the permission of the volume and image files it creates (default 0640).
-// cfg.Options["qemu_group"] names the group QEMU runs with (default: the primary group of the host's
+// cfg.Options["qemu_group"] names the group QEMU runs with (default, when running as root: the primary group of the host's
 // libvirt-qemu or qemu user when there is one; "none" for no group): the directories the backend creates
 // are mode 0710 with that group, so QEMU can reach the files it is given and nobody else can list them,
 // and the files belong to that group (read access with the default file mode). A directory the user
@@ -78,7 +78,7 @@ func New(cfg driver.Config) (*Backend, error) {
 	b := &Backend{fileMode: defaultFileMode, qemuGID: -1}
 	switch g := cfg.Options["qemu_group"]; g {
 	case "":
-		if id, ok := hostuser.QEMU(); ok {
+		if id, ok := hostuser.DefaultQEMU(); ok {
 			b.qemuGID = id.GID
 		}
 	case "none":

@@ -144,7 +144,7 @@ func fileOwner(uidOpt, gidOpt string) (*[2]uint32, error) {
 		return nil, nil
 	}
 	var owner [2]uint32
-	if id, ok := hostuser.QEMU(); ok {
+	if id, ok := hostuser.DefaultQEMU(); ok {
 		owner = [2]uint32{uint32(id.UID), uint32(id.GID)}
 	} else if uidOpt == "" || gidOpt == "" {
 		if uidOpt != "" || gidOpt != "" {

@@ -38,6 +38,16 @@ func QEMU() (id Identity, ok bool) {
 	return Identity{}, false
 }
 
+// DefaultQEMU is QEMU for a process that can give files to that identity: ok only when this process runs as
+// root. A process of another user cannot change a file's group to one it is not in, nor its owner, and
+// its QEMU (a session libvirtd) runs as that same user anyway. It is what drivers and the server default to.
+func DefaultQEMU() (id Identity, ok bool) {
+	if os.Geteuid() != 0 {
+		return Identity{}, false
+	}
+	return QEMU()
+}
+
 // Lookup resolves a user name (or a numeric uid) to its identity with its primary group.
 func Lookup(name string) (Identity, error) {
 	u, err := user.Lookup(name)

@@ -179,7 +179,7 @@ func ensureDataDir(dir string) error {
 		return err
 	}
 	gid := -1
-	if id, ok := hostuser.QEMU(); ok {
+	if id, ok := hostuser.DefaultQEMU(); ok {
 		gid = id.GID
 	}
 	if err := hostuser.MkdirTraversable(dir, gid); err != nil {

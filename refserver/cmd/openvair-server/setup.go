@@ -150,7 +150,7 @@ func ensureDefaultStorage(ctx context.Context, sys *openvair.System, dataDir str
 	}
 	dir := filepath.Join(dataDir, "storage")
 	gid := -1
-	if id, ok := hostuser.QEMU(); ok {
+	if id, ok := hostuser.DefaultQEMU(); ok {
 		gid = id.GID
 	}
 	if err := hostuser.MkdirTraversable(dir, gid); err != nil {
