@@ -16,6 +16,7 @@ type CreateRequest struct {
 // Validate reports every bad field at once.
 func (r *CreateRequest) Validate() error {
 	v := &errkind.Validator{Entity: "image"}
+	validate.NormalizeName(&r.Name)
 	validate.Name(v, "name", r.Name)
 	validate.Description(v, "description", r.Description)
 	v.Check(r.StorageID != uuid.Nil, "storage_id", "is required")

@@ -24,6 +24,7 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])
 // Validate reports every bad field at once.
 func (r *CreateRequest) Validate() error {
 	v := &errkind.Validator{Entity: "storage"}
+	validate.NormalizeName(&r.Name)
 	validate.Name(v, "name", r.Name)
 	validate.Description(v, "description", r.Description)
 	switch r.Type {

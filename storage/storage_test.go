@@ -9,6 +9,7 @@ import (
 	"github.com/openvair/openvair/driver/fake"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
+	"github.com/openvair/openvair/internal/validate"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 	"github.com/stretchr/testify/assert"
@@ -34,7 +35,7 @@ func TestTransitionTable(t *testing.T) {
 
 func TestCreateValidation(t *testing.T) {
 	e := sdktest.New(t, nil)
-	long := strings.Repeat("a", 61)
+	long := strings.Repeat("a", validate.MaxNameLen+1)
 	cases := []struct {
 		name   string
 		req    storage.CreateRequest

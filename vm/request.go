@@ -92,8 +92,9 @@ type spec struct {
 	Graphics              Graphics
 }
 
-// normalize fills defaults.
+// normalize fills defaults and puts the name in its stored form.
 func (s *spec) normalize() {
+	validate.NormalizeName(&s.Name)
 	if s.CPU.Mode == "" {
 		s.CPU.Mode = CPUHostModel
 	}

@@ -26,6 +26,7 @@ func (r *CreateRequest) Validate() error {
 
 // validate checks the request's fields, naming them with prefix (for requests embedded in others).
 func (r *CreateRequest) validate(v *errkind.Validator, prefix string) {
+	validate.NormalizeName(&r.Name)
 	validate.Name(v, prefix+"name", r.Name)
 	validate.Description(v, prefix+"description", r.Description)
 	v.Check(r.StorageID != uuid.Nil, prefix+"storage_id", "is required")

@@ -2,35 +2,52 @@
 package validate
 
 import (
-	"regexp"
+	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/openvair/openvair/internal/errkind"
 )
 
-// MaxNameLen is the longest name any entity may have.
-const MaxNameLen = 60
+// MaxNameLen is the longest name any entity may have, in characters (Unicode code points, after NFC).
+const MaxNameLen = 255
 
-// MaxDescriptionLen is the longest description any entity may have.
+// MaxDescriptionLen is the longest description any entity may have, in characters.
 const MaxDescriptionLen = 255
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// NormalizeName puts a name in the form it is stored and compared in: NFC, without leading or trailing
+// white space. Two names that differ only in that are the same name.
+func NormalizeName(name *string) {
+	if name != nil {
+		*name = norm.NFC.String(strings.TrimSpace(*name))
+	}
+}
 
-// Name checks an entity name: 1..60 characters, letters, digits, '.', '_' and '-', starting with a letter or
-// digit.
+// Name checks a name that NormalizeName has normalized. Names are data: files and domains are named by
+// id, so any printable text in any script is accepted, up to MaxNameLen characters. Refused are empty names,
+// control and format characters (and other non-graphic ones), '/' and '\' (names appear in CLI arguments and
+// paths), and the names "." and "..".
 func Name(v *errkind.Validator, field, name string) {
 	switch {
 	case name == "":
 		v.Add(field, "must not be empty")
+	case !utf8.ValidString(name):
+		v.Add(field, "must be valid UTF-8")
 	case utf8.RuneCountInString(name) > MaxNameLen:
 		v.Add(field, "must be at most %d characters", MaxNameLen)
-	case !nameRE.MatchString(name):
-		v.Add(field, "may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit")
+	case name == "." || name == "..":
+		v.Add(field, "must not be %q", name)
+	case strings.ContainsAny(name, `/\`):
+		v.Add(field, `must not contain '/' or '\'`)
+	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsGraphic(r) }) >= 0:
+		v.Add(field, "must not contain control, format or other non-printable characters")
 	}
 }
 
-// Description checks a description: at most 255 characters, printable, no control characters.
+// Description checks a description: at most MaxDescriptionLen characters, valid UTF-8, no control or
+// format characters (new lines included).
 func Description(v *errkind.Validator, field, d string) {
 	if utf8.RuneCountInString(d) > MaxDescriptionLen {
 		v.Add(field, "must be at most %d characters", MaxDescriptionLen)
@@ -41,16 +58,17 @@ func Description(v *errkind.Validator, field, d string) {
 		return
 	}
 	for _, r := range d {
-		if unicode.IsControl(r) {
-			v.Add(field, "must not contain control characters")
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			v.Add(field, "must not contain control or format characters")
 			return
 		}
 	}
 }
 
-// NameAndDescription checks the name and description of an edit, each when given.
+// NameAndDescription normalizes and checks the name and description of an edit, each when given.
 func NameAndDescription(v *errkind.Validator, name, description *string) {
 	if name != nil {
+		NormalizeName(name)
 		Name(v, "name", *name)
 	}
 	if description != nil {
