@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	_ "github.com/openvair/openvair/driver/nfs"     // the "nfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/secret"
 	"github.com/openvair/openvair/repo"
 	_ "github.com/openvair/openvair/repo/memory" // the "memory:" store
 	_ "github.com/openvair/openvair/repo/sql"    // the "sqlite:" and "postgres:" stores
@@ -64,7 +66,8 @@ type Config struct {
 	DSN string
 	// Store, when set, is used instead of opening DSN; Close does not close it.
 	Store repo.Store
-	// DataDir is where drivers keep their state (mount points).
+	// DataDir is where drivers keep their state (mount points) and where the key that encrypts graphics
+	// passwords at rest is kept (secret.key, 0600).
 	DataDir string
 	// StorageDrivers maps storage types to registered backend names (driver.RegisterStorage). Default:
 	// localfs -> "localfs", nfs -> "nfs", for those registered.
@@ -155,8 +158,13 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	if cfg.MaxImageSize > 0 {
 		sys.Images.MaxSize = cfg.MaxImageSize
 	}
+	secrets, err := openSecrets(cfg)
+	if err != nil {
+		sys.Close()
+		return nil, err
+	}
 	sys.VMs = vm.NewService(vm.Deps{Repo: st.VMs(), Tx: st, Volumes: st.Volumes(), Storages: st.Storages(), Images: st.Images(),
-		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv})
+		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv, Secrets: secrets})
 	sys.Storages.Log, sys.Volumes.Log, sys.Images.Log, sys.VMs.Log = cfg.Logger, cfg.Logger, cfg.Logger, cfg.Logger
 	if cfg.DefaultCPUMode != "" || cfg.DefaultCPUModel != "" {
 		if err := sys.VMs.SetDefaultCPU(cfg.DefaultCPUMode, cfg.DefaultCPUModel); err != nil {
@@ -208,6 +216,22 @@ func (s *System) openDrivers() error {
 // interrupted operations leave their entity in error with a reason. Open calls it.
 func (s *System) Recover(ctx context.Context) error {
 	return errors.Join(s.Storages.Recover(ctx), s.Volumes.Recover(ctx), s.Images.Recover(ctx), s.VMs.Recover(ctx))
+}
+
+// openSecrets returns the box that keeps graphics passwords encrypted at rest: its key lives in
+// <DataDir>/secret.key (0600, created at first use). Without a data directory the key lives as long as the
+// process, so passwords of VMs in a persistent store cannot be read after a restart (set them again).
+func openSecrets(cfg Config) (*secret.Box, error) {
+	if cfg.DataDir == "" {
+		if cfg.DSN != "" && cfg.DSN != "memory:" {
+			cfg.Logger.Warn("no data directory: graphics passwords are encrypted with a key that lasts only as long as this process")
+		}
+		return secret.Ephemeral(), nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	return secret.LoadOrCreate(cfg.DataDir)
 }
 
 // Run monitors until ctx ends: it follows the hypervisor's power state events (resynchronising every

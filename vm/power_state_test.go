@@ -8,6 +8,7 @@ import (
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
+	"github.com/openvair/openvair/internal/secret"
 	"github.com/openvair/openvair/vm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -139,4 +140,30 @@ func TestDefaultCPUMode(t *testing.T) {
 	m := e.VM(t, "web")
 	assert.Equal(t, vm.CPU{Sockets: m.CPU.Sockets, Cores: m.CPU.Cores, Threads: m.CPU.Threads, Mode: "custom", Model: "qemu64"}, m.CPU)
 	assert.Equal(t, "custom", e.HV.Domain(m.ID).Spec.CPU.Mode, "the domain gets it too")
+}
+
+// TestGraphicsPasswordSealedAtRest: the stored VM holds the password encrypted; the hypervisor gets it in
+// clear; an edit without graphics keeps it, an edit with a new one seals the new one.
+func TestGraphicsPasswordSealedAtRest(t *testing.T) {
+	e := sdktest.New(t, nil)
+	req := sdktest.VMRequest("web")
+	req.Graphics = vm.Graphics{Type: "vnc", Password: "s3cret"}
+	m, err := e.Sys.VMs.Create(e.Ctx, req)
+	require.NoError(t, err)
+	stored, err := e.Sys.Store.VMs().Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.NotContains(t, stored.Graphics.Password, "s3cret", "never stored in clear")
+	assert.True(t, secret.IsSealed(stored.Graphics.Password))
+	assert.Equal(t, "s3cret", e.HV.Domain(m.ID).Spec.Graphics.Password, "the hypervisor gets the real password")
+
+	desc := "renamed"
+	_, err = e.Sys.VMs.Edit(e.Ctx, m.ID, vm.EditRequest{Description: &desc})
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", e.HV.Domain(m.ID).Spec.Graphics.Password, "kept across an edit")
+	_, err = e.Sys.VMs.Edit(e.Ctx, m.ID, vm.EditRequest{Graphics: &vm.Graphics{Type: "vnc", Password: "n3w"}})
+	require.NoError(t, err)
+	assert.Equal(t, "n3w", e.HV.Domain(m.ID).Spec.Graphics.Password)
+	stored, err = e.Sys.Store.VMs().Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.True(t, secret.IsSealed(stored.Graphics.Password))
 }

@@ -72,6 +72,13 @@ type Hypervisor interface {
 	Console(ctx context.Context, id uuid.UUID) (driver.Console, error)
 }
 
+// Secrets keeps graphics passwords encrypted at rest (see internal/secret): Seal before a password is
+// stored, Open before it goes to the hypervisor. Open returns a value that was never sealed as it is.
+type Secrets interface {
+	Seal(plain string) (string, error)
+	Open(sealed string) (string, error)
+}
+
 // Deps are the collaborators of a VM service.
 type Deps struct {
 	Repo       Repository
@@ -82,6 +89,7 @@ type Deps struct {
 	VolumeSvc  Volumes
 	Locator    Locator
 	Hypervisor Hypervisor // nil: no hypervisor configured, VM operations fail with errkind.Unavailable
+	Secrets    Secrets    // nil: graphics passwords are stored as given
 }
 
 // Service holds the VM rules.
@@ -165,6 +173,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 	v := &VM{ID: uuid.Must(uuid.NewV7()), Status: StatusCreating, PowerState: PowerShutOff, PowerStateObservedAt: now,
 		CreatedAt: now, UpdatedAt: now}
 	sp.assign(v)
+	if err := s.sealPassword(v); err != nil {
+		return nil, err
+	}
 	for i := range v.Interfaces {
 		if v.Interfaces[i].MAC == "" {
 			v.Interfaces[i].MAC = newMAC()
@@ -273,6 +284,19 @@ func (v *VM) HasImage(id uuid.UUID) bool {
 	return false
 }
 
+// sealPassword encrypts v's graphics password for storage (a password already sealed stays as it is).
+func (s *Service) sealPassword(v *VM) error {
+	if s.Secrets == nil {
+		return nil
+	}
+	sealed, err := s.Secrets.Seal(v.Graphics.Password)
+	if err != nil {
+		return fmt.Errorf("seal the graphics password: %w", err)
+	}
+	v.Graphics.Password = sealed
+	return nil
+}
+
 // define builds the domain spec of v and defines it.
 func (s *Service) define(ctx context.Context, hv Hypervisor, v *VM) error {
 	spec, err := s.domainSpec(ctx, v)
@@ -287,7 +311,16 @@ func (s *Service) domainSpec(ctx context.Context, v *VM) (driver.DomainSpec, err
 	spec := driver.DomainSpec{ID: v.ID, Name: v.Name, Description: v.Description,
 		CPU:         driver.CPUSpec{Sockets: v.CPU.Sockets, Cores: v.CPU.Cores, Threads: v.CPU.Threads, Mode: v.CPU.Mode, Model: v.CPU.Model},
 		MemoryBytes: v.MemoryBytes, Firmware: v.Firmware, MachineType: v.MachineType, Boot: v.Boot,
-		Graphics: driver.GraphicsSpec{Type: v.Graphics.Type, Listen: v.Graphics.Listen, Password: v.Graphics.Password}}
+		Graphics: driver.GraphicsSpec{Type: v.Graphics.Type, Listen: v.Graphics.Listen}}
+	if s.Secrets != nil {
+		pw, err := s.Secrets.Open(v.Graphics.Password)
+		if err != nil {
+			return spec, errkind.Wrap(errkind.Invalid, err, "vm", v.ID.String(), "graphics password cannot be read; set it again")
+		}
+		spec.Graphics.Password = pw
+	} else {
+		spec.Graphics.Password = v.Graphics.Password
+	}
 	if spec.Graphics.Type == "none" {
 		spec.Graphics = driver.GraphicsSpec{}
 	}
@@ -420,6 +453,9 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 	}
 	next := prev.Clone()
 	sp.assign(next)
+	if err := s.sealPassword(next); err != nil {
+		return nil, err
+	}
 	for i := range next.Interfaces {
 		if next.Interfaces[i].MAC == "" {
 			next.Interfaces[i].MAC = newMAC()
