@@ -14,9 +14,11 @@ import (
 // reasonMissing is the status reason of a VM whose domain disappeared.
 const reasonMissing = "its domain disappeared from the hypervisor; it is not recreated automatically"
 
-// ObservePower records a power state reported by the hypervisor (an event or a resync) at time at (zero:
-// now). It never touches a VM in the middle of an operation (that operation records the outcome). A domain
-// that disappeared puts the VM in error with a reason.
+// ObservePower records a power state reported by the hypervisor (an event or a resync) at time at, when the
+// hypervisor said it (zero: now). It never touches a VM in the middle of an operation (that operation records
+// the outcome), nor one whose power state was recorded after at: a late event, or a resync that read the
+// states before an operation finished, never overwrites what the operation answered. A domain that
+// disappeared puts the VM in error with a reason.
 func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, st driver.DomainState, at time.Time) error {
 	if at.IsZero() {
 		at = s.now()
@@ -24,6 +26,9 @@ func (s *Service) ObservePower(ctx context.Context, id uuid.UUID, st driver.Doma
 	_, err := s.update(ctx, id, func(_ context.Context, cur *VM) error {
 		if cur.Status != StatusAvailable && cur.Status != StatusError {
 			return uow.ErrSkip
+		}
+		if at.Before(cur.PowerStateObservedAt) {
+			return uow.ErrSkip // older news than what is recorded
 		}
 		if cur.PowerState == st.Power && (cur.PowerStateReason == st.Reason || st.Reason == "") {
 			return uow.ErrSkip
@@ -47,6 +52,7 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 		return err
 	}
 	var states map[uuid.UUID]driver.DomainState
+	at := s.now() // the states are at least as new as this
 	if l, ok := hv.(driver.StateLister); ok {
 		if err := s.call(ctx, func(ctx context.Context) (err error) { states, err = l.States(ctx); return err }); err != nil {
 			return fmt.Errorf("list power states: %w", err)
@@ -60,12 +66,13 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 			st = driver.DomainState{Power: PowerMissing}
 		case states == nil:
 			var err error
+			at = s.now()
 			if st, err = s.state(ctx, hv, v.ID); err != nil {
 				errs = append(errs, err)
 				return
 			}
 		}
-		if err := s.ObservePower(ctx, v.ID, st, time.Time{}); err != nil {
+		if err := s.ObservePower(ctx, v.ID, st, at); err != nil {
 			errs = append(errs, err)
 		}
 	})

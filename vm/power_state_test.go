@@ -167,3 +167,28 @@ func TestGraphicsPasswordSealedAtRest(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, secret.IsSealed(stored.Graphics.Password))
 }
+
+// TestLateEventNeverOverwritesAnOperation: an event the hypervisor sent before an operation recorded its
+// outcome (delivered late, as a busy event stream does) is ignored; newer ones apply.
+func TestLateEventNeverOverwritesAnOperation(t *testing.T) {
+	e := sdktest.New(t, nil)
+	m := e.Running(t, "web")
+	before := time.Now()
+	got, err := e.Sys.VMs.Stop(e.Ctx, m.ID, vm.StopOptions{Force: true})
+	require.NoError(t, err)
+	require.Equal(t, vm.PowerShutOff, got.PowerState)
+
+	late := driver.DomainState{Power: vm.PowerStopping, Reason: driver.ReasonShutdown}
+	require.NoError(t, e.Sys.VMs.ObservePower(e.Ctx, m.ID, late, before))
+	got, err = e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerShutOff, got.PowerState, "the stop's answer is what the next read shows")
+	require.NoError(t, e.Sys.VMs.Delete(e.Ctx, m.ID, vm.DeleteOptions{}), "and a delete right after works")
+
+	n := e.Running(t, "db")
+	require.NoError(t, e.Sys.VMs.ObservePower(e.Ctx, n.ID, driver.DomainState{Power: vm.PowerShutOff, Reason: driver.ReasonCrashed}, time.Now()))
+	got, err = e.Sys.VMs.Get(e.Ctx, n.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerShutOff, got.PowerState, "news newer than the operation apply")
+	assert.Equal(t, driver.ReasonCrashed, got.PowerStateReason)
+}
