@@ -3,7 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -87,7 +90,26 @@ func sqliteDSN(path string, write bool) string {
 	return u.String()
 }
 
+// privateDBFile creates the database file 0600 when it is missing and makes an existing one 0600: it holds
+// token hashes and sealed secrets, and SQLite gives its -wal and -shm files the mode of the database.
+func privateDBFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return err // a database another user owns keeps its mode: that user decides
+	}
+	return nil
+}
+
 func connectSQLite(ctx context.Context, path string) (*Store, error) {
+	if err := privateDBFile(path); err != nil {
+		return nil, errkind.Wrap(errkind.Unavailable, err, "database", "", "create SQLite database file")
+	}
 	wsql, err := sql.Open("sqlite", sqliteDSN(path, true))
 	if err != nil {
 		return nil, errkind.Wrap(errkind.Unavailable, err, "database", "", "open SQLite database")

@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,4 +94,27 @@ func TestBuildsWithoutCgo(t *testing.T) {
 	out, err = cmd.Output()
 	require.NoError(t, err)
 	assert.NotContains(t, string(out), "sqlite", "no cgo SQLite driver even when cgo is available")
+}
+
+// TestSQLiteFileIsPrivate: the database file (token hashes, sealed secrets) is 0600 whoever made the
+// directory, and an existing readable one is made private.
+func TestSQLiteFileIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	path := filepath.Join(dir, "new.db")
+	s, err := sqlstore.Open(context.Background(), "sqlite://"+path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(p); err == nil {
+			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), p)
+		}
+	}
+	require.NoError(t, os.Chmod(path, 0o644))
+	s, err = sqlstore.Open(context.Background(), "sqlite://"+path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }
