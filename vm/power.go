@@ -90,6 +90,9 @@ func (s *Service) finishPower(ctx context.Context, hv Hypervisor, id uuid.UUID, 
 // at once with opts.Force. A graceful stop that times out leaves the VM running and returns an error
 // wrapping errkind.Timeout, unless opts.ForceAfterTimeout is set.
 func (s *Service) Stop(ctx context.Context, id uuid.UUID, opts StopOptions) (*VM, error) {
+	if opts.Timeout < 0 {
+		return nil, &errkind.ValidationError{Entity: "vm stop", Fields: []errkind.FieldError{{Field: "timeout", Message: "must not be negative"}}}
+	}
 	hv, err := s.hypervisor()
 	if err != nil {
 		return nil, err

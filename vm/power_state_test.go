@@ -192,3 +192,16 @@ func TestLateEventNeverOverwritesAnOperation(t *testing.T) {
 	assert.Equal(t, vm.PowerShutOff, got.PowerState, "news newer than the operation apply")
 	assert.Equal(t, driver.ReasonCrashed, got.PowerStateReason)
 }
+
+func TestStopRefusesANegativeTimeout(t *testing.T) {
+	e := sdktest.New(t, nil)
+	m := e.Running(t, "web")
+	_, err := e.Sys.VMs.Stop(e.Ctx, m.ID, vm.StopOptions{Timeout: -time.Second})
+	var ve *errkind.ValidationError
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, "timeout", ve.Fields[0].Field)
+	got, err := e.Sys.VMs.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerRunning, got.PowerState, "nothing happened")
+	assert.Equal(t, vm.StatusAvailable, got.Status)
+}

@@ -294,8 +294,9 @@ func (r *EditRequest) apply(s *spec) {
 type StopOptions struct {
 	// Force powers the VM off at once instead of asking the guest to shut down.
 	Force bool `json:"force,omitempty"`
-	// Timeout is how long a graceful stop waits for the guest (default 60 s); when it passes the VM keeps
-	// running and Stop returns an error wrapping errkind.Timeout, unless ForceAfterTimeout is set.
+	// Timeout is how long a graceful stop waits for the guest (0: the default, 60 s; negative: ErrInvalid);
+	// when it passes the VM keeps running and Stop returns an error wrapping errkind.Timeout, unless
+	// ForceAfterTimeout is set.
 	Timeout           time.Duration `json:"timeout,omitempty"`
 	ForceAfterTimeout bool          `json:"force_after_timeout,omitempty"`
 }
