@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/openvair/openvair/internal/hostuser"
+	"github.com/openvair/openvair/internal/secret"
 	"github.com/openvair/openvair/refserver"
 )
 
@@ -170,10 +171,10 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
 }
 
-// ensureDataDir creates the data directory when missing: 0700, or, on a host with a QEMU user, 0710 with
-// that user's group, so QEMU can reach the default storage below it (see internal/hostuser) while nothing
-// in it can be listed or read by others. The SQLite database is kept 0600 (SQLite gives its -wal and -shm
-// files the same mode).
+// ensureDataDir creates the data directory when missing and makes it 0700, or, on a host with a QEMU user,
+// 0710 with that user's group, so QEMU can reach the default storage below it (see internal/hostuser)
+// while nothing in it can be listed or read by others, whoever made it. The files that hold secrets
+// (database, tokens, key) are made 0600.
 func ensureDataDir(dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
@@ -185,11 +186,19 @@ func ensureDataDir(dir string) error {
 	if err := hostuser.MkdirTraversable(dir, gid); err != nil {
 		return err
 	}
-	db := filepath.Join(dir, "openvair.db")
-	f, err := os.OpenFile(db, os.O_CREATE|os.O_RDONLY, 0o600)
-	if err != nil {
+	mode := os.FileMode(0o700)
+	if gid >= 0 {
+		mode = hostuser.TraverseMode
+	}
+	if err := os.Chmod(dir, mode); err != nil {
 		return err
 	}
-	f.Close()
-	return os.Chmod(db, 0o600)
+	// Files that hold secrets are private, whoever made them or the directory (the SQLite store creates its
+	// database 0600 itself).
+	for _, name := range []string{"openvair.db", adminTokenFile, tokensFile, secret.KeyFile} {
+		if err := os.Chmod(filepath.Join(dir, name), 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
