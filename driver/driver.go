@@ -73,7 +73,19 @@ type LocalFSSpec struct {
 	FSType          string `json:"fs_type,omitempty"`
 	Format          bool   `json:"format,omitempty"`
 	ReuseFilesystem bool   `json:"reuse_filesystem,omitempty"`
-	FSUUID          string `json:"fs_uuid,omitempty"` // filled by Prepare in device mode
+	// Wipe, with Format, lets Prepare format a device that is not blank: one holding data no filesystem
+	// claims, a signature (partition table, LVM, RAID, ...) or a filesystem. Everything on it is destroyed.
+	// Without it, Format refuses any device with a signature or non-zero bytes near its start or end.
+	Wipe   bool   `json:"wipe,omitempty"`
+	FSUUID string `json:"fs_uuid,omitempty"` // filled by Prepare in device mode
+	// RealPath is set by openvair when the storage is created: Path (or Device) with every symbolic link
+	// resolved. Storages are told apart by it, and a directory-mode backend works in it (so a symbolic link
+	// changed later does not move the storage).
+	RealPath string `json:"real_path,omitempty"`
+	// CreatedDir records that Prepare created the storage directory (directory mode; see
+	// PoolState.CreatedDir). Teardown removes the directory only then, and only when empty. It is not part
+	// of the JSON form: the caller keeps it with the storage and passes it back.
+	CreatedDir bool `json:"-"`
 }
 
 // NFSSpec locates an NFS export.
@@ -89,6 +101,10 @@ type PoolState struct {
 	Available  int64  // bytes available for new data
 	MountPoint string // where a device-mode storage is mounted, if any
 	FSUUID     string // filesystem UUID of a device-mode storage
+	// CreatedDir (from Prepare, directory mode) says that the storage directory is openvair's: Prepare
+	// created it now, or LocalFSSpec.CreatedDir said it had before. Callers record it in
+	// LocalFSSpec.CreatedDir; a directory that already existed is never removed by Teardown.
+	CreatedDir bool
 }
 
 // VolumeSpec describes a volume to create.
@@ -354,4 +370,13 @@ type ConsoleLogger interface {
 // StateLister is implemented by hypervisors that report every domain's state in one call.
 type StateLister interface {
 	States(ctx context.Context) (map[uuid.UUID]DomainState, error)
+}
+
+// UploadSweeper is implemented by storage backends whose uploads leave partial files while they run
+// (image-<id>.part). The image service calls it for every storage when it recovers, at Open.
+type UploadSweeper interface {
+	// SweepUploads removes the partial files of uploads that are not running: those a crashed or killed
+	// process left behind, whatever their age. It never removes the partial file of an upload in progress
+	// in this process. A missing storage directory is not an error.
+	SweepUploads(ctx context.Context, pool PoolSpec) error
 }

@@ -60,13 +60,15 @@ func validateLocalFS(v *errkind.Validator, l *LocalFSSpec) {
 		v.Add("localfs", "give path (a directory) or device (a block device)")
 	case l.Path != "":
 		v.Check(cleanAbs(l.Path) && l.Path != "/", "localfs.path", "must be a clean absolute directory path other than /")
-		v.Check(l.FSType == "" && !l.Format && !l.ReuseFilesystem, "localfs", "fs_type, format and reuse_filesystem apply to device mode only")
+		v.Check(l.FSType == "" && !l.Format && !l.ReuseFilesystem && !l.Wipe, "localfs", "fs_type, format, reuse_filesystem and wipe apply to device mode only")
 	default:
 		v.Check(cleanAbs(l.Device) && strings.HasPrefix(l.Device, "/dev/"), "localfs.device", "must be a clean absolute path under /dev/")
 		v.Check(l.FSType == "ext4" || l.FSType == "xfs", "localfs.fs_type", "must be ext4 or xfs")
-		v.Check(l.Format != l.ReuseFilesystem, "localfs", "set exactly one of format (make a new filesystem, destroying the device's content) and reuse_filesystem")
+		v.Check(l.Format != l.ReuseFilesystem, "localfs", "set exactly one of format (make a new filesystem on a blank device) and reuse_filesystem")
+		v.Check(!l.Wipe || l.Format, "localfs.wipe", "applies only with format (it lets format destroy what the device holds)")
 	}
 	v.Check(l.FSUUID == "", "localfs.fs_uuid", "is set by openvair, not by the caller")
+	v.Check(l.RealPath == "", "localfs.real_path", "is set by openvair, not by the caller")
 }
 
 func validateNFS(v *errkind.Validator, n *NFSSpec) {

@@ -40,6 +40,16 @@ type Backend interface {
 	Status(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
 }
 
+// Locator is an optional interface of a Backend whose storage locations have several names (a directory
+// reached through symbolic links). Create calls Locate before it records anything: Locate checks the
+// location of a new storage as Prepare would (refusing with an error wrapping errkind.Invalid, a
+// *errkind.ValidationError naming the field when the location itself is at fault) and returns pool with its
+// canonical location filled in (LocalFSSpec.RealPath). The repository compares canonical locations, so
+// two names of one directory are one storage.
+type Locator interface {
+	Locate(ctx context.Context, pool driver.PoolSpec) (driver.PoolSpec, error)
+}
+
 // Backends finds the backend for a storage type; an error wrapping errkind.Unavailable when none is
 // configured.
 type Backends interface {
@@ -90,6 +100,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Storage, erro
 		Status: StatusCreating, CreatedAt: now, UpdatedAt: now}
 	if req.LocalFS != nil {
 		l := *req.LocalFS
+		l.CreatedDir = false // Prepare says whether it creates the directory
 		st.LocalFS = &l
 	}
 	if req.NFS != nil {
@@ -98,6 +109,17 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Storage, erro
 			n.Version = 3
 		}
 		st.NFS = &n
+	}
+	if loc, ok := backend.(Locator); ok && st.LocalFS != nil {
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		pool, err := loc.Locate(dctx, st.Pool())
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("locate storage %q: %w", st.Name, err)
+		}
+		if pool.LocalFS != nil {
+			st.LocalFS.RealPath = pool.LocalFS.RealPath
+		}
 	}
 	if err := s.repo.Create(ctx, st); err != nil {
 		return nil, err
@@ -123,6 +145,7 @@ func applyState(st *Storage, state driver.PoolState) {
 	if st.LocalFS != nil && state.FSUUID != "" {
 		st.LocalFS.FSUUID = state.FSUUID
 	}
+	st.CreatedDir = st.CreatedDir || state.CreatedDir // once openvair's, always openvair's
 }
 
 // Edit changes a storage's name or description.
@@ -142,7 +165,9 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Sto
 }
 
 // Delete removes a storage that holds no volumes and no images; the error names them otherwise. The
-// backend releases what it set up (unmounts a device); the data directory of a directory storage stays.
+// backend releases what it set up: it unmounts a device, and removes a storage directory only when
+// openvair created it (CreatedDir) and it is empty. A directory the user gave stays as it is, and so does
+// one that holds other files or has something mounted on it; the storage is deleted all the same.
 func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 	var st *Storage
 	err := s.tx.InTx(ctx, func(ctx context.Context) error {
@@ -249,7 +274,10 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 }
 
 // Recover finishes what a crash interrupted: a storage left creating or deleting goes to error with a
-// reason, so that an operator sees it and monitoring or a new delete can take it from there.
+// reason, so that an operator sees it and monitoring or a new delete can take it from there. A storage
+// interrupted while creating has no record of a directory Prepare may have made (CreatedDir is stored
+// after Prepare returns), so deleting it leaves that directory: openvair removes only directories it
+// knows it created.
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(st *Storage) {

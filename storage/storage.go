@@ -64,8 +64,11 @@ type Storage struct {
 	Capacity     int64        `json:"capacity"`                // bytes
 	Available    int64        `json:"available"`               // bytes free for new volumes and images
 	MountPoint   string       `json:"mount_point,omitempty"`   // device mode only
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
+	// CreatedDir (directory mode) says that openvair created the directory, and so removes it, when empty,
+	// with the storage. A directory that existed before is never removed.
+	CreatedDir bool      `json:"created_dir,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 	// Version increases with every update; repositories refuse an update based on a stale version.
 	Version int64 `json:"version"`
 }
@@ -77,23 +80,34 @@ func (s *Storage) SetStatus(to Status, reason string) error {
 }
 
 // Location is the key that no two storages may share: the directory, the device, or the server and export.
+// A directory or device is named by its RealPath (symbolic links resolved, recorded at creation) when known,
+// so that two names of one directory are one location; storages recorded before RealPath existed keep the
+// path they were given.
 func (s *Storage) Location() string {
 	switch {
 	case s.LocalFS != nil && s.LocalFS.Device != "":
-		return "dev:" + s.LocalFS.Device
+		return "dev:" + firstOf(s.LocalFS.RealPath, s.LocalFS.Device)
 	case s.LocalFS != nil:
-		return "dir:" + s.LocalFS.Path
+		return "dir:" + firstOf(s.LocalFS.RealPath, s.LocalFS.Path)
 	case s.NFS != nil:
 		return "nfs:" + s.NFS.Server + ":" + s.NFS.Export
 	}
 	return ""
 }
 
-// Pool is the storage as its backend sees it.
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Pool is the storage as its backend sees it; LocalFS.CreatedDir carries CreatedDir.
 func (s *Storage) Pool() driver.PoolSpec {
 	p := driver.PoolSpec{ID: s.ID, Type: string(s.Type)}
 	if s.LocalFS != nil {
 		l := *s.LocalFS
+		l.CreatedDir = s.CreatedDir
 		p.LocalFS = &l
 	}
 	if s.NFS != nil {

@@ -51,6 +51,9 @@ func TestCreateValidation(t *testing.T) {
 		{"path and device", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x", Device: "/dev/vdb"}}, []string{"localfs"}},
 		{"device outside /dev", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Device: "/tmp/vdb", FSType: "ext4", Format: true}}, []string{"localfs.device"}},
 		{"device without fs or intent", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Device: "/dev/vdb", FSType: "btrfs"}}, []string{"localfs.fs_type", "localfs"}},
+		{"wipe without format", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Device: "/dev/vdb", FSType: "ext4", ReuseFilesystem: true, Wipe: true}}, []string{"localfs.wipe"}},
+		{"wipe in directory mode", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x", Wipe: true}}, []string{"localfs"}},
+		{"real path from the caller", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x", RealPath: "/srv/y"}}, []string{"localfs.real_path"}},
 		{"nfs bad server and export", storage.CreateRequest{Name: "a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "bad host!", Export: "x"}}, []string{"nfs.server", "nfs.export"}},
 		{"nfs v4", storage.CreateRequest{Name: "a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "10.0.0.1", Export: "/x", Version: 4}}, []string{"nfs.version"}},
 		{"both specs", storage.CreateRequest{Name: "a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "h", Export: "/x"}, LocalFS: &storage.LocalFSSpec{Path: "/x"}}, []string{"localfs"}},
@@ -206,4 +209,28 @@ func TestRecoverInterrupted(t *testing.T) {
 
 func volumeReq(storageID uuid.UUID) volume.CreateRequest {
 	return volume.CreateRequest{Name: "v", StorageID: storageID, Format: volume.FormatRaw, Size: 1 << 20}
+}
+
+// TestLocationAndPool: the location of a local storage is its resolved path when recorded (else the given
+// one), and the backend's view carries CreatedDir.
+func TestLocationAndPool(t *testing.T) {
+	cases := []struct {
+		name string
+		spec storage.LocalFSSpec
+		want string
+	}{
+		{"directory", storage.LocalFSSpec{Path: "/srv/a"}, "dir:/srv/a"},
+		{"directory resolved", storage.LocalFSSpec{Path: "/srv/link", RealPath: "/data/a"}, "dir:/data/a"},
+		{"device", storage.LocalFSSpec{Device: "/dev/vdb"}, "dev:/dev/vdb"},
+		{"device resolved", storage.LocalFSSpec{Device: "/dev/disk/by-id/x", RealPath: "/dev/vdb"}, "dev:/dev/vdb"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			spec := c.spec
+			st := &storage.Storage{Type: storage.TypeLocalFS, LocalFS: &spec, CreatedDir: true}
+			assert.Equal(t, c.want, st.Location())
+			assert.True(t, st.Pool().LocalFS.CreatedDir)
+			assert.False(t, st.LocalFS.CreatedDir, "Pool copies")
+		})
+	}
 }

@@ -75,13 +75,17 @@ func stPrepared(t *testing.T, h StorageHarness) driver.PoolSpec {
 }
 
 // stPrepare calls Prepare and records what it reports the way a caller must (the filesystem UUID of a
-// device-mode LocalFS storage), so that later calls find the same storage.
+// device-mode LocalFS storage, whether Prepare created its directory), so that later calls find the same
+// storage and Teardown knows what is its own.
 func stPrepare(t *testing.T, h StorageHarness, pool driver.PoolSpec) driver.PoolState {
 	t.Helper()
 	state, err := h.Backend.Prepare(stCtx(t), pool)
 	require.NoError(t, err, "Prepare")
-	if pool.LocalFS != nil && state.FSUUID != "" {
-		pool.LocalFS.FSUUID = state.FSUUID
+	if pool.LocalFS != nil {
+		if state.FSUUID != "" {
+			pool.LocalFS.FSUUID = state.FSUUID
+		}
+		pool.LocalFS.CreatedDir = pool.LocalFS.CreatedDir || state.CreatedDir
 	}
 	return state
 }

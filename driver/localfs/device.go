@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -177,6 +179,9 @@ func findByUUID(fsUUID string) (*blockDevice, error) {
 	return nil, os.ErrNotExist
 }
 
+// toolTimeout bounds each run of blkid and wipefs, which only read a few blocks.
+const toolTimeout = 30 * time.Second
+
 // blkidSignature asks blkid (when installed) for any signature the built-in probe does not know. It returns
 // "" when blkid finds nothing or is missing.
 func blkidSignature(ctx context.Context, dev string) string {
@@ -184,6 +189,8 @@ func blkidSignature(ctx context.Context, dev string) string {
 	if err != nil {
 		return ""
 	}
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	defer cancel()
 	out, err := exec.CommandContext(ctx, blkid, "-p", "-o", "export", "--", dev).Output()
 	if err != nil {
 		return "" // exit status 2: nothing found
@@ -225,6 +232,157 @@ func mkfs(ctx context.Context, fsType, dev string) error {
 	return nil
 }
 
+// blankCheckSize is how much of each end of a device must read as zeros for Format to treat the device as
+// blank: the start holds partition tables and the superblocks of filesystems, LVM, RAID and LUKS, the end
+// the backup GPT and end-of-device RAID and ZFS labels.
+const blankCheckSize = 1 << 20
+
+// foreignData says what a device without a recognised filesystem holds ("" when it is blank): a signature
+// wipefs finds (when installed), or else the first non-zero byte in its first or last blankCheckSize bytes.
+func foreignData(ctx context.Context, dev string) (string, error) {
+	sigs, err := wipefsSignatures(ctx, dev)
+	if err != nil {
+		return "", err
+	}
+	if len(sigs) > 0 {
+		return "it carries " + strings.Join(sigs, ", "), nil
+	}
+	off, err := firstNonZero(dev)
+	if err != nil {
+		return "", errkind.Wrap(errkind.Unavailable, err, "", "", "cannot read device %s", dev)
+	}
+	if off >= 0 {
+		return fmt.Sprintf("it holds data openvair does not recognise (a non-zero byte at offset %d)", off), nil
+	}
+	return "", nil
+}
+
+// firstNonZero returns the offset of the first non-zero byte in the first and the last blankCheckSize
+// bytes of dev, or -1 when they are all zero.
+func firstNonZero(dev string) (int64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, blankCheckSize)
+	for _, start := range []int64{0, max(size-blankCheckSize, blankCheckSize)} {
+		n := min(blankCheckSize, size-start)
+		if n <= 0 {
+			continue
+		}
+		if _, err := f.ReadAt(buf[:n], start); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		for i, c := range buf[:n] {
+			if c != 0 {
+				return start + int64(i), nil
+			}
+		}
+	}
+	return -1, nil
+}
+
+// wipefsSignatures lists the signatures wipefs finds on dev, as "TYPE at offset OFFSET"; none when wipefs
+// is not installed. It writes nothing (--no-act).
+func wipefsSignatures(ctx context.Context, dev string) ([]string, error) {
+	bin, err := exec.LookPath("wipefs")
+	if err != nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--no-act", "--noheadings", "--output", "TYPE,OFFSET", "--", dev).Output()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxErr(ctx.Err(), "storage", "")
+		}
+		return nil, errkind.Wrap(errkind.Unavailable, err, "", "", "wipefs %s failed: %s", dev, stderrOf(err))
+	}
+	return parseWipefs(string(out)), nil
+}
+
+// parseWipefs reads the TYPE,OFFSET lines of wipefs --noheadings.
+func parseWipefs(out string) []string {
+	var sigs []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch len(f) {
+		case 0:
+		case 1:
+			sigs = append(sigs, f[0])
+		default:
+			sigs = append(sigs, f[0]+" at offset "+f[1])
+		}
+	}
+	return sigs
+}
+
+func stderrOf(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return strings.TrimSpace(string(ee.Stderr))
+	}
+	return err.Error()
+}
+
+// formatDevice makes a new fsType filesystem on dev. With wipe it first erases every signature wipefs knows
+// (when installed) and zeroes the first and last blankCheckSize bytes, so that no old partition table,
+// backup GPT or RAID label survives next to the new filesystem.
+func formatDevice(ctx context.Context, dev, fsType string, wipe bool) error {
+	if err := checkExclusive(dev); err != nil {
+		return err
+	}
+	if wipe {
+		if err := wipeDevice(ctx, dev); err != nil {
+			return err
+		}
+	}
+	return mkfs(ctx, fsType, dev)
+}
+
+// wipeDevice erases the signatures and the ends of dev.
+func wipeDevice(ctx context.Context, dev string) error {
+	if bin, err := exec.LookPath("wipefs"); err == nil {
+		wctx, cancel := context.WithTimeout(ctx, toolTimeout)
+		out, err := exec.CommandContext(wctx, bin, "--all", "--quiet", "--", dev).CombinedOutput()
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctxErr(ctx.Err(), "storage", "")
+			}
+			return errkind.Wrap(errkind.Unavailable, err, "", "", "wipefs --all %s failed: %s", dev, strings.TrimSpace(string(out)))
+		}
+	}
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_EXCL, 0)
+	if err != nil {
+		return errkind.Wrap(errkind.Unavailable, err, "", "", "cannot open device %s to wipe it", dev)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return errkind.Wrap(errkind.Unavailable, err, "", "", "cannot size device %s", dev)
+	}
+	zero := make([]byte, blankCheckSize)
+	for _, start := range []int64{0, max(size-blankCheckSize, 0)} {
+		n := min(blankCheckSize, size-start)
+		if n <= 0 {
+			continue
+		}
+		if _, err := f.WriteAt(zero[:n], start); err != nil {
+			return errkind.Wrap(errkind.Unavailable, err, "", "", "cannot wipe device %s", dev)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return errkind.Wrap(errkind.Unavailable, err, "", "", "cannot wipe device %s", dev)
+	}
+	return nil
+}
+
 // prepareDevice checks, formats when asked and mounts a device-mode storage. b.mu is held.
 func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolState, error) {
 	spec := s.spec
@@ -238,13 +396,22 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 	if !spec.Format && !spec.ReuseFilesystem {
 		return fail(errkind.New(errkind.Invalid, "", "", "device mode needs format (to create a filesystem) or reuse_filesystem (to mount an existing one)"))
 	}
+	if spec.Wipe && !spec.Format {
+		return fail(fieldError("localfs.wipe", "applies only with format"))
+	}
 	if spec.FSType != "" && spec.FSType != "ext4" && spec.FSType != "xfs" {
 		return fail(errkind.New(errkind.Invalid, "", "", "fs_type %q is not ext4 or xfs", spec.FSType))
 	}
 	dev, err := openBlockDevice(spec.Device)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && spec.FSUUID == "":
-		return fail(errkind.Wrap(errkind.Invalid, err, "", "", "device %s does not exist", spec.Device))
+		return fail(fieldError(fieldDevice, "device %s does not exist", spec.Device))
+	case errors.Is(err, errkind.Invalid):
+		var e *errkind.Error
+		if errors.As(err, &e) {
+			return fail(fieldError(fieldDevice, "%s", strings.TrimPrefix(e.Error(), "bad device: ")))
+		}
+		return fail(err)
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return fail(err)
 	}
@@ -292,30 +459,47 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 			sig.kind = other
 		}
 	}
+	format := func() error {
+		fsType = spec.FSType
+		if fsType == "" {
+			fsType = "ext4"
+		}
+		if err := formatDevice(ctx, dev.path, fsType, spec.Wipe); err != nil {
+			return err
+		}
+		if sig, err = probeDevice(dev.path); err != nil || sig.kind != fsType {
+			return errkind.New(errkind.Unavailable, "", "", "no %s filesystem found on %s after formatting (%v)", fsType, dev.path, err)
+		}
+		return nil
+	}
 	switch {
 	case sig.kind == "":
 		if !spec.Format {
 			return fail(errkind.New(errkind.Invalid, "", "", "device %s has no filesystem; set format to create one", dev.path))
 		}
-		fsType = spec.FSType
-		if fsType == "" {
-			fsType = "ext4"
+		if !spec.Wipe {
+			found, err := foreignData(ctx, dev.path)
+			if err != nil {
+				return fail(err)
+			}
+			if found != "" {
+				return fail(errkind.New(errkind.InUse, "", "", "device %s is not blank: %s; refusing to format it (set wipe with format to destroy its content)", dev.path, found))
+			}
 		}
-		if err := checkExclusive(dev.path); err != nil {
+		if err := format(); err != nil {
 			return fail(err)
 		}
-		if err := mkfs(ctx, fsType, dev.path); err != nil {
+	case spec.FSUUID != "" && sig.uuid == spec.FSUUID && sig.mountable():
+		// this storage's own filesystem: mount it again (never wiped)
+	case spec.Wipe:
+		// Format with Wipe: the operator destroys what the device holds.
+		if err := format(); err != nil {
 			return fail(err)
-		}
-		if sig, err = probeDevice(dev.path); err != nil || sig.kind != fsType {
-			return fail(errkind.New(errkind.Unavailable, "", "", "no %s filesystem found on %s after formatting (%v)", fsType, dev.path, err))
 		}
 	case !sig.mountable():
-		return fail(errkind.New(errkind.InUse, "", "", "device %s holds %s data; refusing to touch it", dev.path, sig.kind))
-	case spec.FSUUID != "" && sig.uuid == spec.FSUUID:
-		// this storage's own filesystem: mount it again
+		return fail(errkind.New(errkind.InUse, "", "", "device %s holds %s data; refusing to touch it (set wipe with format to destroy it)", dev.path, sig.kind))
 	case !spec.ReuseFilesystem:
-		return fail(errkind.New(errkind.InUse, "", "", "device %s already holds an %s filesystem (UUID %s); set reuse_filesystem to use it", dev.path, sig.kind, sig.uuid))
+		return fail(errkind.New(errkind.InUse, "", "", "device %s already holds an %s filesystem (UUID %s); set reuse_filesystem to use it, or wipe with format to replace it", dev.path, sig.kind, sig.uuid))
 	case spec.FSType != "" && spec.FSType != sig.kind:
 		return fail(errkind.New(errkind.Invalid, "", "", "device %s holds %s, not the requested %s", dev.path, sig.kind, spec.FSType))
 	}

@@ -1,7 +1,9 @@
 package localfs_test
 
 import (
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,3 +289,115 @@ func (zeroes) Read(p []byte) (int, error) {
 }
 
 func zeroReader(n int64) io.Reader { return io.LimitReader(zeroes{}, n) }
+
+// writeAt writes data into dev at off.
+func writeAt(t *testing.T, dev string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(data, off)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+// readAt reads n bytes of dev at off.
+func readAt(t *testing.T, dev string, off int64, n int) []byte {
+	t.Helper()
+	f, err := os.Open(dev)
+	require.NoError(t, err)
+	defer f.Close()
+	b := make([]byte, n)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+	return b
+}
+
+// noise returns n bytes no probe recognises (deterministic; no boot-sector marker at 510).
+func noise(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.IntN(255) + 1)
+	}
+	return b
+}
+
+// TestFormatRequiresBlank: format refuses (ErrInUse, naming what it found) a device holding anything —
+// unrecognised data near its start or end, a signature, a filesystem — and leaves it untouched; wipe with
+// format destroys it and makes the filesystem.
+func TestFormatRequiresBlank(t *testing.T) {
+	requireDeviceTools(t, "ext4")
+	testenv.LookPath(t, "wipefs")
+	b := newBackend(t)
+	ctx := t.Context()
+	data := noise(64 << 10)
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, dev string) (off int64) // fills the device; returns where data was written
+		found string                                     // in the refusal
+	}{
+		{"data at the start", func(t *testing.T, dev string) int64 { writeAt(t, dev, 0, data); return 0 }, "offset 0"},
+		{"data after the probed area", func(t *testing.T, dev string) int64 {
+			writeAt(t, dev, 512<<10, data)
+			return 512 << 10
+		}, fmt.Sprintf("offset %d", 512<<10)},
+		{"data at the end", func(t *testing.T, dev string) int64 {
+			off := int64(loopSize - len(data))
+			writeAt(t, dev, off, data)
+			return off
+		}, fmt.Sprintf("offset %d", loopSize-len(data))},
+		{"GPT header", func(t *testing.T, dev string) int64 { writeAt(t, dev, 512, []byte("EFI PART")); return 512 }, "gpt"},
+		{"ext4", func(t *testing.T, dev string) int64 { mkfsExt4(t, dev); return 1024 }, "ext4"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dev := loopdev.New(t, loopSize)
+			off := c.setup(t, dev)
+			before := readAt(t, dev, off, len(data))
+
+			pool := devicePool(dev, "ext4")
+			_, err := b.Prepare(ctx, pool)
+			require.ErrorIs(t, err, driver.ErrInUse)
+			require.Contains(t, err.Error(), c.found)
+			require.Equal(t, before, readAt(t, dev, off, len(data)), "the device is untouched")
+
+			pool.LocalFS.Wipe = true
+			state, err := b.Prepare(ctx, pool)
+			require.NoError(t, err, "wipe with format destroys it")
+			pool.LocalFS.FSUUID = state.FSUUID
+			require.Equal(t, state.FSUUID, blkidUUID(t, dev))
+			require.NoError(t, b.Teardown(ctx, pool))
+			out, err := exec.CommandContext(ctx, "wipefs", "--no-act", "--noheadings", "--output", "TYPE", dev).Output()
+			require.NoError(t, err)
+			require.Equal(t, "ext4", strings.TrimSpace(string(out)), "only the new filesystem remains")
+
+			// The storage's own filesystem is mounted again, never wiped.
+			_, err = b.Prepare(ctx, pool)
+			require.NoError(t, err)
+			require.Equal(t, state.FSUUID, blkidUUID(t, dev))
+			require.NoError(t, b.Teardown(ctx, pool))
+		})
+	}
+
+	t.Run("WipeWithoutFormat", func(t *testing.T) {
+		pool := devicePool(loopdev.New(t, loopSize), "ext4")
+		pool.LocalFS.Format, pool.LocalFS.ReuseFilesystem, pool.LocalFS.Wipe = false, true, true
+		_, err := b.Prepare(ctx, pool)
+		requireField(t, err, "localfs.wipe")
+	})
+}
+
+// TestLocateDevice: Locate resolves a device's symbolic links (two names of one device are one location)
+// and names localfs.device for a device that is missing.
+func TestLocateDevice(t *testing.T) {
+	requireDeviceTools(t, "ext4")
+	b := newBackend(t)
+	dev := loopdev.New(t, loopSize)
+	link := "/dev/openvair-test-" + uuid.NewString()
+	require.NoError(t, os.Symlink(dev, link))
+	t.Cleanup(func() { _ = os.Remove(link) })
+	got, err := b.Locate(t.Context(), devicePool(link, "ext4"))
+	require.NoError(t, err)
+	require.Equal(t, dev, got.LocalFS.RealPath)
+	require.Equal(t, link, got.LocalFS.Device)
+}

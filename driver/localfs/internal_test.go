@@ -155,3 +155,26 @@ func TestStaleUploads(t *testing.T) {
 	require.Equal(t, int64(len("new content")), info.Size)
 	require.NoFileExists(t, partOf(retried))
 }
+
+func TestParseWipefs(t *testing.T) {
+	require.Empty(t, parseWipefs(""))
+	require.Equal(t, []string{"gpt at offset 0x200", "PMBR at offset 0x1fe", "zfs_member"},
+		parseWipefs("gpt  0x200\nPMBR 0x1fe\n\nzfs_member\n"))
+}
+
+// TestSystemDirRule: the exact rule, and the data directory's exemption, without touching the filesystem.
+func TestSystemDirRule(t *testing.T) {
+	for p, want := range map[string]string{
+		"/": "/", "/etc": "/etc", "/etc/x/y": "/etc", "/usr/local/pool": "/usr", "/lib64": "/lib64",
+		"/libx32/a": "/libx32", "/var": "/var", "/run": "/run", "/tmp": "/tmp", "/root/a": "/root",
+		"/var/lib/openvair": "", "/run/openvair": "", "/tmp/x": "", "/srv/pool": "", "/home/u/pool": "",
+		"/etcetera": "", "/usrdata/x": "", "/library": "",
+	} {
+		require.Equal(t, want, systemDir(p), p)
+	}
+	b := &Backend{dataDir: "/usr/lib/openvair-test-nonexistent"}
+	require.NoError(t, b.checkSystem(b.dataDir+"/storage", b.dataDir+"/storage"), "inside the data directory")
+	require.NoError(t, b.checkSystem(b.dataDir, b.dataDir), "the data directory itself")
+	require.Error(t, b.checkSystem(b.dataDir+"-other", b.dataDir+"-other"))
+	require.Error(t, b.checkSystem(b.dataDir+"/link", "/etc"), "a link out of the data directory")
+}

@@ -4,14 +4,31 @@
 // storage; raw volumes are sparse files and qcow2 volumes are written by internal/qcow2, so no external tool
 // is needed to manage volumes.
 //
-// Directory mode: LocalFSSpec.Path must be absolute and clean; Prepare creates it (0750) when its parent
-// exists. Teardown removes it only when empty.
+// Directory mode: LocalFSSpec.Path must be absolute and clean; Prepare creates it (0710 or 0700, see New)
+// when its parent exists, and reports that it did (PoolState.CreatedDir, which callers keep in
+// LocalFSSpec.CreatedDir). Teardown removes the directory only when Prepare created it and it is empty: a
+// directory the user made, a mount point, or one holding other files stays (and Teardown succeeds).
+// Locate, before a storage is recorded, resolves the symbolic links of the path (LocalFSSpec.RealPath,
+// which the backend then works in, and by which storages are told apart).
+//
+// System directories are refused (a *errkind.ValidationError on localfs.path, matching ErrInvalid), with
+// symbolic links resolved, whether or not allowed_dirs is set: /bin, /boot, /dev, /etc, /lib, /lib32,
+// /lib64, /libx32, /proc, /root, /sbin, /sys and /usr, and everything below them; and /, /run, /tmp and /var
+// themselves (their subdirectories, such as /var/lib/openvair, are allowed). The backend's data directory
+// (driver.Config.DataDir) and everything inside it is allowed wherever it is. A path that does not exist
+// (nor its parent), or is not a directory, is refused in the same way; a device that does not exist or is
+// not a block device names localfs.device.
 //
 // Device mode: LocalFSSpec.Device must be a block device under /dev, and Format or ReuseFilesystem must be
 // set (ErrInvalid otherwise). Prepare refuses (ErrInUse) a device that is mounted, holds a system mount point,
 // has partitions or holders, is active swap, or carries any signature other than an ext4/xfs filesystem; an
 // existing ext4/xfs filesystem is used only with ReuseFilesystem, or when its UUID is the storage's recorded
-// FSUUID. A blank device is formatted only with Format (mkfs.ext4 or mkfs.xfs, run without a shell). The
+// FSUUID. Format creates a filesystem (mkfs.ext4 or mkfs.xfs, run without a shell) only on a blank device: one
+// where neither the built-in probe, blkid nor wipefs --no-act finds a signature, and whose first and last
+// MiB are zeros; anything else is refused with ErrInUse naming what was found. LocalFSSpec.Wipe (with
+// Format) is the operator's explicit override: the device's signatures are erased (wipefs --all), its
+// first and last MiB zeroed and a new filesystem made, whatever it held, except the storage's own
+// filesystem (its recorded FSUUID), which is mounted again and never wiped. The
 // filesystem is mounted nosuid,nodev,noexec at <DataDir>/mnt/<storage id>, and Prepare reports its UUID:
 // callers record it in LocalFSSpec.FSUUID, so that a device that comes back under another name is found again
 // by UUID (and the device now at the old name is never formatted). Teardown unmounts (ErrInUse while files
@@ -72,8 +89,8 @@ var _ driver.StorageBackend = (*Backend)(nil)
 // and the files belong to that group (read access with the default file mode). A directory the user
 // gives must already be traversable by QEMU; the backend does not change its permissions.
 // cfg.Options["allowed_dirs"] (colon-separated absolute paths) confines directory-mode storages to
-// subdirectories of those directories, symbolic links resolved; without it any absolute path but "/" is
-// accepted.
+// subdirectories of those directories, symbolic links resolved; without it any absolute path that is not a
+// system directory (see the package documentation) is accepted. System directories are refused either way.
 func New(cfg driver.Config) (*Backend, error) {
 	b := &Backend{fileMode: defaultFileMode, qemuGID: -1}
 	switch g := cfg.Options["qemu_group"]; g {

@@ -19,7 +19,7 @@ import (
 // storage is a resolved PoolSpec: where its files live and how it was set up.
 type storage struct {
 	id     string
-	dir    string // the directory holding volume-<id> and image-<id>
+	dir    string // the directory holding volume-<id> and image-<id> (directory mode: RealPath, else Path)
 	device bool   // device mode: dir is a mount point under the data directory
 	spec   driver.LocalFSSpec
 }
@@ -38,13 +38,17 @@ func (b *Backend) resolve(pool driver.PoolSpec) (*storage, error) {
 	case spec.Path != "" && spec.Device != "":
 		return nil, errkind.New(errkind.Invalid, "storage", id, "give either a path or a device, not both")
 	case spec.Path != "":
-		if err := checkDirPath(spec.Path); err != nil {
+		dir := spec.Path
+		if spec.RealPath != "" {
+			dir = spec.RealPath // recorded at creation: a symbolic link changed since does not move the storage
+		}
+		if err := checkDirPath(dir); err != nil {
 			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "bad path")
 		}
-		if err := b.checkAllowed(spec.Path); err != nil {
+		if err := b.checkAllowed(dir); err != nil {
 			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "path not allowed")
 		}
-		return &storage{id: id, dir: spec.Path, spec: spec}, nil
+		return &storage{id: id, dir: dir, spec: spec}, nil
 	case spec.Device != "":
 		if pool.ID == uuid.Nil {
 			return nil, errkind.New(errkind.Invalid, "storage", id, "a device-mode storage needs an id")
@@ -116,10 +120,21 @@ func checkDirPath(p string) error {
 	return nil
 }
 
-// Prepare makes a storage usable. Directory mode creates the directory (0750) when its parent exists; device
-// mode checks, formats (when asked) and mounts the device. It is idempotent, and removes the partial files
-// of uploads interrupted by a crash.
+// Prepare makes a storage usable. Directory mode checks the directory (see Locate: not a system directory,
+// inside allowed_dirs if set, a directory or a new name in an existing one) and creates it when missing,
+// reporting PoolState.CreatedDir; device mode checks, formats (when asked, and only a blank device unless
+// Wipe is set) and mounts the device. It is idempotent, and removes the partial files of uploads
+// interrupted by a crash.
 func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
+	if l := pool.LocalFS; l != nil && l.Path != "" && l.Device == "" && (pool.Type == "" || pool.Type == driver.TypeLocalFS) {
+		dir := l.Path
+		if l.RealPath != "" {
+			dir = l.RealPath
+		}
+		if _, err := b.checkNewDir(dir); err != nil {
+			return driver.PoolState{}, withID(err, pool.ID.String())
+		}
+	}
 	s, err := b.resolve(pool)
 	if err != nil {
 		return driver.PoolState{}, err
@@ -145,28 +160,38 @@ func (b *Backend) prepareDeviceLocked(ctx context.Context, s *storage) (driver.P
 	return b.prepareDevice(ctx, s)
 }
 
-// prepareDir creates the directory of a directory-mode storage when its parent exists.
+// prepareDir creates the directory of a directory-mode storage, checked by Prepare, when missing.
+// PoolState.CreatedDir says whether the directory is openvair's: created now, or before according to the
+// spec.
 func (b *Backend) prepareDir(ctx context.Context, s *storage) (driver.PoolState, error) {
+	created := false
 	fi, err := os.Stat(s.dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		parent := filepath.Dir(s.dir)
-		if pfi, perr := os.Stat(parent); perr != nil || !pfi.IsDir() {
-			return driver.PoolState{}, errkind.New(errkind.Invalid, "storage", s.id, "parent directory %s of %s does not exist", parent, s.dir)
-		}
 		if err := hostuser.MkdirTraversable(s.dir, b.qemuGID); err != nil {
 			return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot create directory %s", s.dir)
 		}
+		created = true
 	case err != nil:
 		return driver.PoolState{}, errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot stat %s", s.dir)
 	case !fi.IsDir():
-		return driver.PoolState{}, errkind.New(errkind.Invalid, "storage", s.id, "%s is not a directory", s.dir)
+		return driver.PoolState{}, fieldError(fieldPath, "%s is not a directory", s.dir)
 	}
-	return b.status(ctx, s)
+	state, err := b.status(ctx, s)
+	if err != nil {
+		if created {
+			_ = os.Remove(s.dir)
+		}
+		return driver.PoolState{}, err
+	}
+	state.CreatedDir = created || s.spec.CreatedDir
+	return state, nil
 }
 
 // Teardown releases what Prepare set up: it unmounts a device-mode storage and removes its mount point, and
-// removes the directory of a directory-mode storage when it is empty (a directory with files stays).
+// removes the directory of a directory-mode storage only when Prepare created it (LocalFSSpec.CreatedDir)
+// and it is empty. A directory that existed before Prepare is never removed; nor is one that holds other
+// files, has something mounted on it, or was replaced by a symbolic link: those stay and Teardown succeeds.
 func (b *Backend) Teardown(ctx context.Context, pool driver.PoolSpec) error {
 	s, err := b.resolve(pool)
 	if err != nil {
@@ -180,12 +205,23 @@ func (b *Backend) Teardown(ctx context.Context, pool driver.PoolSpec) error {
 		defer b.mu.Unlock()
 		return b.teardownDevice(ctx, s)
 	}
-	err = os.Remove(s.dir)
-	if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
-		return nil
+	if !s.spec.CreatedDir {
+		return nil // not openvair's directory
 	}
-	if errors.Is(err, unix.ENOTDIR) {
-		return errkind.Wrap(errkind.Invalid, err, "storage", s.id, "%s is not a directory", s.dir)
+	fi, err := os.Lstat(s.dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot stat %s", s.dir)
+	case !fi.IsDir():
+		return nil // replaced by a file or a symbolic link: not the directory Prepare made
+	}
+	err = unix.Rmdir(s.dir)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST),
+		errors.Is(err, unix.EBUSY), errors.Is(err, unix.EROFS):
+		return nil // gone, or holds other files, or something is mounted on it: it stays
 	}
 	return errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "cannot remove %s", s.dir)
 }

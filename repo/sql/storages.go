@@ -12,14 +12,14 @@ import (
 
 type storageRepo struct{ s *Store }
 
-const storageCols = "id, name, description, type, localfs, nfs, status, status_reason, capacity, available, mount_point, created_at, updated_at, version"
+const storageCols = "id, name, description, type, localfs, nfs, status, status_reason, capacity, available, mount_point, created_dir, created_at, updated_at, version"
 
 func scanStorage(rows *sql.Rows) (*storage.Storage, error) {
 	var st storage.Storage
 	var localfs, nfs sql.NullString
 	var created, updated sql.NullInt64
 	if err := rows.Scan(&st.ID, &st.Name, &st.Description, &st.Type, &localfs, &nfs, &st.Status, &st.StatusReason,
-		&st.Capacity, &st.Available, &st.MountPoint, &created, &updated, &st.Version); err != nil {
+		&st.Capacity, &st.Available, &st.MountPoint, &st.CreatedDir, &created, &updated, &st.Version); err != nil {
 		return nil, err
 	}
 	var err error
@@ -121,7 +121,7 @@ func storageArgs(st *storage.Storage) ([]any, error) {
 		return nil, err
 	}
 	return []any{st.Name, st.Description, st.Type, localfs, nfs, st.Location(), st.Status, st.StatusReason,
-		st.Capacity, st.Available, st.MountPoint, nanos(st.CreatedAt), nanos(st.UpdatedAt)}, nil
+		st.Capacity, st.Available, st.MountPoint, st.CreatedDir, nanos(st.CreatedAt), nanos(st.UpdatedAt)}, nil
 }
 
 func (r storageRepo) Create(ctx context.Context, st *storage.Storage) error {
@@ -134,7 +134,7 @@ func (r storageRepo) Create(ctx context.Context, st *storage.Storage) error {
 			return err
 		}
 		_, err = c.exec(ctx, `INSERT INTO storages (id, name, description, type, localfs, nfs, location, status, status_reason,
-			capacity, available, mount_point, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+			capacity, available, mount_point, created_dir, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 			append([]any{st.ID}, args...)...)
 		if err != nil {
 			return err
@@ -174,7 +174,7 @@ func (r storageRepo) Update(ctx context.Context, st *storage.Storage) error {
 			return err
 		}
 		n, err := c.execN(ctx, `UPDATE storages SET name = ?, description = ?, type = ?, localfs = ?, nfs = ?, location = ?,
-			status = ?, status_reason = ?, capacity = ?, available = ?, mount_point = ?, created_at = ?, updated_at = ?,
+			status = ?, status_reason = ?, capacity = ?, available = ?, mount_point = ?, created_dir = ?, created_at = ?, updated_at = ?,
 			version = version + 1 WHERE id = ? AND version = ? AND status = ?`, append(args, st.ID, st.Version, status)...)
 		if err != nil {
 			return err

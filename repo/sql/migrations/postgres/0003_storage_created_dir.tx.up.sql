@@ -1,0 +1,3 @@
+-- openvair schema version 3: whether openvair created a storage's directory (directory mode). Deleting the
+-- storage removes the directory, when empty, only then; storages recorded before keep their directories.
+ALTER TABLE storages ADD COLUMN created_dir boolean NOT NULL DEFAULT false;
