@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,9 +29,11 @@ type Repository interface {
 	Delete(ctx context.Context, id uuid.UUID) error
 }
 
-// StorageReader reads the storage an image lives on.
+// StorageReader reads the storage an image lives on, and lists the storages (Recover sweeps the upload
+// leftovers of every storage).
 type StorageReader interface {
 	Get(ctx context.Context, id uuid.UUID) (*storage.Storage, error)
+	List(ctx context.Context, opts storage.ListOptions) (storage.Page, error)
 }
 
 // Transactor runs fn as one unit of work (see storage.Transactor).
@@ -85,8 +88,9 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 }
 
 // Create streams content into an available storage as a new image. The content type is detected from the
-// bytes; the upload is limited to MaxSize and to the storage's available space. When the upload fails or
-// ctx is cancelled, nothing remains.
+// bytes; the upload is limited to MaxSize (ErrTooLarge, "larger than the upload size limit") and to the
+// storage's available space (ErrTooLarge, "larger than the free space of storage ..."). Empty content is
+// refused with ErrInvalid. When the upload fails or ctx is cancelled, nothing remains: no row, no file.
 func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Reader) (*Image, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -115,12 +119,20 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Read
 	if st.Available < limit {
 		limit = st.Available
 	}
-	backend, err := s.backends.ImageBackend(st.Type)
+	counted := &countingReader{r: content}
+	content, err = nonEmpty(counted, img.ID)
+	var backend Backend
+	if err == nil {
+		backend, err = s.backends.ImageBackend(st.Type)
+	}
 	var info driver.ImageInfo
 	if err == nil {
 		dctx, cancel := deadline.Ensure(ctx, s.UploadTimeout)
 		info, err = backend.WriteImage(dctx, st.Pool(), driver.ImageWrite{ID: img.ID, MaxSize: limit}, content)
 		cancel()
+		if err != nil && errors.Is(err, errkind.TooLarge) && counted.n > limit {
+			err = s.tooLarge(img.ID, st, limit)
+		}
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err != nil {
@@ -133,6 +145,47 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Read
 		cur.Size, cur.SHA256, cur.Format = info.Size, info.SHA256, info.Format
 		return cur.SetStatus(StatusAvailable, "")
 	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// nonEmpty reads the first byte of r and returns a reader of all of r, or ErrInvalid when r is empty: an
+// image of 0 bytes is refused.
+func nonEmpty(r io.Reader, id uuid.UUID) (io.Reader, error) {
+	var first [1]byte
+	for {
+		n, err := r.Read(first[:])
+		if n > 0 {
+			return io.MultiReader(bytes.NewReader(first[:n]), r), nil
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, errkind.New(errkind.Invalid, "image", id.String(), "the image is empty (0 bytes)")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// tooLarge says which limit an upload that read more than limit bytes hit: the storage's free space or the
+// upload size limit (MaxSize).
+func (s *Service) tooLarge(id uuid.UUID, st *storage.Storage, limit int64) error {
+	if limit < s.MaxSize {
+		return errkind.New(errkind.TooLarge, "image", id.String(),
+			"the image is larger than the free space of storage %q: it needs more than %d bytes, the storage has %d bytes free",
+			st.Name, limit, st.Available)
+	}
+	return errkind.New(errkind.TooLarge, "image", id.String(), "the image is larger than the upload size limit of %d bytes", s.MaxSize)
 }
 
 // Edit changes an image's name or description.
@@ -257,17 +310,30 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 	})
 }
 
-// Recover finishes what a crash interrupted: an interrupted upload is removed (file and row), an
-// interrupted delete leaves the image in error with a reason.
+// Recover finishes what a crash interrupted: an interrupted upload is removed (file and row); an
+// interrupted delete whose file is already gone is completed (the row is removed), one whose file is still
+// there leaves the image in error with a reason (delete it again). Then the partial files of uploads are
+// removed from every storage whose backend is a driver.UploadSweeper (none of this process's uploads runs
+// yet when Open calls it; a running one would be kept). Open calls it.
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusUploading, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
-			if status == StatusUploading {
+			switch status {
+			case StatusUploading:
 				err := s.withBackend(ctx, img.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
 					return b.DeleteImage(ctx, st.Pool(), img.ID)
 				})
 				if err == nil {
 					s.logErr("recover: remove an interrupted upload", img.ID, s.repo.Delete(ctx, img.ID))
+					return
+				}
+			case StatusDeleting:
+				err := s.withBackend(ctx, img.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
+					_, err := b.InspectImage(ctx, st.Pool(), img.ID)
+					return err
+				})
+				if errors.Is(err, errkind.NotFound) {
+					s.logErr("recover: complete an interrupted delete", img.ID, s.repo.Delete(ctx, img.ID))
 					return
 				}
 			}
@@ -277,7 +343,34 @@ func (s *Service) Recover(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return s.sweepUploads(ctx)
+}
+
+// sweepUploads asks the backend of every storage that is not being created or deleted to remove the
+// leftovers of interrupted uploads. A storage that cannot be swept now is logged and skipped: its leftovers
+// are removed at the next recovery.
+func (s *Service) sweepUploads(ctx context.Context) error {
+	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*storage.Storage, string, error) {
+		page, err := s.storages.List(ctx, storage.ListOptions{Cursor: cursor})
+		return page.Items, page.NextCursor, err
+	}, func(st *storage.Storage) {
+		if st.Status != storage.StatusAvailable && st.Status != storage.StatusError {
+			return
+		}
+		b, err := s.backends.ImageBackend(st.Type)
+		if err != nil {
+			return
+		}
+		sw, ok := b.(driver.UploadSweeper)
+		if !ok {
+			return
+		}
+		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+		defer cancel()
+		if err := sw.SweepUploads(dctx, st.Pool()); err != nil {
+			s.Log.Warn("image: recover: removing interrupted uploads", "storage", st.ID, "err", err)
+		}
+	})
 }
 
 // update applies fn to the current image inside a unit of work and stores it.

@@ -89,7 +89,10 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 }
 
 // Create makes a volume on an available storage. The name must be unique on the storage, the size must fit
-// in the storage's available space. When the backend fails, nothing remains.
+// in the storage's available space (ErrTooLarge, "needs N bytes, storage has M bytes free"). The volume's
+// Size is the virtual size the backend reports having made, which is req.Size rounded up to what the
+// format stores (a multiple of 512 bytes for the localfs and nfs backends: a qcow2 or raw volume asked
+// for 1000 bytes has 1024). When the backend fails, nothing remains.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -127,6 +130,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error
 	}
 	return s.update(ctx, vol.ID, func(cur *Volume) error {
 		cur.Allocated = info.Allocated
+		if info.VirtualSize > 0 {
+			cur.Size = info.VirtualSize
+		}
 		return cur.SetStatus(StatusAvailable, "")
 	})
 }
@@ -156,7 +162,7 @@ func (s *Service) usableStorage(ctx context.Context, id uuid.UUID, size int64) (
 	}
 	if size > st.Available {
 		return nil, errkind.New(errkind.TooLarge, "storage", id.String(),
-			"not enough space: %d bytes requested, %d available", size, st.Available)
+			"not enough free space: needs %d bytes, storage %q has %d bytes free", size, st.Name, st.Available)
 	}
 	return st, nil
 }
@@ -202,8 +208,9 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Vol
 	})
 }
 
-// Extend grows a volume to newSize bytes. It must grow, fit in the storage, and the volume must not be in
-// use by a VM that is not shut off.
+// Extend grows a volume to newSize bytes. It must grow, fit in the storage's free space (ErrTooLarge), and
+// the volume must not be in use by a VM that is not shut off. As with Create, the new Size is the virtual
+// size the backend reports: newSize rounded up to what the format stores.
 func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Volume, error) {
 	var (
 		vol *Volume
@@ -260,6 +267,9 @@ func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 	}
 	return s.update(ctx, id, func(cur *Volume) error {
 		cur.Size = newSize
+		if info.VirtualSize > 0 {
+			cur.Size = info.VirtualSize
+		}
 		cur.Allocated = info.Allocated
 		return cur.SetStatus(StatusAvailable, "")
 	})
@@ -389,17 +399,30 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 	})
 }
 
-// Recover finishes what a crash interrupted: a half-created volume is removed (file and row), an
-// interrupted extend or delete leaves the volume in error with a reason (a refresh or a new delete
-// resolves it).
+// Recover finishes what a crash interrupted: a half-created volume is removed (file and row); an
+// interrupted delete whose file is already gone is completed (the row is removed); an interrupted extend,
+// or an interrupted delete whose file is still there, leaves the volume in error with a reason (a refresh
+// or a new delete resolves it).
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusExtending, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(v *Volume) {
-			if status == StatusCreating {
+			switch status {
+			case StatusCreating:
 				st, err := s.storages.Get(ctx, v.StorageID)
 				if err == nil {
 					b, _ := s.backends.VolumeBackend(st.Type)
 					s.discard(ctx, b, st, v.ID)
+					return
+				}
+			case StatusDeleting:
+				err := s.withBackend(ctx, v.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
+					_, err := b.InspectVolume(ctx, st.Pool(), driver.VolumeSpec{ID: v.ID, Format: v.Format})
+					return err
+				})
+				if errors.Is(err, errkind.NotFound) {
+					if err := s.repo.Delete(ctx, v.ID); err != nil {
+						s.Log.Error("volume: recover: complete an interrupted delete", "id", v.ID, "err", err)
+					}
 					return
 				}
 			}

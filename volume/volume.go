@@ -61,7 +61,7 @@ type Volume struct {
 	Description  string       `json:"description"`
 	StorageID    uuid.UUID    `json:"storage_id"`
 	Format       Format       `json:"format"`
-	Size         int64        `json:"size"`      // virtual size in bytes
+	Size         int64        `json:"size"`      // virtual size in bytes, as the backend made it (rounded up to what the format stores)
 	Allocated    int64        `json:"allocated"` // bytes used on the storage, from monitoring
 	ReadOnly     bool         `json:"read_only"`
 	Shareable    bool         `json:"shareable"` // may be attached to several VMs

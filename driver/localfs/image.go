@@ -109,20 +109,39 @@ func (b *Backend) WriteImage(ctx context.Context, pool driver.PoolSpec, img driv
 }
 
 // createPart creates an upload file exclusively and locks it (flock), so that removeStalePart can tell a
-// live upload from the leftover of a crashed one.
+// live upload from the leftover of a crashed one. A sweep (SweepUploads) may remove the file in the instant
+// between its creation and its lock; createPart sees that the locked file is no longer at path and creates
+// it again.
 func createPart(path string, mode os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+	for attempt := 0; ; attempt++ {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return nil, err
+		}
+		// Blocking: removeStalePart may hold the lock for an instant while it looks at the new file.
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			_ = os.Remove(path)
+			_ = f.Close()
+			return nil, err
+		}
+		if isAt(f, path) {
+			return f, nil
+		}
+		_ = f.Close() // swept before we locked it: that file is gone, make a new one
+		if attempt == 2 {
+			return nil, errors.New("the upload file was removed while it was created")
+		}
+	}
+}
+
+// isAt reports whether path still names the open file f.
+func isAt(f *os.File, path string) bool {
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return false
 	}
-	// Blocking: removeStalePart may hold the lock for an instant while it looks at the new file (it never
-	// removes a fresh one).
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		_ = os.Remove(path)
-		_ = f.Close()
-		return nil, err
-	}
-	return f, nil
+	pi, err := os.Lstat(path)
+	return err == nil && os.SameFile(fi, pi)
 }
 
 // staleAge is how long an unlocked upload file must have been untouched before it is removed: it covers
@@ -132,22 +151,34 @@ const staleAge = time.Minute
 // removeStalePart removes an upload file left by a crashed process: one that no live upload holds locked
 // and that nobody wrote for staleAge. It reports whether the file is gone.
 func removeStalePart(path string) bool {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	gone, _ := removeUnlockedPart(path, staleAge)
+	return gone
+}
+
+// removeUnlockedPart removes the upload file at path when no upload holds it locked and nobody wrote it for
+// minAge. It reports whether the file is gone; err is set only when removing it failed.
+func removeUnlockedPart(path string, minAge time.Duration) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return true
+		return true, nil
 	}
 	if err != nil {
-		return false
+		return false, nil // not a file we can lock (a symbolic link, no permission): not ours to remove
 	}
 	defer f.Close()
 	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		return false // a live upload holds it
+		return false, nil // a live upload holds it
 	}
 	fi, err := f.Stat()
-	if err != nil || time.Since(fi.ModTime()) < staleAge {
-		return false
+	if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < minAge || !isAt(f, path) {
+		return false, nil
 	}
-	return os.Remove(path) == nil
+	// We hold the lock, so an upload that created this file and has not locked it yet waits for us, then
+	// sees that its file is gone (createPart) and makes a new one.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }
 
 // sweepParts removes the stale upload files of a storage (see removeStalePart). Prepare calls it, so a
@@ -157,6 +188,41 @@ func sweepParts(dir string) {
 	for _, p := range parts {
 		removeStalePart(p)
 	}
+}
+
+var _ driver.UploadSweeper = (*Backend)(nil)
+
+// SweepUploads implements driver.UploadSweeper: it removes every upload file (image-<id>.part) of the
+// storage that no upload holds locked, whatever its age. Every upload, in this process or another, holds
+// its file locked (flock) from its creation until it is renamed or removed, and a lock dies with its
+// process, so an unlocked upload file is the leftover of a crashed or killed upload. (An upload caught
+// between creating its file and locking it makes a new one; see createPart.) A storage directory that is
+// missing or not mounted has nothing to sweep.
+func (b *Backend) SweepUploads(ctx context.Context, pool driver.PoolSpec) error {
+	s, err := b.resolve(pool)
+	if err != nil {
+		return err
+	}
+	if err := checkCtx(ctx, s.id); err != nil {
+		return err
+	}
+	parts, err := filepath.Glob(filepath.Join(s.dir, string(driver.KindImage)+"-*"+partSuffix))
+	if err != nil {
+		return errkind.Wrap(errkind.Invalid, err, "storage", s.id, "list upload files")
+	}
+	var errs []error
+	for _, p := range parts {
+		if err := checkCtx(ctx, s.id); err != nil {
+			return err
+		}
+		if _, err := removeUnlockedPart(p, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "remove the files of interrupted uploads")
+	}
+	return nil
 }
 
 // checkQCOW2 reads back the header of a stored qcow2 image and refuses one that references a backing file or

@@ -6,6 +6,7 @@ import (
 	"github.com/openvair/openvair/internal/imagefmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -124,6 +125,53 @@ func (b *Backend) cleanupPart(ctx context.Context, p pool, part, key string) {
 		delete(b.abandoned, key)
 		b.mu.Unlock()
 	}
+}
+
+var _ driver.UploadSweeper = (*Backend)(nil)
+
+// SweepUploads implements driver.UploadSweeper: it removes every upload file (image-<id>.part) of the
+// storage's directory that no upload of this process is writing, whatever its age. NFSv3 has no lock that
+// dies with its process, so the files of uploads run by another process on the same storage cannot be told
+// from a crash's leftovers: a storage is managed by one openvair process (its rows live in one store), which
+// calls this when it recovers, before it serves uploads. A missing directory has nothing to sweep.
+func (b *Backend) SweepUploads(ctx context.Context, spec driver.PoolSpec) error {
+	p, err := parsePool(spec)
+	if err != nil {
+		return err
+	}
+	return b.run(ctx, p, opTimeout, "sweep uploads", func(s *sess) error {
+		if _, err := s.lookup(p.dir); errors.Is(err, os.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		entries, err := s.readDir(p.dir)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, e := range entries {
+			name := e.FileName
+			if !strings.HasPrefix(name, "image-") || !strings.HasSuffix(name, partSuffix) || e.IsDir() {
+				continue
+			}
+			key := b.partKey(p, name)
+			b.mu.Lock()
+			busy := b.uploading[key] > 0
+			b.mu.Unlock()
+			if busy {
+				continue
+			}
+			if err := s.remove(p.file(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			b.mu.Lock()
+			delete(b.abandoned, key)
+			b.mu.Unlock()
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // DeleteImage removes image-<id>; a missing image is fine.
