@@ -45,6 +45,16 @@ type ListOptions struct {
 	Name      string    // exact name, "" for any
 }
 
+// validate checks the filters (ErrInvalid naming each bad one) and normalizes the name filter.
+func (o *ListOptions) validate() error {
+	v := &errkind.Validator{Entity: "image list"}
+	validate.NormalizeName(&o.Name)
+	validate.Filter(v, "name", o.Name)
+	validate.Filter(v, "cursor", o.Cursor)
+	validate.Known(v, "status", o.Status, validate.Statuses(transitions)...)
+	return v.Err()
+}
+
 // Page is one page of images; NextCursor is empty on the last page.
 type Page struct {
 	Items      []*Image `json:"items"`

@@ -84,6 +84,9 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Image, error) { retur
 
 // List returns a page of images.
 func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	if err := opts.validate(); err != nil {
+		return Page{}, err
+	}
 	return s.repo.List(ctx, opts)
 }
 

@@ -93,12 +93,12 @@ func TestAPIClientFlow(t *testing.T) {
 	require.NotNil(t, er.JSON200, "%s", er.Body)
 	assert.EqualValues(t, 2<<30, er.JSON200.Size)
 	limit := int64(10)
-	lr, err := reader.ListVolumesWithResponse(ctx, &apiclient.ListVolumesParams{StorageId: ptr(st.Id.String()), Limit: &limit})
+	lr, err := reader.ListVolumesWithResponse(ctx, &apiclient.ListVolumesParams{StorageId: &st.Id, Limit: &limit})
 	require.NoError(t, err)
 	require.NotNil(t, lr.JSON200)
 	require.Len(t, lr.JSON200.Items, 1)
 
-	ir, err := c.UploadImageWithBodyWithResponse(ctx, &apiclient.UploadImageParams{StorageId: ptr(st.Id.String()), Name: ptr("installer")},
+	ir, err := c.UploadImageWithBodyWithResponse(ctx, &apiclient.UploadImageParams{StorageId: &st.Id, Name: ptr("installer")},
 		"application/octet-stream", bytes.NewReader(iso()))
 	require.NoError(t, err)
 	require.Equal(t, 201, ir.StatusCode(), "%s", ir.Body)
@@ -115,7 +115,7 @@ func TestAPIClientFlow(t *testing.T) {
 	startR, err := c.StartVMWithResponse(ctx, v.Id)
 	require.NoError(t, err)
 	require.NotNil(t, startR.JSON200, "%s", startR.Body)
-	assert.Equal(t, apiclient.Running, startR.JSON200.PowerState, "the enum is in the typed client")
+	assert.Equal(t, apiclient.VMPowerStateRunning, startR.JSON200.PowerState, "the enum is in the typed client")
 	again, err := c.StartVMWithResponse(ctx, v.Id)
 	require.NoError(t, err)
 	require.NotNil(t, again.ApplicationproblemJSON409, "%s", again.Body)
@@ -123,7 +123,7 @@ func TestAPIClientFlow(t *testing.T) {
 	stopR, err := c.StopVMWithResponse(ctx, v.Id, apiclient.StopVMJSONRequestBody{Force: &force})
 	require.NoError(t, err)
 	require.NotNil(t, stopR.JSON200, "%s", stopR.Body)
-	assert.Equal(t, apiclient.ShutOff, stopR.JSON200.PowerState)
+	assert.Equal(t, apiclient.VMPowerStateShutOff, stopR.JSON200.PowerState)
 	del := true
 	dr, err := c.DeleteVMWithResponse(ctx, v.Id, &apiclient.DeleteVMParams{DeleteVolumes: &del})
 	require.NoError(t, err)

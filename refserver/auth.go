@@ -102,30 +102,47 @@ func (t *Tokens) Len() int { return len(t.entries) }
 
 type principalKey struct{}
 
+// adminOnly marks, in an operation's Metadata, a GET that only role admin may call (a VM's console is
+// control of the guest).
+const adminOnly = "openvair-admin-only"
+
+// authenticate checks an Authorization header: the token's name and role, or a 401 problem and the
+// WWW-Authenticate header to send with it.
+func (s *server) authenticate(authz string) (name string, role Role, wwwAuth string, p *Problem) {
+	scheme, secret, _ := strings.Cut(authz, " ")
+	if !strings.EqualFold(scheme, "bearer") || secret == "" {
+		return "", "", `Bearer realm="openvair"`,
+			newProblem(http.StatusUnauthorized, "unauthenticated", "a bearer token is required (Authorization: Bearer <token>)")
+	}
+	name, role, ok := s.cfg.Tokens.Authenticate(strings.TrimSpace(secret))
+	if !ok {
+		return "", "", `Bearer realm="openvair", error="invalid_token"`,
+			newProblem(http.StatusUnauthorized, "unauthenticated", "the bearer token is not valid")
+	}
+	return name, role, "", nil
+}
+
 // authMiddleware authenticates every /api/v1 operation: 401 without a valid bearer token, 403 when a
-// reader token calls anything but GET.
+// reader token calls anything but GET, or a GET marked adminOnly.
 func (s *server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 	op := ctx.Operation()
 	if op == nil || !strings.HasPrefix(op.Path, "/api/v1/") {
 		next(ctx)
 		return
 	}
-	authz := ctx.Header("Authorization")
-	scheme, secret, _ := strings.Cut(authz, " ")
-	if !strings.EqualFold(scheme, "bearer") || secret == "" {
-		ctx.SetHeader("WWW-Authenticate", `Bearer realm="openvair"`)
-		writeProblem(ctx, withInstance(newProblem(http.StatusUnauthorized, "unauthenticated", "a bearer token is required (Authorization: Bearer <token>)"), ctx))
+	name, role, wwwAuth, p := s.authenticate(ctx.Header("Authorization"))
+	if p != nil {
+		ctx.SetHeader("WWW-Authenticate", wwwAuth)
+		writeProblem(ctx, withInstance(p, ctx))
 		return
 	}
-	name, role, ok := s.cfg.Tokens.Authenticate(strings.TrimSpace(secret))
-	if !ok {
-		ctx.SetHeader("WWW-Authenticate", `Bearer realm="openvair", error="invalid_token"`)
-		writeProblem(ctx, withInstance(newProblem(http.StatusUnauthorized, "unauthenticated", "the bearer token is not valid"), ctx))
-		return
-	}
-	if role != RoleAdmin && op.Method != http.MethodGet {
+	if role != RoleAdmin && (op.Method != http.MethodGet || op.Metadata[adminOnly] == true) {
+		what := "may only read (GET)"
+		if op.Method == http.MethodGet {
+			what = "may not call " + op.OperationID + " (role admin only)"
+		}
 		writeProblem(ctx, withInstance(newProblem(http.StatusForbidden, "forbidden",
-			fmt.Sprintf("token %q has role %q, which may only read (GET)", name, role)), ctx))
+			fmt.Sprintf("token %q has role %q, which %s", name, role, what)), ctx))
 		return
 	}
 	next(huma.WithValue(ctx, principalKey{}, name))
@@ -133,6 +150,6 @@ func (s *server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 
 func withInstance(p *Problem, ctx huma.Context) *Problem {
 	u := ctx.URL()
-	p.Instance = u.Path
+	p.Instance = truncate(u.Path, 256)
 	return p
 }

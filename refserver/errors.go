@@ -21,7 +21,7 @@ type Problem struct {
 	Status   int                 `json:"status,omitempty" doc:"The HTTP status code."`
 	Detail   string              `json:"detail,omitempty" doc:"What went wrong in this occurrence."`
 	Instance string              `json:"instance,omitempty" doc:"The request path."`
-	Kind     string              `json:"kind,omitempty" doc:"The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed), unauthenticated, forbidden."`
+	Kind     string              `json:"kind,omitempty" doc:"The error kind: the SDK's not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed); the server's unauthenticated, forbidden, method_not_allowed, unsupported_media_type (415), internal (500)."`
 	Reason   string              `json:"reason,omitempty" doc:"A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited."`
 	Refs     []openvair.Ref      `json:"refs,omitempty" doc:"Entities the error points at."`
 	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"The bad fields of an invalid request."`
@@ -41,10 +41,51 @@ func (p *Problem) ContentType(ct string) string {
 	return ct
 }
 
-// newProblem returns a problem with the status's title.
+// newProblem returns a problem with the status's title; an empty kind is the status's own (kindOfStatus).
 func newProblem(status int, kind, detail string) *Problem {
+	if kind == "" {
+		kind = kindOfStatus(status)
+	}
 	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Kind: kind, Detail: detail}
 }
+
+// kindOfStatus is the kind of a problem that no SDK error caused (Huma's validation, routing, limits).
+func kindOfStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return "invalid"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge, http.StatusRequestHeaderFieldsTooLarge, http.StatusRequestURITooLong:
+		return "too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	case http.StatusBadGateway:
+		return "backend_failed"
+	case statusClientGone:
+		return "canceled"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "invalid"
+}
+
+// statusClientGone is the status logged for a request whose client went away before the answer (nginx's
+// 499); no client ever sees it.
+const statusClientGone = 499
 
 // kinds maps each SDK error kind to its HTTP status and its name in problems. The order matters only for
 // errors that carry several kinds, which the SDK does not produce.
@@ -96,7 +137,7 @@ func classify(err error) (int, string) {
 		}
 	}
 	if errors.Is(err, context.Canceled) {
-		return 499, "canceled"
+		return statusClientGone, "canceled"
 	}
 	return http.StatusInternalServerError, ""
 }
@@ -105,6 +146,11 @@ func classify(err error) (int, string) {
 // which is logged instead.
 func (s *server) problemOf(ctx context.Context, err error) *Problem {
 	status, kind := classify(err)
+	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		// The client went away: whatever the SDK made of its canceled context (a store answering
+		// "unavailable", a canceled hypervisor call), it is not a server failure.
+		status, kind = statusClientGone, "canceled"
+	}
 	if status == http.StatusInternalServerError {
 		s.log.ErrorContext(ctx, "internal error", "err", err)
 		return newProblem(status, "", "internal error; see the server log")
@@ -116,8 +162,13 @@ func (s *server) problemOf(ctx context.Context, err error) *Problem {
 	}
 	var ve *openvair.ValidationError
 	if errors.As(err, &ve) {
+		locate := func(field string) string { return "body." + field }
+		var le *locatedError
+		if errors.As(err, &le) {
+			locate = le.locate
+		}
 		for _, f := range ve.Fields {
-			p.Errors = append(p.Errors, &huma.ErrorDetail{Message: f.Message, Location: "body." + f.Field})
+			p.Errors = append(p.Errors, &huma.ErrorDetail{Message: f.Message, Location: locate(f.Field)})
 		}
 	}
 	var oe *openvair.Error
@@ -125,18 +176,75 @@ func (s *server) problemOf(ctx context.Context, err error) *Problem {
 		p.Refs = oe.Refs
 		p.Reason = reasonOf(err)
 	}
-	if status == 499 {
+	if status == statusClientGone {
 		s.log.DebugContext(ctx, "request canceled by the client", "err", err)
 	}
 	return p
 }
 
+// locatedError names the bad fields of an SDK validation error as the client sent them: the SDK names
+// fields after its own request types, which an operation may fill from other places (query parameters,
+// a field of another name, the last disk of a VM).
+type locatedError struct {
+	err    error
+	locate func(field string) string
+}
+
+func (e *locatedError) Error() string { return e.err.Error() }
+func (e *locatedError) Unwrap() error { return e.err }
+
+// locateFields wraps err (when it is not nil) so that problemOf names its fields with locate.
+func locateFields(err error, locate func(field string) string) error {
+	if err == nil {
+		return nil
+	}
+	return &locatedError{err: err, locate: locate}
+}
+
+// problemFields turns every error response into a Problem with all its fields: Huma's own errors
+// (validation, a malformed or oversized body, a wrong content type) come as *huma.ErrorModel without
+// type, instance and kind.
+func problemFields(ctx huma.Context, _ string, v any) (any, error) {
+	var p *Problem
+	switch e := v.(type) {
+	case *huma.ErrorModel:
+		p = newProblem(e.Status, "", e.Detail)
+		if e.Title != "" {
+			p.Title = e.Title
+		}
+		p.Errors = e.Errors
+	case *Problem:
+		p = e
+	default:
+		return v, nil
+	}
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	if p.Kind == "" {
+		p.Kind = kindOfStatus(p.Status)
+	}
+	if p.Detail == "" {
+		p.Detail = p.Title
+	}
+	if p.Instance == "" {
+		p.Instance = ctx.URL().Path
+	}
+	return p, nil
+}
+
+// reflectProblem is the type of the error bodies.
+var reflectProblem = reflect.TypeFor[Problem]()
+
 // useProblemSchema documents every error response of every operation with the Problem schema (Huma's own
-// validation errors have the same fields, without kind and refs).
+// errors are turned into Problems by problemFields).
 func useProblemSchema(api huma.API) {
 	oapi := api.OpenAPI()
 	reg := oapi.Components.Schemas
-	schema := reg.Schema(reflect.TypeFor[Problem](), true, "Problem")
+	schema := reg.Schema(reflectProblem, true, "Problem")
 	for _, item := range oapi.Paths {
 		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
 			if op == nil {

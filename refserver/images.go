@@ -31,11 +31,11 @@ type ImagePage struct {
 type imagePageOutput struct{ Body ImagePage }
 
 type listImagesInput struct {
-	Limit     int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
-	Cursor    string `query:"cursor" doc:"The next_cursor of the previous page."`
-	StorageID string `query:"storage_id" doc:"Only images on this storage."`
-	Status    string `query:"status" doc:"Only images with this status."`
-	Name      string `query:"name" doc:"Only images with this name."`
+	Limit     int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor    string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
+	StorageID string `query:"storage_id" format:"uuid" doc:"Only images on this storage."`
+	Status    string `query:"status" enum:"uploading,available,deleting,error" doc:"Only images with this status."`
+	Name      string `query:"name" maxLength:"255" doc:"Only images with this name."`
 }
 
 type editImageInput struct {
@@ -45,9 +45,9 @@ type editImageInput struct {
 
 // uploadImageInput has no body field: Huma leaves the request body alone, and the handler streams it.
 type uploadImageInput struct {
-	StorageID   string `query:"storage_id" doc:"The storage to upload to (or a storage_id form field before the file part)."`
-	Name        string `query:"name" doc:"The image's name (or a name form field; default: the file part's file name)."`
-	Description string `query:"description" doc:"The image's description (or a description form field)."`
+	StorageID   string `query:"storage_id" format:"uuid" doc:"The storage to upload to (or a storage_id form field before the file part)."`
+	Name        string `query:"name" maxLength:"255" doc:"The image's name (or a name form field; default: the file part's file name)."`
+	Description string `query:"description" maxLength:"255" doc:"The image's description (or a description form field)."`
 
 	r *http.Request
 	w http.ResponseWriter
@@ -75,7 +75,7 @@ func (s *server) registerImages(api huma.API) {
 			page, err := svc.List(ctx, image.ListOptions{Limit: in.Limit, Cursor: in.Cursor, StorageID: sid,
 				Status: image.Status(in.Status), Name: in.Name})
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.problemOf(ctx, locateFields(err, inQuery))
 			}
 			out := &imagePageOutput{Body: ImagePage{Items: make([]*Image, 0, len(page.Items)), NextCursor: page.NextCursor}}
 			for _, i := range page.Items {
@@ -87,7 +87,7 @@ func (s *server) registerImages(api huma.API) {
 	up := created(s.op(http.MethodPost, "/api/v1/images", "uploadImage",
 		"Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
-		http.StatusUnprocessableEntity, http.StatusServiceUnavailable))
+		http.StatusUnprocessableEntity, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
 	up.Description = fmt.Sprintf("The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes "+
 		"(ISO 9660, qcow2, or raw). The limit is %d bytes (413 beyond it).", s.cfg.MaxImageSize)
 	// Only the binary content type is declared before Register: a declared object schema would make Huma
@@ -143,7 +143,8 @@ func (s *server) registerImages(api huma.API) {
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/images/{id}", "deleteImage",
-		"Delete an image no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		"Delete an image no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable,
+		http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *idInput) (*struct{}, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
 				if err := svc.Delete(ctx, id); err != nil {
@@ -159,6 +160,9 @@ func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image
 	r := in.r
 	req := image.CreateRequest{Name: in.Name, Description: in.Description}
 	sid := in.StorageID
+	// The fields come from query parameters, or from form fields of a multipart body, or the file part's
+	// file name: the problem names them where the client put them.
+	fromQuery := map[string]bool{"name": in.Name != "", "description": in.Description != "", "storage_id": in.StorageID != ""}
 	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	limit := s.cfg.MaxImageSize
 	if mediaType == "multipart/form-data" {
@@ -186,7 +190,13 @@ func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image
 		}
 		req.StorageID = id
 	}
-	return s.sys.Images.Create(ctx, req, content)
+	img, err := s.sys.Images.Create(ctx, req, content)
+	return img, locateFields(err, func(f string) string {
+		if fromQuery[f] || mediaType != "multipart/form-data" {
+			return "query." + f
+		}
+		return "body." + f
+	})
 }
 
 // filePart reads the form fields up to the first file part and returns that part, unread.

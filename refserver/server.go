@@ -70,6 +70,16 @@ func (c *Config) defaults(sys *openvair.System) {
 	}
 }
 
+// apiTags are the document's tags, one per group of operations.
+var apiTags = []*huma.Tag{
+	{Name: "storages", Description: "Places where volumes and images live: a local directory or block device, or an NFS export."},
+	{Name: "volumes", Description: "Virtual disks (qcow2 or raw) on a storage."},
+	{Name: "images", Description: "ISO and disk images uploaded into a storage, used by VMs as cdroms."},
+	{Name: "vms", Description: "Virtual machines: define, edit, start, stop, console."},
+	{Name: "host", Description: "What the hypervisor's host offers to VMs."},
+	{Name: "health", Description: "Liveness and readiness probes (no token needed)."},
+}
+
 // server holds what the handlers need.
 type server struct {
 	sys *openvair.System
@@ -109,7 +119,11 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 				Title:       "openvair",
 				Version:     cfg.Version,
 				Description: "Storages, volumes, images and VMs. Sizes are in bytes; ids are UUIDs; errors are RFC 9457 problem+json.",
+				Contact:     &huma.Contact{Name: "openvair", URL: "https://github.com/openvair/openvair"},
 			},
+			Tags: apiTags,
+			// Relative: the API is where the document is served ("." when mounted at the root).
+			Servers: []*huma.Server{{URL: ".", Description: "This server: URLs are relative to the document."}},
 			Components: &huma.Components{
 				Schemas: huma.NewMapRegistry("#/components/schemas/", huma.DefaultSchemaNamer),
 				SecuritySchemes: map[string]*huma.SecurityScheme{
@@ -120,15 +134,15 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 		OpenAPIPath:   "/openapi",
 		Formats:       huma.DefaultFormats,
 		DefaultFormat: "application/json",
-		Transformers:  []huma.Transformer{redactErrorValues},
+		Transformers:  []huma.Transformer{problemFields, redactErrorValues},
 		// No CDN docs renderer and no $schema links: the docs page is embedded (see docs.go).
 	}
 	if cfg.BasePath != "" {
-		hc.Servers = []*huma.Server{{URL: cfg.BasePath}}
+		hc.Servers = []*huma.Server{{URL: cfg.BasePath, Description: "This server."}}
 	}
 	api := humago.New(mux, hc)
 	s.api = api
-	api.UseMiddleware(s.recoverMiddleware, s.authMiddleware)
+	api.UseMiddleware(s.recoverMiddleware, s.authMiddleware, s.inputMiddleware)
 
 	s.registerStorages(api)
 	s.registerVolumes(api)
@@ -137,6 +151,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 	s.registerHost(api)
 	s.registerHealth(api)
 	useProblemSchema(api)
+	documentStatuses(api)
 	registerDocs(mux)
 
 	return api, s.outer(mux), nil

@@ -21,6 +21,12 @@ func (s *server) op(method, path, id, summary, tag string, errs ...int) huma.Ope
 		MaxBodyBytes: s.cfg.MaxBodyBytes}
 }
 
+// admin marks a GET operation that only role admin may call.
+func admin(o huma.Operation) huma.Operation {
+	o.Metadata = map[string]any{adminOnly: true}
+	return o
+}
+
 // created sets the status of a create operation.
 func created(o huma.Operation) huma.Operation {
 	o.DefaultStatus = http.StatusCreated
@@ -37,6 +43,9 @@ func noContent(o huma.Operation) huma.Operation {
 type idInput struct {
 	ID string `path:"id" format:"uuid" doc:"The entity's id."`
 }
+
+// inQuery locates the fields of a list's options: they are query parameters.
+func inQuery(field string) string { return "query." + field }
 
 // parseID parses a path id (Huma has checked its format already).
 func parseID(s string) (uuid.UUID, error) {
@@ -61,11 +70,11 @@ type StoragePage struct {
 type storagePageOutput struct{ Body StoragePage }
 
 type listStoragesInput struct {
-	Limit  int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
-	Cursor string `query:"cursor" doc:"The next_cursor of the previous page."`
-	Status string `query:"status" doc:"Only storages with this status."`
-	Type   string `query:"type" doc:"Only storages of this type (localfs, nfs)."`
-	Name   string `query:"name" doc:"Only the storage with this name."`
+	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
+	Status string `query:"status" enum:"creating,available,deleting,error" doc:"Only storages with this status."`
+	Type   string `query:"type" enum:"localfs,nfs" doc:"Only storages of this type (localfs, nfs)."`
+	Name   string `query:"name" maxLength:"255" doc:"Only the storage with this name."`
 }
 
 type createStorageInput struct{ Body StorageCreate }
@@ -88,7 +97,7 @@ func (s *server) registerStorages(api huma.API) {
 			page, err := svc.List(ctx, storage.ListOptions{Limit: in.Limit, Cursor: in.Cursor,
 				Status: storage.Status(in.Status), Type: storage.Type(in.Type), Name: in.Name})
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.problemOf(ctx, locateFields(err, inQuery))
 			}
 			out := &storagePageOutput{Body: StoragePage{Items: make([]*Storage, 0, len(page.Items)), NextCursor: page.NextCursor}}
 			for _, st := range page.Items {
@@ -99,7 +108,7 @@ func (s *server) registerStorages(api huma.API) {
 
 	huma.Register(api, created(s.op(http.MethodPost, "/api/v1/storages", "createStorage",
 		"Create a storage (a local directory or device, or an NFS export)", tag,
-		http.StatusBadRequest, http.StatusConflict, http.StatusServiceUnavailable)),
+		http.StatusBadRequest, http.StatusConflict, http.StatusServiceUnavailable, http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *createStorageInput) (*storageOutput, error) {
 			st, err := svc.Create(ctx, in.Body.request())
 			if err != nil {
@@ -132,7 +141,8 @@ func (s *server) registerStorages(api huma.API) {
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/storages/{id}", "deleteStorage",
-		"Delete a storage that holds no volumes or images", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		"Delete a storage that holds no volumes or images", tag, http.StatusNotFound, http.StatusConflict,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *idInput) (*struct{}, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
 				if err := svc.Delete(ctx, id); err != nil {

@@ -17,7 +17,7 @@ import (
 type NFS struct {
 	Server  string `json:"server" doc:"IP address or host name of the NFS server."`
 	Export  string `json:"export" doc:"Exported path, absolute."`
-	Version int    `json:"version,omitempty" doc:"NFS protocol version; only 3 is supported (default 3)."`
+	Version int    `json:"version,omitempty" enum:"3" doc:"NFS protocol version; only 3 is supported (default 3)."`
 }
 
 // Storage is a place where volumes and images live.
@@ -40,17 +40,17 @@ type Storage struct {
 
 // StorageCreate asks for a new storage: type localfs with localfs, or type nfs with nfs.
 type StorageCreate struct {
-	Name        string               `json:"name"`
-	Description string               `json:"description,omitempty"`
-	Type        storage.Type         `json:"type" doc:"localfs or nfs."`
+	Name        string               `json:"name" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
+	Description string               `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
+	Type        storage.Type         `json:"type" enum:"localfs,nfs" doc:"localfs or nfs."`
 	LocalFS     *storage.LocalFSSpec `json:"localfs,omitempty" doc:"A directory (path) or a block device (device, fs_type, format or reuse_filesystem)."`
 	NFS         *NFS                 `json:"nfs,omitempty"`
 }
 
 // MetaEdit changes a storage's or an image's name or description; absent fields stay as they are.
 type MetaEdit struct {
-	Name        *string `json:"name,omitempty"`
-	Description *string `json:"description,omitempty"`
+	Name        *string `json:"name,omitempty" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
+	Description *string `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
 }
 
 func storageOut(s *storage.Storage) *Storage {
@@ -99,26 +99,26 @@ type Volume struct {
 
 // VolumeCreate asks for a new volume.
 type VolumeCreate struct {
-	Name        string        `json:"name"`
-	Description string        `json:"description,omitempty"`
+	Name        string        `json:"name" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
+	Description string        `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
 	StorageID   uuid.UUID     `json:"storage_id" format:"uuid"`
-	Format      volume.Format `json:"format" doc:"qcow2 or raw."`
-	Size        int64         `json:"size" doc:"Virtual size in bytes."`
+	Format      volume.Format `json:"format" enum:"qcow2,raw" doc:"qcow2 or raw."`
+	Size        int64         `json:"size" minimum:"1" doc:"Virtual size in bytes."`
 	ReadOnly    bool          `json:"read_only,omitempty"`
 	Shareable   bool          `json:"shareable,omitempty"`
 }
 
 // VolumeEdit changes a volume's metadata; absent fields stay as they are.
 type VolumeEdit struct {
-	Name        *string `json:"name,omitempty"`
-	Description *string `json:"description,omitempty"`
+	Name        *string `json:"name,omitempty" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
+	Description *string `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
 	ReadOnly    *bool   `json:"read_only,omitempty"`
 	Shareable   *bool   `json:"shareable,omitempty"`
 }
 
 // VolumeExtend grows a volume.
 type VolumeExtend struct {
-	Size int64 `json:"size" doc:"New virtual size in bytes; volumes only grow."`
+	Size int64 `json:"size" minimum:"1" doc:"New virtual size in bytes; volumes only grow."`
 }
 
 func (c *VolumeCreate) request() volume.CreateRequest {
@@ -173,62 +173,62 @@ func imageOut(i *image.Image) *Image {
 
 // CPU is a VM's CPU topology and mode.
 type CPU struct {
-	Sockets int    `json:"sockets"`
-	Cores   int    `json:"cores"`
-	Threads int    `json:"threads"`
-	Mode    string `json:"mode,omitempty" doc:"host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports."`
-	Model   string `json:"model,omitempty" doc:"CPU model, for mode custom (for example qemu64 or Skylake-Client; see GET /api/v1/host)."`
+	Sockets int    `json:"sockets" minimum:"1" maximum:"512"`
+	Cores   int    `json:"cores" minimum:"1" maximum:"512"`
+	Threads int    `json:"threads" minimum:"1" maximum:"512"`
+	Mode    string `json:"mode,omitempty" enum:"host-passthrough,host-model,custom" doc:"host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports."`
+	Model   string `json:"model,omitempty" maxLength:"255" doc:"CPU model, for mode custom (for example qemu64 or Skylake-Client; see GET /api/v1/host)."`
 }
 
 // Disk is a volume attached to a VM.
 type Disk struct {
 	VolumeID   uuid.UUID `json:"volume_id" format:"uuid"`
-	Bus        string    `json:"bus" doc:"virtio, sata or scsi."`
-	BootOrder  int       `json:"boot_order,omitempty"`
-	ReadIOPS   int64     `json:"read_iops,omitempty"`
-	WriteIOPS  int64     `json:"write_iops,omitempty"`
-	ReadBytes  int64     `json:"read_bytes_sec,omitempty"`
-	WriteBytes int64     `json:"write_bytes_sec,omitempty"`
+	Bus        string    `json:"bus" enum:"virtio,sata,scsi" doc:"virtio, sata or scsi."`
+	BootOrder  int       `json:"boot_order,omitempty" minimum:"0"`
+	ReadIOPS   int64     `json:"read_iops,omitempty" minimum:"0"`
+	WriteIOPS  int64     `json:"write_iops,omitempty" minimum:"0"`
+	ReadBytes  int64     `json:"read_bytes_sec,omitempty" minimum:"0"`
+	WriteBytes int64     `json:"write_bytes_sec,omitempty" minimum:"0"`
 }
 
 // DiskRequest attaches an existing volume (volume_id) or a new one created with the VM (new).
 type DiskRequest struct {
 	VolumeID   *uuid.UUID    `json:"volume_id,omitempty" format:"uuid"`
 	New        *VolumeCreate `json:"new,omitempty"`
-	Bus        string        `json:"bus,omitempty" doc:"virtio (default), sata or scsi."`
-	BootOrder  int           `json:"boot_order,omitempty"`
-	ReadIOPS   int64         `json:"read_iops,omitempty"`
-	WriteIOPS  int64         `json:"write_iops,omitempty"`
-	ReadBytes  int64         `json:"read_bytes_sec,omitempty"`
-	WriteBytes int64         `json:"write_bytes_sec,omitempty"`
+	Bus        string        `json:"bus,omitempty" enum:"virtio,sata,scsi" doc:"virtio (default), sata or scsi."`
+	BootOrder  int           `json:"boot_order,omitempty" minimum:"0"`
+	ReadIOPS   int64         `json:"read_iops,omitempty" minimum:"0"`
+	WriteIOPS  int64         `json:"write_iops,omitempty" minimum:"0"`
+	ReadBytes  int64         `json:"read_bytes_sec,omitempty" minimum:"0"`
+	WriteBytes int64         `json:"write_bytes_sec,omitempty" minimum:"0"`
 }
 
 // CDROM is an image attached to a VM as a read-only cdrom.
 type CDROM struct {
 	ImageID   uuid.UUID `json:"image_id" format:"uuid"`
-	BootOrder int       `json:"boot_order,omitempty"`
+	BootOrder int       `json:"boot_order,omitempty" minimum:"0"`
 }
 
 // Interface is a VM's network interface.
 type Interface struct {
-	Type   string `json:"type" doc:"bridge or network."`
-	Source string `json:"source" doc:"Bridge or libvirt network name."`
-	Model  string `json:"model,omitempty" doc:"virtio (default), e1000 or rtl8139."`
-	MAC    string `json:"mac,omitempty" doc:"Generated when absent."`
+	Type   string `json:"type" enum:"bridge,network" doc:"bridge or network."`
+	Source string `json:"source" maxLength:"15" doc:"Bridge or libvirt network name."`
+	Model  string `json:"model,omitempty" enum:"virtio,e1000,rtl8139" doc:"virtio (default), e1000 or rtl8139."`
+	MAC    string `json:"mac,omitempty" maxLength:"17" doc:"Generated when absent."`
 }
 
 // Graphics is a VM's remote console as the API shows it: the password is never returned.
 type Graphics struct {
-	Type        string `json:"type"`
+	Type        string `json:"type" enum:"vnc,spice,none"`
 	Listen      string `json:"listen"`
 	PasswordSet bool   `json:"password_set"`
 }
 
 // GraphicsRequest sets a VM's remote console.
 type GraphicsRequest struct {
-	Type     string `json:"type,omitempty" doc:"vnc (default), spice or none."`
-	Listen   string `json:"listen,omitempty" doc:"IP address to listen on (default 127.0.0.1)."`
-	Password string `json:"password,omitempty" doc:"Console password; write-only."`
+	Type     string `json:"type,omitempty" enum:"vnc,spice,none" doc:"vnc (default), spice or none."`
+	Listen   string `json:"listen,omitempty" maxLength:"45" doc:"IP address to listen on (default 127.0.0.1)."`
+	Password string `json:"password,omitempty" maxLength:"255" doc:"Console password; write-only (VNC: at most 8 characters)."`
 }
 
 // VM is a virtual machine.
@@ -240,7 +240,7 @@ type VM struct {
 	Memory       int64         `json:"memory" doc:"Bytes."`
 	Firmware     string        `json:"firmware"`
 	MachineType  string        `json:"machine_type,omitempty"`
-	Boot         []string      `json:"boot" nullable:"false"`
+	Boot         []string      `json:"boot" nullable:"false" enum:"hd,cdrom,network"`
 	Disks        []Disk        `json:"disks" nullable:"false"`
 	CDROMs       []CDROM       `json:"cdroms" nullable:"false"`
 	Interfaces   []Interface   `json:"interfaces" nullable:"false"`
@@ -259,45 +259,45 @@ type VM struct {
 
 // VMCreate asks for a new VM.
 type VMCreate struct {
-	Name        string           `json:"name"`
-	Description string           `json:"description,omitempty"`
+	Name        string           `json:"name" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
+	Description string           `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
 	CPU         CPU              `json:"cpu"`
-	Memory      int64            `json:"memory" doc:"Bytes, a whole number of MiB."`
-	Firmware    string           `json:"firmware,omitempty" doc:"bios (default) or uefi."`
-	MachineType string           `json:"machine_type,omitempty"`
-	Boot        []string         `json:"boot,omitempty" doc:"Boot order: hd, cdrom, network (default [hd, cdrom])."`
-	Disks       []DiskRequest    `json:"disks,omitempty"`
-	CDROMs      []CDROM          `json:"cdroms,omitempty"`
-	Interfaces  []Interface      `json:"interfaces,omitempty"`
+	Memory      int64            `json:"memory" minimum:"16777216" maximum:"17592186044416" multipleOf:"1048576" doc:"Bytes, a whole number of MiB from 16 MiB to 16 TiB."`
+	Firmware    string           `json:"firmware,omitempty" enum:"bios,uefi" doc:"bios (default) or uefi."`
+	MachineType string           `json:"machine_type,omitempty" maxLength:"255"`
+	Boot        []string         `json:"boot,omitempty" enum:"hd,cdrom,network" maxItems:"3" doc:"Boot order: hd, cdrom, network (default [hd, cdrom])."`
+	Disks       []DiskRequest    `json:"disks,omitempty" maxItems:"64"`
+	CDROMs      []CDROM          `json:"cdroms,omitempty" maxItems:"64"`
+	Interfaces  []Interface      `json:"interfaces,omitempty" maxItems:"32"`
 	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
 }
 
 // VMEdit changes a stopped VM; absent fields stay as they are, lists given replace the current ones.
 type VMEdit struct {
-	Name        *string          `json:"name,omitempty"`
-	Description *string          `json:"description,omitempty"`
+	Name        *string          `json:"name,omitempty" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
+	Description *string          `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
 	CPU         *CPU             `json:"cpu,omitempty"`
-	Memory      *int64           `json:"memory,omitempty"`
-	Firmware    *string          `json:"firmware,omitempty"`
-	MachineType *string          `json:"machine_type,omitempty"`
-	Boot        *[]string        `json:"boot,omitempty"`
-	Disks       *[]DiskRequest   `json:"disks,omitempty"`
-	CDROMs      *[]CDROM         `json:"cdroms,omitempty"`
-	Interfaces  *[]Interface     `json:"interfaces,omitempty"`
+	Memory      *int64           `json:"memory,omitempty" minimum:"16777216" maximum:"17592186044416" multipleOf:"1048576" doc:"Bytes, a whole number of MiB from 16 MiB to 16 TiB."`
+	Firmware    *string          `json:"firmware,omitempty" enum:"bios,uefi" doc:"bios or uefi."`
+	MachineType *string          `json:"machine_type,omitempty" maxLength:"255"`
+	Boot        *[]string        `json:"boot,omitempty" enum:"hd,cdrom,network" maxItems:"3" doc:"Boot order: hd, cdrom, network."`
+	Disks       *[]DiskRequest   `json:"disks,omitempty" maxItems:"64"`
+	CDROMs      *[]CDROM         `json:"cdroms,omitempty" maxItems:"64"`
+	Interfaces  *[]Interface     `json:"interfaces,omitempty" maxItems:"32"`
 	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
 }
 
 // VMStop says how to stop a VM.
 type VMStop struct {
 	Force             bool `json:"force,omitempty" doc:"Power off at once instead of asking the guest to shut down."`
-	Timeout           int  `json:"timeout,omitempty" doc:"Seconds a graceful stop waits for the guest (default 60); then 504 and the VM keeps running, unless force_after_timeout."`
+	Timeout           int  `json:"timeout,omitempty" minimum:"0" maximum:"3600" doc:"Seconds a graceful stop waits for the guest (default 60); then 504 and the VM keeps running, unless force_after_timeout."`
 	ForceAfterTimeout bool `json:"force_after_timeout,omitempty"`
 }
 
 // VolumeAttach attaches an existing volume to a stopped VM.
 type VolumeAttach struct {
 	VolumeID uuid.UUID `json:"volume_id" format:"uuid"`
-	Bus      string    `json:"bus,omitempty" doc:"virtio (default), sata or scsi."`
+	Bus      string    `json:"bus,omitempty" enum:"virtio,sata,scsi" doc:"virtio (default), sata or scsi."`
 }
 
 func vmOut(v *vm.VM) *VM {
@@ -416,7 +416,7 @@ func (e *VMEdit) request() vm.EditRequest {
 
 // Console is how to reach a VM's graphical console.
 type Console struct {
-	Type        string `json:"type" doc:"vnc or spice."`
+	Type        string `json:"type" enum:"vnc,spice" doc:"vnc or spice."`
 	Host        string `json:"host"`
 	Port        int    `json:"port"`
 	PasswordSet bool   `json:"password_set" doc:"The console asks for the VM's graphics password."`

@@ -3,6 +3,7 @@ package refserver
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -24,11 +25,11 @@ type VMPage struct {
 type vmPageOutput struct{ Body VMPage }
 
 type listVMsInput struct {
-	Limit      int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
-	Cursor     string `query:"cursor" doc:"The next_cursor of the previous page."`
-	Status     string `query:"status" doc:"Only VMs with this status."`
-	PowerState string `query:"power_state" doc:"Only VMs in this power state."`
-	Name       string `query:"name" doc:"Only the VM with this name."`
+	Limit      int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor     string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
+	Status     string `query:"status" enum:"creating,available,starting,stopping,editing,deleting,error" doc:"Only VMs with this status."`
+	PowerState string `query:"power_state" enum:"shut_off,running,paused,shutting_down,crashed,missing" doc:"Only VMs in this power state."`
+	Name       string `query:"name" maxLength:"255" doc:"Only the VM with this name."`
 }
 
 type createVMInput struct{ Body VMCreate }
@@ -70,6 +71,14 @@ type consoleLogOutput struct {
 	Body        []byte `contentType:"text/plain"`
 }
 
+// vmWriteErrs are the errors of an operation that changes a VM's definition: the store, new volumes
+// (413 when a storage has no room) and the hypervisor (422 unrunnable, 502, 503, 504) may refuse it.
+var vmWriteErrs = []int{http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+	http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+
+// diskField matches the SDK's name of a field of one disk of a VM.
+var diskField = regexp.MustCompile(`^disks\[\d+\]\.(.+)$`)
+
 func (s *server) registerVMs(api huma.API) {
 	const tag = "vms"
 	svc := s.sys.VMs
@@ -91,7 +100,7 @@ func (s *server) registerVMs(api huma.API) {
 			page, err := svc.List(ctx, vm.ListOptions{Limit: in.Limit, Cursor: in.Cursor, Status: vm.Status(in.Status),
 				PowerState: vm.PowerState(in.PowerState), Name: in.Name})
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.problemOf(ctx, locateFields(err, inQuery))
 			}
 			out := &vmPageOutput{Body: VMPage{Items: make([]*VM, 0, len(page.Items)), NextCursor: page.NextCursor}}
 			for _, v := range page.Items {
@@ -101,8 +110,7 @@ func (s *server) registerVMs(api huma.API) {
 		})
 
 	huma.Register(api, created(s.op(http.MethodPost, "/api/v1/vms", "createVM",
-		"Define a VM with existing or new volumes, images as cdroms, interfaces and graphics", tag,
-		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		"Define a VM with existing or new volumes, images as cdroms, interfaces and graphics", tag, vmWriteErrs...)),
 		func(ctx context.Context, in *createVMInput) (*vmOutput, error) {
 			v, err := svc.Create(ctx, in.Body.request())
 			if err != nil {
@@ -114,8 +122,7 @@ func (s *server) registerVMs(api huma.API) {
 	vmOp(s.op(http.MethodGet, "/api/v1/vms/{id}", "getVM", "Get a VM", tag, http.StatusNotFound),
 		svc.Get)
 
-	huma.Register(api, s.op(http.MethodPatch, "/api/v1/vms/{id}", "editVM", "Change a stopped VM", tag,
-		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
+	huma.Register(api, s.op(http.MethodPatch, "/api/v1/vms/{id}", "editVM", "Change a stopped VM", tag, vmWriteErrs...),
 		func(ctx context.Context, in *editVMInput) (*vmOutput, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
 				v, err := svc.Edit(ctx, id, in.Body.request())
@@ -127,7 +134,7 @@ func (s *server) registerVMs(api huma.API) {
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/vms/{id}", "deleteVM", "Delete a stopped VM", tag,
-		http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		vmWriteErrs...)),
 		func(ctx context.Context, in *deleteVMInput) (*struct{}, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
 				if err := svc.Delete(ctx, id, vm.DeleteOptions{DeleteVolumes: in.DeleteVolumes}); err != nil {
@@ -172,8 +179,9 @@ func (s *server) registerVMs(api huma.API) {
 			})
 		})
 
-	huma.Register(api, s.op(http.MethodGet, "/api/v1/vms/{id}/console", "getVMConsole",
-		"Where a running VM's graphical console listens", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
+	huma.Register(api, admin(s.op(http.MethodGet, "/api/v1/vms/{id}/console", "getVMConsole",
+		"Where a running VM's graphical console listens (role admin)", tag, http.StatusNotFound, http.StatusConflict,
+		http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *idInput) (*consoleOutput, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*consoleOutput, error) {
 				c, err := svc.Console(ctx, id)
@@ -184,9 +192,10 @@ func (s *server) registerVMs(api huma.API) {
 			})
 		})
 
-	huma.Register(api, s.op(http.MethodGet, "/api/v1/vms/{id}/console/log", "getVMConsoleLog",
-		"What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots", tag,
-		http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable),
+	huma.Register(api, admin(s.op(http.MethodGet, "/api/v1/vms/{id}/console/log", "getVMConsoleLog",
+		"What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)", tag,
+		http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable, http.StatusBadGateway,
+		http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *consoleLogInput) (*consoleLogOutput, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*consoleLogOutput, error) {
 				b, err := svc.ConsoleLog(ctx, id, in.Tail)
@@ -198,19 +207,25 @@ func (s *server) registerVMs(api huma.API) {
 		})
 
 	huma.Register(api, s.op(http.MethodPost, "/api/v1/vms/{id}/volumes", "attachVolume", "Attach a volume to a stopped VM", tag,
-		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
+		vmWriteErrs...),
 		func(ctx context.Context, in *attachVolumeInput) (*vmOutput, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
 				v, err := svc.AttachVolume(ctx, id, in.Body.VolumeID, in.Body.Bus)
 				if err != nil {
-					return nil, err
+					// The SDK validates the VM's new disk list; the client sent one disk's fields.
+					return nil, locateFields(err, func(f string) string {
+						if m := diskField.FindStringSubmatch(f); m != nil {
+							return "body." + m[1]
+						}
+						return "body"
+					})
 				}
 				return &vmOutput{Body: vmOut(v)}, nil
 			})
 		})
 
 	huma.Register(api, s.op(http.MethodDelete, "/api/v1/vms/{id}/volumes/{volume_id}", "detachVolume",
-		"Detach a volume from a stopped VM (the volume is kept)", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable),
+		"Detach a volume from a stopped VM (the volume is kept)", tag, vmWriteErrs...),
 		func(ctx context.Context, in *detachVolumeInput) (*vmOutput, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*vmOutput, error) {
 				vid, err := parseID(in.VolumeID)

@@ -23,11 +23,11 @@ type VolumePage struct {
 type volumePageOutput struct{ Body VolumePage }
 
 type listVolumesInput struct {
-	Limit     int    `query:"limit" minimum:"0" maximum:"1000" doc:"Page size, 1 to 1000 (default 100)."`
-	Cursor    string `query:"cursor" doc:"The next_cursor of the previous page."`
-	StorageID string `query:"storage_id" doc:"Only volumes on this storage."`
-	Status    string `query:"status" doc:"Only volumes with this status."`
-	Name      string `query:"name" doc:"Only volumes with this name."`
+	Limit     int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
+	Cursor    string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
+	StorageID string `query:"storage_id" format:"uuid" doc:"Only volumes on this storage."`
+	Status    string `query:"status" enum:"creating,available,extending,deleting,error" doc:"Only volumes with this status."`
+	Name      string `query:"name" maxLength:"255" doc:"Only volumes with this name."`
 	Attached  string `query:"attached" enum:"true,false" doc:"true: only volumes attached to a VM; false: only free ones."`
 }
 
@@ -72,7 +72,7 @@ func (s *server) registerVolumes(api huma.API) {
 			}
 			page, err := svc.List(ctx, opts)
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.problemOf(ctx, locateFields(err, inQuery))
 			}
 			out := &volumePageOutput{Body: VolumePage{Items: make([]*Volume, 0, len(page.Items)), NextCursor: page.NextCursor}}
 			for _, v := range page.Items {
@@ -82,7 +82,8 @@ func (s *server) registerVolumes(api huma.API) {
 		})
 
 	huma.Register(api, created(s.op(http.MethodPost, "/api/v1/volumes", "createVolume", "Create a volume", tag,
-		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable)),
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable,
+		http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *createVolumeInput) (*volumeOutput, error) {
 			v, err := svc.Create(ctx, in.Body.request())
 			if err != nil {
@@ -116,19 +117,27 @@ func (s *server) registerVolumes(api huma.API) {
 		})
 
 	huma.Register(api, s.op(http.MethodPost, "/api/v1/volumes/{id}/extend", "extendVolume", "Grow a volume", tag,
-		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable),
+		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable,
+		http.StatusGatewayTimeout),
 		func(ctx context.Context, in *extendVolumeInput) (*volumeOutput, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*volumeOutput, error) {
 				v, err := svc.Extend(ctx, id, in.Body.Size)
 				if err != nil {
-					return nil, err
+					// The SDK names the new size new_size; the client sent it as size.
+					return nil, locateFields(err, func(f string) string {
+						if f == "new_size" {
+							f = "size"
+						}
+						return "body." + f
+					})
 				}
 				return &volumeOutput{Body: volumeOut(v)}, nil
 			})
 		})
 
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/volumes/{id}", "deleteVolume",
-		"Delete a volume no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable)),
+		"Delete a volume no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable,
+		http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *idInput) (*struct{}, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
 				if err := svc.Delete(ctx, id); err != nil {

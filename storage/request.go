@@ -101,6 +101,17 @@ type ListOptions struct {
 	Name   string // exact name, "" for any
 }
 
+// validate checks the filters (ErrInvalid naming each bad one) and normalizes the name filter.
+func (o *ListOptions) validate() error {
+	v := &errkind.Validator{Entity: "storage list"}
+	validate.NormalizeName(&o.Name)
+	validate.Filter(v, "name", o.Name)
+	validate.Filter(v, "cursor", o.Cursor)
+	validate.Known(v, "status", o.Status, validate.Statuses(transitions)...)
+	validate.Known(v, "type", o.Type, TypeLocalFS, TypeNFS)
+	return v.Err()
+}
+
 // Page is one page of storages; NextCursor is empty on the last page.
 type Page struct {
 	Items      []*Storage `json:"items"`

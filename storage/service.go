@@ -82,6 +82,9 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Storage, error) {
 
 // List returns a page of storages.
 func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	if err := opts.validate(); err != nil {
+		return Page{}, err
+	}
 	return s.repo.List(ctx, opts)
 }
 

@@ -316,6 +316,17 @@ type ListOptions struct {
 	Name       string     // exact name, "" for any
 }
 
+// validate checks the filters (ErrInvalid naming each bad one) and normalizes the name filter.
+func (o *ListOptions) validate() error {
+	v := &errkind.Validator{Entity: "vm list"}
+	validate.NormalizeName(&o.Name)
+	validate.Filter(v, "name", o.Name)
+	validate.Filter(v, "cursor", o.Cursor)
+	validate.Known(v, "status", o.Status, validate.Statuses(transitions)...)
+	validate.Known(v, "power_state", o.PowerState, PowerShutOff, PowerRunning, PowerPaused, PowerStopping, PowerCrashed, PowerMissing)
+	return v.Err()
+}
+
 // Page is one page of VMs; NextCursor is empty on the last page.
 type Page struct {
 	Items      []*VM  `json:"items"`

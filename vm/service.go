@@ -128,6 +128,9 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*VM, error) {
 
 // List returns a page of VMs.
 func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	if err := opts.validate(); err != nil {
+		return Page{}, err
+	}
 	page, err := s.Repo.List(ctx, opts)
 	for _, v := range page.Items {
 		s.live.annotate(v)

@@ -62,6 +62,16 @@ type ListOptions struct {
 	Attached  *bool     // true: only attached volumes, false: only free ones, nil: both
 }
 
+// validate checks the filters (ErrInvalid naming each bad one) and normalizes the name filter.
+func (o *ListOptions) validate() error {
+	v := &errkind.Validator{Entity: "volume list"}
+	validate.NormalizeName(&o.Name)
+	validate.Filter(v, "name", o.Name)
+	validate.Filter(v, "cursor", o.Cursor)
+	validate.Known(v, "status", o.Status, validate.Statuses(transitions)...)
+	return v.Err()
+}
+
 // Page is one page of volumes; NextCursor is empty on the last page.
 type Page struct {
 	Items      []*Volume `json:"items"`

@@ -85,6 +85,9 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Volume, error) { retu
 
 // List returns a page of volumes.
 func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	if err := opts.validate(); err != nil {
+		return Page{}, err
+	}
 	return s.repo.List(ctx, opts)
 }
 
@@ -222,7 +225,7 @@ func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 			return err
 		}
 		if newSize <= cur.Size {
-			return &errkind.ValidationError{Entity: "volume", Fields: []errkind.FieldError{{Field: "new_size",
+			return &errkind.ValidationError{Entity: "volume", Fields: []errkind.FieldError{{Field: "size",
 				Message: fmt.Sprintf("must be greater than the current size %d bytes", cur.Size)}}}
 		}
 		if err := fsm.Require("volume", id.String(), "extend", cur.Status, StatusAvailable); err != nil {

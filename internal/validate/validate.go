@@ -75,3 +75,33 @@ func NameAndDescription(v *errkind.Validator, name, description *string) {
 		Description(v, "description", *description)
 	}
 }
+
+// Filter checks a string filter of a list request (a name, a cursor): valid UTF-8 without control
+// characters, so that nothing a database refuses reaches it.
+func Filter(v *errkind.Validator, field, s string) {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		v.Add(field, "must be valid UTF-8 without control characters")
+	}
+}
+
+// Known checks that a filter value, when given, is one of the known values.
+func Known[T ~string](v *errkind.Validator, field string, value T, known ...T) {
+	if value == "" {
+		return
+	}
+	for _, k := range known {
+		if value == k {
+			return
+		}
+	}
+	v.Add(field, "unknown value %q", string(value))
+}
+
+// Statuses lists the statuses of a transition table, for Known.
+func Statuses[S ~string](table map[S][]S) []S {
+	out := make([]S, 0, len(table))
+	for s := range table {
+		out = append(out, s)
+	}
+	return out
+}

@@ -18,21 +18,144 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for CPUMode.
+const (
+	CPUModeCustom          CPUMode = "custom"
+	CPUModeHostModel       CPUMode = "host-model"
+	CPUModeHostPassthrough CPUMode = "host-passthrough"
+)
+
+// Valid indicates whether the value is a known member of the CPUMode enum.
+func (e CPUMode) Valid() bool {
+	switch e {
+	case CPUModeCustom:
+		return true
+	case CPUModeHostModel:
+		return true
+	case CPUModeHostPassthrough:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ConsoleType.
+const (
+	ConsoleTypeSpice ConsoleType = "spice"
+	ConsoleTypeVnc   ConsoleType = "vnc"
+)
+
+// Valid indicates whether the value is a known member of the ConsoleType enum.
+func (e ConsoleType) Valid() bool {
+	switch e {
+	case ConsoleTypeSpice:
+		return true
+	case ConsoleTypeVnc:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DiskBus.
+const (
+	DiskBusSata   DiskBus = "sata"
+	DiskBusScsi   DiskBus = "scsi"
+	DiskBusVirtio DiskBus = "virtio"
+)
+
+// Valid indicates whether the value is a known member of the DiskBus enum.
+func (e DiskBus) Valid() bool {
+	switch e {
+	case DiskBusSata:
+		return true
+	case DiskBusScsi:
+		return true
+	case DiskBusVirtio:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DiskRequestBus.
+const (
+	DiskRequestBusSata   DiskRequestBus = "sata"
+	DiskRequestBusScsi   DiskRequestBus = "scsi"
+	DiskRequestBusVirtio DiskRequestBus = "virtio"
+)
+
+// Valid indicates whether the value is a known member of the DiskRequestBus enum.
+func (e DiskRequestBus) Valid() bool {
+	switch e {
+	case DiskRequestBusSata:
+		return true
+	case DiskRequestBusScsi:
+		return true
+	case DiskRequestBusVirtio:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GraphicsType.
+const (
+	GraphicsTypeNone  GraphicsType = "none"
+	GraphicsTypeSpice GraphicsType = "spice"
+	GraphicsTypeVnc   GraphicsType = "vnc"
+)
+
+// Valid indicates whether the value is a known member of the GraphicsType enum.
+func (e GraphicsType) Valid() bool {
+	switch e {
+	case GraphicsTypeNone:
+		return true
+	case GraphicsTypeSpice:
+		return true
+	case GraphicsTypeVnc:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GraphicsRequestType.
+const (
+	GraphicsRequestTypeNone  GraphicsRequestType = "none"
+	GraphicsRequestTypeSpice GraphicsRequestType = "spice"
+	GraphicsRequestTypeVnc   GraphicsRequestType = "vnc"
+)
+
+// Valid indicates whether the value is a known member of the GraphicsRequestType enum.
+func (e GraphicsRequestType) Valid() bool {
+	switch e {
+	case GraphicsRequestTypeNone:
+		return true
+	case GraphicsRequestTypeSpice:
+		return true
+	case GraphicsRequestTypeVnc:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HostCPUModeMode.
 const (
-	Custom          HostCPUModeMode = "custom"
-	HostModel       HostCPUModeMode = "host-model"
-	HostPassthrough HostCPUModeMode = "host-passthrough"
+	HostCPUModeModeCustom          HostCPUModeMode = "custom"
+	HostCPUModeModeHostModel       HostCPUModeMode = "host-model"
+	HostCPUModeModeHostPassthrough HostCPUModeMode = "host-passthrough"
 )
 
 // Valid indicates whether the value is a known member of the HostCPUModeMode enum.
 func (e HostCPUModeMode) Valid() bool {
 	switch e {
-	case Custom:
+	case HostCPUModeModeCustom:
 		return true
-	case HostModel:
+	case HostCPUModeModeHostModel:
 		return true
-	case HostPassthrough:
+	case HostCPUModeModeHostPassthrough:
 		return true
 	default:
 		return false
@@ -57,6 +180,60 @@ func (e ImageStatus) Valid() bool {
 	case ImageStatusError:
 		return true
 	case ImageStatusUploading:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for InterfaceModel.
+const (
+	InterfaceModelE1000   InterfaceModel = "e1000"
+	InterfaceModelRtl8139 InterfaceModel = "rtl8139"
+	InterfaceModelVirtio  InterfaceModel = "virtio"
+)
+
+// Valid indicates whether the value is a known member of the InterfaceModel enum.
+func (e InterfaceModel) Valid() bool {
+	switch e {
+	case InterfaceModelE1000:
+		return true
+	case InterfaceModelRtl8139:
+		return true
+	case InterfaceModelVirtio:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for InterfaceType.
+const (
+	InterfaceTypeBridge  InterfaceType = "bridge"
+	InterfaceTypeNetwork InterfaceType = "network"
+)
+
+// Valid indicates whether the value is a known member of the InterfaceType enum.
+func (e InterfaceType) Valid() bool {
+	switch e {
+	case InterfaceTypeBridge:
+		return true
+	case InterfaceTypeNetwork:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NFSVersion.
+const (
+	N3 NFSVersion = 3
+)
+
+// Valid indicates whether the value is a known member of the NFSVersion enum.
+func (e NFSVersion) Valid() bool {
+	switch e {
+	case N3:
 		return true
 	default:
 		return false
@@ -89,16 +266,55 @@ func (e StorageStatus) Valid() bool {
 
 // Defines values for StorageType.
 const (
-	Localfs StorageType = "localfs"
-	Nfs     StorageType = "nfs"
+	StorageTypeLocalfs StorageType = "localfs"
+	StorageTypeNfs     StorageType = "nfs"
 )
 
 // Valid indicates whether the value is a known member of the StorageType enum.
 func (e StorageType) Valid() bool {
 	switch e {
-	case Localfs:
+	case StorageTypeLocalfs:
 		return true
-	case Nfs:
+	case StorageTypeNfs:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for StorageCreateType.
+const (
+	StorageCreateTypeLocalfs StorageCreateType = "localfs"
+	StorageCreateTypeNfs     StorageCreateType = "nfs"
+)
+
+// Valid indicates whether the value is a known member of the StorageCreateType enum.
+func (e StorageCreateType) Valid() bool {
+	switch e {
+	case StorageCreateTypeLocalfs:
+		return true
+	case StorageCreateTypeNfs:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VMBoot.
+const (
+	VMBootCdrom   VMBoot = "cdrom"
+	VMBootHd      VMBoot = "hd"
+	VMBootNetwork VMBoot = "network"
+)
+
+// Valid indicates whether the value is a known member of the VMBoot enum.
+func (e VMBoot) Valid() bool {
+	switch e {
+	case VMBootCdrom:
+		return true
+	case VMBootHd:
+		return true
+	case VMBootNetwork:
 		return true
 	default:
 		return false
@@ -107,28 +323,28 @@ func (e StorageType) Valid() bool {
 
 // Defines values for VMPowerState.
 const (
-	Crashed      VMPowerState = "crashed"
-	Missing      VMPowerState = "missing"
-	Paused       VMPowerState = "paused"
-	Running      VMPowerState = "running"
-	ShutOff      VMPowerState = "shut_off"
-	ShuttingDown VMPowerState = "shutting_down"
+	VMPowerStateCrashed      VMPowerState = "crashed"
+	VMPowerStateMissing      VMPowerState = "missing"
+	VMPowerStatePaused       VMPowerState = "paused"
+	VMPowerStateRunning      VMPowerState = "running"
+	VMPowerStateShutOff      VMPowerState = "shut_off"
+	VMPowerStateShuttingDown VMPowerState = "shutting_down"
 )
 
 // Valid indicates whether the value is a known member of the VMPowerState enum.
 func (e VMPowerState) Valid() bool {
 	switch e {
-	case Crashed:
+	case VMPowerStateCrashed:
 		return true
-	case Missing:
+	case VMPowerStateMissing:
 		return true
-	case Paused:
+	case VMPowerStatePaused:
 		return true
-	case Running:
+	case VMPowerStateRunning:
 		return true
-	case ShutOff:
+	case VMPowerStateShutOff:
 		return true
-	case ShuttingDown:
+	case VMPowerStateShuttingDown:
 		return true
 	default:
 		return false
@@ -168,18 +384,96 @@ func (e VMStatus) Valid() bool {
 	}
 }
 
+// Defines values for VMCreateBoot.
+const (
+	VMCreateBootCdrom   VMCreateBoot = "cdrom"
+	VMCreateBootHd      VMCreateBoot = "hd"
+	VMCreateBootNetwork VMCreateBoot = "network"
+)
+
+// Valid indicates whether the value is a known member of the VMCreateBoot enum.
+func (e VMCreateBoot) Valid() bool {
+	switch e {
+	case VMCreateBootCdrom:
+		return true
+	case VMCreateBootHd:
+		return true
+	case VMCreateBootNetwork:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VMCreateFirmware.
+const (
+	VMCreateFirmwareBios VMCreateFirmware = "bios"
+	VMCreateFirmwareUefi VMCreateFirmware = "uefi"
+)
+
+// Valid indicates whether the value is a known member of the VMCreateFirmware enum.
+func (e VMCreateFirmware) Valid() bool {
+	switch e {
+	case VMCreateFirmwareBios:
+		return true
+	case VMCreateFirmwareUefi:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VMEditBoot.
+const (
+	VMEditBootCdrom   VMEditBoot = "cdrom"
+	VMEditBootHd      VMEditBoot = "hd"
+	VMEditBootNetwork VMEditBoot = "network"
+)
+
+// Valid indicates whether the value is a known member of the VMEditBoot enum.
+func (e VMEditBoot) Valid() bool {
+	switch e {
+	case VMEditBootCdrom:
+		return true
+	case VMEditBootHd:
+		return true
+	case VMEditBootNetwork:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VMEditFirmware.
+const (
+	VMEditFirmwareBios VMEditFirmware = "bios"
+	VMEditFirmwareUefi VMEditFirmware = "uefi"
+)
+
+// Valid indicates whether the value is a known member of the VMEditFirmware enum.
+func (e VMEditFirmware) Valid() bool {
+	switch e {
+	case VMEditFirmwareBios:
+		return true
+	case VMEditFirmwareUefi:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VolumeFormat.
 const (
-	Qcow2 VolumeFormat = "qcow2"
-	Raw   VolumeFormat = "raw"
+	VolumeFormatQcow2 VolumeFormat = "qcow2"
+	VolumeFormatRaw   VolumeFormat = "raw"
 )
 
 // Valid indicates whether the value is a known member of the VolumeFormat enum.
 func (e VolumeFormat) Valid() bool {
 	switch e {
-	case Qcow2:
+	case VolumeFormatQcow2:
 		return true
-	case Raw:
+	case VolumeFormatRaw:
 		return true
 	default:
 		return false
@@ -207,6 +501,201 @@ func (e VolumeStatus) Valid() bool {
 	case VolumeStatusError:
 		return true
 	case VolumeStatusExtending:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VolumeAttachBus.
+const (
+	VolumeAttachBusSata   VolumeAttachBus = "sata"
+	VolumeAttachBusScsi   VolumeAttachBus = "scsi"
+	VolumeAttachBusVirtio VolumeAttachBus = "virtio"
+)
+
+// Valid indicates whether the value is a known member of the VolumeAttachBus enum.
+func (e VolumeAttachBus) Valid() bool {
+	switch e {
+	case VolumeAttachBusSata:
+		return true
+	case VolumeAttachBusScsi:
+		return true
+	case VolumeAttachBusVirtio:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VolumeCreateFormat.
+const (
+	VolumeCreateFormatQcow2 VolumeCreateFormat = "qcow2"
+	VolumeCreateFormatRaw   VolumeCreateFormat = "raw"
+)
+
+// Valid indicates whether the value is a known member of the VolumeCreateFormat enum.
+func (e VolumeCreateFormat) Valid() bool {
+	switch e {
+	case VolumeCreateFormatQcow2:
+		return true
+	case VolumeCreateFormatRaw:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListImagesParamsStatus.
+const (
+	ListImagesParamsStatusAvailable ListImagesParamsStatus = "available"
+	ListImagesParamsStatusDeleting  ListImagesParamsStatus = "deleting"
+	ListImagesParamsStatusError     ListImagesParamsStatus = "error"
+	ListImagesParamsStatusUploading ListImagesParamsStatus = "uploading"
+)
+
+// Valid indicates whether the value is a known member of the ListImagesParamsStatus enum.
+func (e ListImagesParamsStatus) Valid() bool {
+	switch e {
+	case ListImagesParamsStatusAvailable:
+		return true
+	case ListImagesParamsStatusDeleting:
+		return true
+	case ListImagesParamsStatusError:
+		return true
+	case ListImagesParamsStatusUploading:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListStoragesParamsStatus.
+const (
+	ListStoragesParamsStatusAvailable ListStoragesParamsStatus = "available"
+	ListStoragesParamsStatusCreating  ListStoragesParamsStatus = "creating"
+	ListStoragesParamsStatusDeleting  ListStoragesParamsStatus = "deleting"
+	ListStoragesParamsStatusError     ListStoragesParamsStatus = "error"
+)
+
+// Valid indicates whether the value is a known member of the ListStoragesParamsStatus enum.
+func (e ListStoragesParamsStatus) Valid() bool {
+	switch e {
+	case ListStoragesParamsStatusAvailable:
+		return true
+	case ListStoragesParamsStatusCreating:
+		return true
+	case ListStoragesParamsStatusDeleting:
+		return true
+	case ListStoragesParamsStatusError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListStoragesParamsType.
+const (
+	ListStoragesParamsTypeLocalfs ListStoragesParamsType = "localfs"
+	ListStoragesParamsTypeNfs     ListStoragesParamsType = "nfs"
+)
+
+// Valid indicates whether the value is a known member of the ListStoragesParamsType enum.
+func (e ListStoragesParamsType) Valid() bool {
+	switch e {
+	case ListStoragesParamsTypeLocalfs:
+		return true
+	case ListStoragesParamsTypeNfs:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListVMsParamsStatus.
+const (
+	ListVMsParamsStatusAvailable ListVMsParamsStatus = "available"
+	ListVMsParamsStatusCreating  ListVMsParamsStatus = "creating"
+	ListVMsParamsStatusDeleting  ListVMsParamsStatus = "deleting"
+	ListVMsParamsStatusEditing   ListVMsParamsStatus = "editing"
+	ListVMsParamsStatusError     ListVMsParamsStatus = "error"
+	ListVMsParamsStatusStarting  ListVMsParamsStatus = "starting"
+	ListVMsParamsStatusStopping  ListVMsParamsStatus = "stopping"
+)
+
+// Valid indicates whether the value is a known member of the ListVMsParamsStatus enum.
+func (e ListVMsParamsStatus) Valid() bool {
+	switch e {
+	case ListVMsParamsStatusAvailable:
+		return true
+	case ListVMsParamsStatusCreating:
+		return true
+	case ListVMsParamsStatusDeleting:
+		return true
+	case ListVMsParamsStatusEditing:
+		return true
+	case ListVMsParamsStatusError:
+		return true
+	case ListVMsParamsStatusStarting:
+		return true
+	case ListVMsParamsStatusStopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListVMsParamsPowerState.
+const (
+	ListVMsParamsPowerStateCrashed      ListVMsParamsPowerState = "crashed"
+	ListVMsParamsPowerStateMissing      ListVMsParamsPowerState = "missing"
+	ListVMsParamsPowerStatePaused       ListVMsParamsPowerState = "paused"
+	ListVMsParamsPowerStateRunning      ListVMsParamsPowerState = "running"
+	ListVMsParamsPowerStateShutOff      ListVMsParamsPowerState = "shut_off"
+	ListVMsParamsPowerStateShuttingDown ListVMsParamsPowerState = "shutting_down"
+)
+
+// Valid indicates whether the value is a known member of the ListVMsParamsPowerState enum.
+func (e ListVMsParamsPowerState) Valid() bool {
+	switch e {
+	case ListVMsParamsPowerStateCrashed:
+		return true
+	case ListVMsParamsPowerStateMissing:
+		return true
+	case ListVMsParamsPowerStatePaused:
+		return true
+	case ListVMsParamsPowerStateRunning:
+		return true
+	case ListVMsParamsPowerStateShutOff:
+		return true
+	case ListVMsParamsPowerStateShuttingDown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListVolumesParamsStatus.
+const (
+	ListVolumesParamsStatusAvailable ListVolumesParamsStatus = "available"
+	ListVolumesParamsStatusCreating  ListVolumesParamsStatus = "creating"
+	ListVolumesParamsStatusDeleting  ListVolumesParamsStatus = "deleting"
+	ListVolumesParamsStatusError     ListVolumesParamsStatus = "error"
+	ListVolumesParamsStatusExtending ListVolumesParamsStatus = "extending"
+)
+
+// Valid indicates whether the value is a known member of the ListVolumesParamsStatus enum.
+func (e ListVolumesParamsStatus) Valid() bool {
+	switch e {
+	case ListVolumesParamsStatusAvailable:
+		return true
+	case ListVolumesParamsStatusCreating:
+		return true
+	case ListVolumesParamsStatusDeleting:
+		return true
+	case ListVolumesParamsStatusError:
+		return true
+	case ListVolumesParamsStatusExtending:
 		return true
 	default:
 		return false
@@ -242,13 +731,16 @@ type CPU struct {
 	Cores int64 `json:"cores"`
 
 	// Mode host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports.
-	Mode *string `json:"mode,omitempty"`
+	Mode *CPUMode `json:"mode,omitempty"`
 
 	// Model CPU model, for mode custom (for example qemu64 or Skylake-Client; see GET /api/v1/host).
 	Model   *string `json:"model,omitempty"`
 	Sockets int64   `json:"sockets"`
 	Threads int64   `json:"threads"`
 }
+
+// CPUMode host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports.
+type CPUMode string
 
 // Console defines model for Console.
 type Console struct {
@@ -259,15 +751,18 @@ type Console struct {
 	Port        int64 `json:"port"`
 
 	// Type vnc or spice.
-	Type string `json:"type"`
+	Type ConsoleType `json:"type"`
 }
+
+// ConsoleType vnc or spice.
+type ConsoleType string
 
 // Disk defines model for Disk.
 type Disk struct {
 	BootOrder *int64 `json:"boot_order,omitempty"`
 
 	// Bus virtio, sata or scsi.
-	Bus           string             `json:"bus"`
+	Bus           DiskBus            `json:"bus"`
 	ReadBytesSec  *int64             `json:"read_bytes_sec,omitempty"`
 	ReadIops      *int64             `json:"read_iops,omitempty"`
 	VolumeId      openapi_types.UUID `json:"volume_id"`
@@ -275,12 +770,15 @@ type Disk struct {
 	WriteIops     *int64             `json:"write_iops,omitempty"`
 }
 
+// DiskBus virtio, sata or scsi.
+type DiskBus string
+
 // DiskRequest defines model for DiskRequest.
 type DiskRequest struct {
 	BootOrder *int64 `json:"boot_order,omitempty"`
 
 	// Bus virtio (default), sata or scsi.
-	Bus           *string             `json:"bus,omitempty"`
+	Bus           *DiskRequestBus     `json:"bus,omitempty"`
 	New           *VolumeCreate       `json:"new,omitempty"`
 	ReadBytesSec  *int64              `json:"read_bytes_sec,omitempty"`
 	ReadIops      *int64              `json:"read_iops,omitempty"`
@@ -288,6 +786,9 @@ type DiskRequest struct {
 	WriteBytesSec *int64              `json:"write_bytes_sec,omitempty"`
 	WriteIops     *int64              `json:"write_iops,omitempty"`
 }
+
+// DiskRequestBus virtio (default), sata or scsi.
+type DiskRequestBus string
 
 // ErrorDetail defines model for ErrorDetail.
 type ErrorDetail struct {
@@ -303,22 +804,28 @@ type ErrorDetail struct {
 
 // Graphics defines model for Graphics.
 type Graphics struct {
-	Listen      string `json:"listen"`
-	PasswordSet bool   `json:"password_set"`
-	Type        string `json:"type"`
+	Listen      string       `json:"listen"`
+	PasswordSet bool         `json:"password_set"`
+	Type        GraphicsType `json:"type"`
 }
+
+// GraphicsType defines model for Graphics.Type.
+type GraphicsType string
 
 // GraphicsRequest defines model for GraphicsRequest.
 type GraphicsRequest struct {
 	// Listen IP address to listen on (default 127.0.0.1).
 	Listen *string `json:"listen,omitempty"`
 
-	// Password Console password; write-only.
+	// Password Console password; write-only (VNC: at most 8 characters).
 	Password *string `json:"password,omitempty"`
 
 	// Type vnc (default), spice or none.
-	Type *string `json:"type,omitempty"`
+	Type *GraphicsRequestType `json:"type,omitempty"`
 }
+
+// GraphicsRequestType vnc (default), spice or none.
+type GraphicsRequestType string
 
 // Health defines model for Health.
 type Health struct {
@@ -445,14 +952,20 @@ type Interface struct {
 	Mac *string `json:"mac,omitempty"`
 
 	// Model virtio (default), e1000 or rtl8139.
-	Model *string `json:"model,omitempty"`
+	Model *InterfaceModel `json:"model,omitempty"`
 
 	// Source Bridge or libvirt network name.
 	Source string `json:"source"`
 
 	// Type bridge or network.
-	Type string `json:"type"`
+	Type InterfaceType `json:"type"`
 }
+
+// InterfaceModel virtio (default), e1000 or rtl8139.
+type InterfaceModel string
+
+// InterfaceType bridge or network.
+type InterfaceType string
 
 // LocalFSSpec defines model for LocalFSSpec.
 type LocalFSSpec struct {
@@ -461,13 +974,18 @@ type LocalFSSpec struct {
 	FsType          *string `json:"fs_type,omitempty"`
 	FsUuid          *string `json:"fs_uuid,omitempty"`
 	Path            *string `json:"path,omitempty"`
+	RealPath        *string `json:"real_path,omitempty"`
 	ReuseFilesystem *bool   `json:"reuse_filesystem,omitempty"`
+	Wipe            *bool   `json:"wipe,omitempty"`
 }
 
 // MetaEdit defines model for MetaEdit.
 type MetaEdit struct {
+	// Description At most 255 characters, no control characters.
 	Description *string `json:"description,omitempty"`
-	Name        *string `json:"name,omitempty"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name *string `json:"name,omitempty"`
 }
 
 // NFS defines model for NFS.
@@ -479,8 +997,11 @@ type NFS struct {
 	Server string `json:"server"`
 
 	// Version NFS protocol version; only 3 is supported (default 3).
-	Version *int64 `json:"version,omitempty"`
+	Version *NFSVersion `json:"version,omitempty"`
 }
+
+// NFSVersion NFS protocol version; only 3 is supported (default 3).
+type NFSVersion int64
 
 // Problem defines model for Problem.
 type Problem struct {
@@ -493,7 +1014,7 @@ type Problem struct {
 	// Instance The request path.
 	Instance *string `json:"instance,omitempty"`
 
-	// Kind The SDK error kind: not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed), unauthenticated, forbidden.
+	// Kind The error kind: the SDK's not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed); the server's unauthenticated, forbidden, method_not_allowed, unsupported_media_type (415), internal (500).
 	Kind *string `json:"kind,omitempty"`
 
 	// Reason A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited.
@@ -548,16 +1069,22 @@ type StorageType string
 
 // StorageCreate defines model for StorageCreate.
 type StorageCreate struct {
+	// Description At most 255 characters, no control characters.
 	Description *string `json:"description,omitempty"`
 
 	// Localfs A directory (path) or a block device (device, fs_type, format or reuse_filesystem).
 	Localfs *LocalFSSpec `json:"localfs,omitempty"`
-	Name    string       `json:"name"`
-	Nfs     *NFS         `json:"nfs,omitempty"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name string `json:"name"`
+	Nfs  *NFS   `json:"nfs,omitempty"`
 
 	// Type localfs or nfs.
-	Type string `json:"type"`
+	Type StorageCreateType `json:"type"`
 }
+
+// StorageCreateType localfs or nfs.
+type StorageCreateType string
 
 // StoragePage defines model for StoragePage.
 type StoragePage struct {
@@ -567,7 +1094,7 @@ type StoragePage struct {
 
 // VM defines model for VM.
 type VM struct {
-	Boot        []string           `json:"boot"`
+	Boot        []VMBoot           `json:"boot"`
 	Cdroms      []CDROM            `json:"cdroms"`
 	Cpu         CPU                `json:"cpu"`
 	CreatedAt   time.Time          `json:"created_at"`
@@ -598,6 +1125,9 @@ type VM struct {
 	Version         int64     `json:"version"`
 }
 
+// VMBoot defines model for VM.Boot.
+type VMBoot string
+
 // VMPowerState defines model for VM.PowerState.
 type VMPowerState string
 
@@ -607,37 +1137,62 @@ type VMStatus string
 // VMCreate defines model for VMCreate.
 type VMCreate struct {
 	// Boot Boot order: hd, cdrom, network (default [hd, cdrom]).
-	Boot        *[]string      `json:"boot,omitempty"`
-	Cdroms      *[]CDROM       `json:"cdroms,omitempty"`
-	Cpu         CPU            `json:"cpu"`
+	Boot   *[]VMCreateBoot `json:"boot,omitempty"`
+	Cdroms *[]CDROM        `json:"cdroms,omitempty"`
+	Cpu    CPU             `json:"cpu"`
+
+	// Description At most 255 characters, no control characters.
 	Description *string        `json:"description,omitempty"`
 	Disks       *[]DiskRequest `json:"disks,omitempty"`
 
 	// Firmware bios (default) or uefi.
-	Firmware    *string          `json:"firmware,omitempty"`
-	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
-	Interfaces  *[]Interface     `json:"interfaces,omitempty"`
-	MachineType *string          `json:"machine_type,omitempty"`
+	Firmware    *VMCreateFirmware `json:"firmware,omitempty"`
+	Graphics    *GraphicsRequest  `json:"graphics,omitempty"`
+	Interfaces  *[]Interface      `json:"interfaces,omitempty"`
+	MachineType *string           `json:"machine_type,omitempty"`
 
-	// Memory Bytes, a whole number of MiB.
-	Memory int64  `json:"memory"`
-	Name   string `json:"name"`
+	// Memory Bytes, a whole number of MiB from 16 MiB to 16 TiB.
+	Memory int64 `json:"memory"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name string `json:"name"`
 }
+
+// VMCreateBoot defines model for VMCreate.Boot.
+type VMCreateBoot string
+
+// VMCreateFirmware bios (default) or uefi.
+type VMCreateFirmware string
 
 // VMEdit defines model for VMEdit.
 type VMEdit struct {
-	Boot        *[]string        `json:"boot,omitempty"`
-	Cdroms      *[]CDROM         `json:"cdroms,omitempty"`
-	Cpu         *CPU             `json:"cpu,omitempty"`
-	Description *string          `json:"description,omitempty"`
-	Disks       *[]DiskRequest   `json:"disks,omitempty"`
-	Firmware    *string          `json:"firmware,omitempty"`
+	// Boot Boot order: hd, cdrom, network.
+	Boot   *[]VMEditBoot `json:"boot,omitempty"`
+	Cdroms *[]CDROM      `json:"cdroms,omitempty"`
+	Cpu    *CPU          `json:"cpu,omitempty"`
+
+	// Description At most 255 characters, no control characters.
+	Description *string        `json:"description,omitempty"`
+	Disks       *[]DiskRequest `json:"disks,omitempty"`
+
+	// Firmware bios or uefi.
+	Firmware    *VMEditFirmware  `json:"firmware,omitempty"`
 	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
 	Interfaces  *[]Interface     `json:"interfaces,omitempty"`
 	MachineType *string          `json:"machine_type,omitempty"`
-	Memory      *int64           `json:"memory,omitempty"`
-	Name        *string          `json:"name,omitempty"`
+
+	// Memory Bytes, a whole number of MiB from 16 MiB to 16 TiB.
+	Memory *int64 `json:"memory,omitempty"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name *string `json:"name,omitempty"`
 }
+
+// VMEditBoot defines model for VMEdit.Boot.
+type VMEditBoot string
+
+// VMEditFirmware bios or uefi.
+type VMEditFirmware string
 
 // VMPage defines model for VMPage.
 type VMPage struct {
@@ -686,9 +1241,12 @@ type VolumeStatus string
 // VolumeAttach defines model for VolumeAttach.
 type VolumeAttach struct {
 	// Bus virtio (default), sata or scsi.
-	Bus      *string            `json:"bus,omitempty"`
+	Bus      *VolumeAttachBus   `json:"bus,omitempty"`
 	VolumeId openapi_types.UUID `json:"volume_id"`
 }
+
+// VolumeAttachBus virtio (default), sata or scsi.
+type VolumeAttachBus string
 
 // VolumeAttachment defines model for VolumeAttachment.
 type VolumeAttachment struct {
@@ -700,10 +1258,13 @@ type VolumeAttachment struct {
 
 // VolumeCreate defines model for VolumeCreate.
 type VolumeCreate struct {
+	// Description At most 255 characters, no control characters.
 	Description *string `json:"description,omitempty"`
 
 	// Format qcow2 or raw.
-	Format    string `json:"format"`
+	Format VolumeCreateFormat `json:"format"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
 	Name      string `json:"name"`
 	ReadOnly  *bool  `json:"read_only,omitempty"`
 	Shareable *bool  `json:"shareable,omitempty"`
@@ -713,12 +1274,18 @@ type VolumeCreate struct {
 	StorageId openapi_types.UUID `json:"storage_id"`
 }
 
+// VolumeCreateFormat qcow2 or raw.
+type VolumeCreateFormat string
+
 // VolumeEdit defines model for VolumeEdit.
 type VolumeEdit struct {
+	// Description At most 255 characters, no control characters.
 	Description *string `json:"description,omitempty"`
-	Name        *string `json:"name,omitempty"`
-	ReadOnly    *bool   `json:"read_only,omitempty"`
-	Shareable   *bool   `json:"shareable,omitempty"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name      *string `json:"name,omitempty"`
+	ReadOnly  *bool   `json:"read_only,omitempty"`
+	Shareable *bool   `json:"shareable,omitempty"`
 }
 
 // VolumeExtend defines model for VolumeExtend.
@@ -742,14 +1309,17 @@ type ListImagesParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// StorageId Only images on this storage.
-	StorageId *string `form:"storage_id,omitempty" json:"storage_id,omitempty"`
+	StorageId *openapi_types.UUID `form:"storage_id,omitempty" json:"storage_id,omitempty"`
 
 	// Status Only images with this status.
-	Status *string `form:"status,omitempty" json:"status,omitempty"`
+	Status *ListImagesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Name Only images with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
 }
+
+// ListImagesParamsStatus defines parameters for ListImages.
+type ListImagesParamsStatus string
 
 // UploadImageMultipartBody defines parameters for UploadImage.
 type UploadImageMultipartBody struct {
@@ -764,7 +1334,7 @@ type UploadImageMultipartBody struct {
 // UploadImageParams defines parameters for UploadImage.
 type UploadImageParams struct {
 	// StorageId The storage to upload to (or a storage_id form field before the file part).
-	StorageId *string `form:"storage_id,omitempty" json:"storage_id,omitempty"`
+	StorageId *openapi_types.UUID `form:"storage_id,omitempty" json:"storage_id,omitempty"`
 
 	// Name The image's name (or a name form field; default: the file part's file name).
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
@@ -782,14 +1352,20 @@ type ListStoragesParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Status Only storages with this status.
-	Status *string `form:"status,omitempty" json:"status,omitempty"`
+	Status *ListStoragesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Type Only storages of this type (localfs, nfs).
-	Type *string `form:"type,omitempty" json:"type,omitempty"`
+	Type *ListStoragesParamsType `form:"type,omitempty" json:"type,omitempty"`
 
 	// Name Only the storage with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
 }
+
+// ListStoragesParamsStatus defines parameters for ListStorages.
+type ListStoragesParamsStatus string
+
+// ListStoragesParamsType defines parameters for ListStorages.
+type ListStoragesParamsType string
 
 // ListVMsParams defines parameters for ListVMs.
 type ListVMsParams struct {
@@ -800,14 +1376,20 @@ type ListVMsParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Status Only VMs with this status.
-	Status *string `form:"status,omitempty" json:"status,omitempty"`
+	Status *ListVMsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// PowerState Only VMs in this power state.
-	PowerState *string `form:"power_state,omitempty" json:"power_state,omitempty"`
+	PowerState *ListVMsParamsPowerState `form:"power_state,omitempty" json:"power_state,omitempty"`
 
 	// Name Only the VM with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
 }
+
+// ListVMsParamsStatus defines parameters for ListVMs.
+type ListVMsParamsStatus string
+
+// ListVMsParamsPowerState defines parameters for ListVMs.
+type ListVMsParamsPowerState string
 
 // DeleteVMParams defines parameters for DeleteVM.
 type DeleteVMParams struct {
@@ -830,10 +1412,10 @@ type ListVolumesParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// StorageId Only volumes on this storage.
-	StorageId *string `form:"storage_id,omitempty" json:"storage_id,omitempty"`
+	StorageId *openapi_types.UUID `form:"storage_id,omitempty" json:"storage_id,omitempty"`
 
 	// Status Only volumes with this status.
-	Status *string `form:"status,omitempty" json:"status,omitempty"`
+	Status *ListVolumesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// Name Only volumes with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
@@ -841,6 +1423,9 @@ type ListVolumesParams struct {
 	// Attached true: only volumes attached to a VM; false: only free ones.
 	Attached *ListVolumesParamsAttached `form:"attached,omitempty" json:"attached,omitempty"`
 }
+
+// ListVolumesParamsStatus defines parameters for ListVolumes.
+type ListVolumesParamsStatus string
 
 // ListVolumesParamsAttached defines parameters for ListVolumes.
 type ListVolumesParamsAttached string
@@ -961,6 +1546,8 @@ type ClientInterface interface {
 
 	// ListImages List images
 	//
+	// Lists images, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
+	//
 	// Corresponds with GET /api/v1/images (the `ListImages` operationId).
 	ListImages(ctx context.Context, params *ListImagesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -975,15 +1562,21 @@ type ClientInterface interface {
 
 	// DeleteImage Delete an image no VM uses
 	//
+	// Deletes an image no VM uses (409 in_use otherwise) and its file.
+	//
 	// Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
 	DeleteImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetImage Get an image
 	//
+	// Returns one image with the VMs that use it as a cdrom.
+	//
 	// Corresponds with GET /api/v1/images/{id} (the `GetImage` operationId).
 	GetImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditImageWithBody Rename or describe an image
+	//
+	// Changes an image's name or description; absent fields stay as they are.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -992,6 +1585,8 @@ type ClientInterface interface {
 
 	// EditImage Rename or describe an image
 	//
+	// Changes an image's name or description; absent fields stay as they are.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
@@ -999,10 +1594,14 @@ type ClientInterface interface {
 
 	// ListStorages List storages
 	//
+	// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+	//
 	// Corresponds with GET /api/v1/storages (the `ListStorages` operationId).
 	ListStorages(ctx context.Context, params *ListStoragesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateStorageWithBody Create a storage (a local directory or device, or an NFS export)
+	//
+	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1011,6 +1610,8 @@ type ClientInterface interface {
 
 	// CreateStorage Create a storage (a local directory or device, or an NFS export)
 	//
+	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
@@ -1018,15 +1619,21 @@ type ClientInterface interface {
 
 	// DeleteStorage Delete a storage that holds no volumes or images
 	//
+	// Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.
+	//
 	// Corresponds with DELETE /api/v1/storages/{id} (the `DeleteStorage` operationId).
 	DeleteStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetStorage Get a storage
 	//
+	// Returns one storage with its capacity and free space.
+	//
 	// Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
 	GetStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditStorageWithBody Rename or describe a storage
+	//
+	// Changes a storage's name or description; absent fields stay as they are.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1035,6 +1642,8 @@ type ClientInterface interface {
 
 	// EditStorage Rename or describe a storage
 	//
+	// Changes a storage's name or description; absent fields stay as they are.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
@@ -1042,10 +1651,14 @@ type ClientInterface interface {
 
 	// ListVMs List VMs
 	//
+	// Lists VMs, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or power_state is 422.
+	//
 	// Corresponds with GET /api/v1/vms (the `ListVMs` operationId).
 	ListVMs(ctx context.Context, params *ListVMsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateVMWithBody Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
+	//
+	// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1054,6 +1667,8 @@ type ClientInterface interface {
 
 	// CreateVM Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
 	//
+	// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
@@ -1061,15 +1676,21 @@ type ClientInterface interface {
 
 	// DeleteVM Delete a stopped VM
 	//
+	// Deletes a VM that is shut off; with the query parameter delete_volumes=true also its volumes that no other VM uses. A DELETE takes no request body: a request with one is refused with 400.
+	//
 	// Corresponds with DELETE /api/v1/vms/{id} (the `DeleteVM` operationId).
 	DeleteVM(ctx context.Context, id openapi_types.UUID, params *DeleteVMParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetVM Get a VM
 	//
+	// Returns one VM with its power state as the hypervisor last reported it.
+	//
 	// Corresponds with GET /api/v1/vms/{id} (the `GetVM` operationId).
 	GetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditVMWithBody Change a stopped VM
+	//
+	// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1078,27 +1699,37 @@ type ClientInterface interface {
 
 	// EditVM Change a stopped VM
 	//
+	// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
 	EditVM(ctx context.Context, id openapi_types.UUID, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetVMConsole Where a running VM's graphical console listens
+	// GetVMConsole Where a running VM's graphical console listens (role admin)
+	//
+	// Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control of the guest: only role admin may call this (403 for a reader token).
 	//
 	// Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
 	GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+	// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)
+	//
+	// Returns the end of what the VM wrote on its serial console (boot messages, a kernel panic), kept across boots, as text/plain. It may show what the guest prints to its operator: only role admin may call this (403 for a reader token).
 	//
 	// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
 	GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RebootVM Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 	//
+	// Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
+	//
 	// Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
 	RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ResetVM Reset a running VM at once, like a hardware reset button (the guest is not asked)
+	//
+	// Resets a running VM at once, like a hardware reset button; the guest is not asked.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
 	ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1112,12 +1743,16 @@ type ClientInterface interface {
 
 	// StopVMWithBody Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 	//
+	// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
 	StopVMWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StopVM Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
+	//
+	// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1126,12 +1761,16 @@ type ClientInterface interface {
 
 	// AttachVolumeWithBody Attach a volume to a stopped VM
 	//
+	// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
 	AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// AttachVolume Attach a volume to a stopped VM
+	//
+	// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1140,15 +1779,21 @@ type ClientInterface interface {
 
 	// DetachVolume Detach a volume from a stopped VM (the volume is kept)
 	//
+	// Detaches a volume from a VM that is shut off; the volume is kept.
+	//
 	// Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
 	DetachVolume(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListVolumes List volumes
 	//
+	// Lists volumes, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
+	//
 	// Corresponds with GET /api/v1/volumes (the `ListVolumes` operationId).
 	ListVolumes(ctx context.Context, params *ListVolumesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateVolumeWithBody Create a volume
+	//
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1157,6 +1802,8 @@ type ClientInterface interface {
 
 	// CreateVolume Create a volume
 	//
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
@@ -1164,15 +1811,21 @@ type ClientInterface interface {
 
 	// DeleteVolume Delete a volume no VM uses
 	//
+	// Deletes a volume no VM uses (409 in_use otherwise) and its file.
+	//
 	// Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
 	DeleteVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetVolume Get a volume
 	//
+	// Returns one volume with the VMs that use it.
+	//
 	// Corresponds with GET /api/v1/volumes/{id} (the `GetVolume` operationId).
 	GetVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditVolumeWithBody Change a volume's name, description or flags
+	//
+	// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1181,12 +1834,16 @@ type ClientInterface interface {
 
 	// EditVolume Change a volume's name, description or flags
 	//
+	// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
 	EditVolume(ctx context.Context, id openapi_types.UUID, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ExtendVolumeWithBody Grow a volume
+	//
+	// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1195,12 +1852,16 @@ type ClientInterface interface {
 
 	// ExtendVolume Grow a volume
 	//
+	// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
 	ExtendVolume(ctx context.Context, id openapi_types.UUID, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Healthz Liveness: the process serves requests
+	//
+	// 200 while the process serves requests; it checks nothing else.
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1231,6 +1892,8 @@ func (c *Client) GetHost(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 }
 
 // ListImages List images
+//
+// Lists images, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
 //
 // Corresponds with GET /api/v1/images (the `ListImages` operationId).
 func (c *Client) ListImages(ctx context.Context, params *ListImagesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1266,6 +1929,8 @@ func (c *Client) UploadImageWithBody(ctx context.Context, params *UploadImagePar
 
 // DeleteImage Delete an image no VM uses
 //
+// Deletes an image no VM uses (409 in_use otherwise) and its file.
+//
 // Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
 func (c *Client) DeleteImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteImageRequest(c.Server, id)
@@ -1281,6 +1946,8 @@ func (c *Client) DeleteImage(ctx context.Context, id openapi_types.UUID, reqEdit
 
 // GetImage Get an image
 //
+// Returns one image with the VMs that use it as a cdrom.
+//
 // Corresponds with GET /api/v1/images/{id} (the `GetImage` operationId).
 func (c *Client) GetImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetImageRequest(c.Server, id)
@@ -1295,6 +1962,8 @@ func (c *Client) GetImage(ctx context.Context, id openapi_types.UUID, reqEditors
 }
 
 // EditImageWithBody Rename or describe an image
+//
+// Changes an image's name or description; absent fields stay as they are.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1313,6 +1982,8 @@ func (c *Client) EditImageWithBody(ctx context.Context, id openapi_types.UUID, c
 
 // EditImage Rename or describe an image
 //
+// Changes an image's name or description; absent fields stay as they are.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
@@ -1330,6 +2001,8 @@ func (c *Client) EditImage(ctx context.Context, id openapi_types.UUID, body Edit
 
 // ListStorages List storages
 //
+// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+//
 // Corresponds with GET /api/v1/storages (the `ListStorages` operationId).
 func (c *Client) ListStorages(ctx context.Context, params *ListStoragesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListStoragesRequest(c.Server, params)
@@ -1344,6 +2017,8 @@ func (c *Client) ListStorages(ctx context.Context, params *ListStoragesParams, r
 }
 
 // CreateStorageWithBody Create a storage (a local directory or device, or an NFS export)
+//
+// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1362,6 +2037,8 @@ func (c *Client) CreateStorageWithBody(ctx context.Context, contentType string, 
 
 // CreateStorage Create a storage (a local directory or device, or an NFS export)
 //
+// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
@@ -1379,6 +2056,8 @@ func (c *Client) CreateStorage(ctx context.Context, body CreateStorageJSONReques
 
 // DeleteStorage Delete a storage that holds no volumes or images
 //
+// Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.
+//
 // Corresponds with DELETE /api/v1/storages/{id} (the `DeleteStorage` operationId).
 func (c *Client) DeleteStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteStorageRequest(c.Server, id)
@@ -1394,6 +2073,8 @@ func (c *Client) DeleteStorage(ctx context.Context, id openapi_types.UUID, reqEd
 
 // GetStorage Get a storage
 //
+// Returns one storage with its capacity and free space.
+//
 // Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
 func (c *Client) GetStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetStorageRequest(c.Server, id)
@@ -1408,6 +2089,8 @@ func (c *Client) GetStorage(ctx context.Context, id openapi_types.UUID, reqEdito
 }
 
 // EditStorageWithBody Rename or describe a storage
+//
+// Changes a storage's name or description; absent fields stay as they are.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1426,6 +2109,8 @@ func (c *Client) EditStorageWithBody(ctx context.Context, id openapi_types.UUID,
 
 // EditStorage Rename or describe a storage
 //
+// Changes a storage's name or description; absent fields stay as they are.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
@@ -1443,6 +2128,8 @@ func (c *Client) EditStorage(ctx context.Context, id openapi_types.UUID, body Ed
 
 // ListVMs List VMs
 //
+// Lists VMs, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or power_state is 422.
+//
 // Corresponds with GET /api/v1/vms (the `ListVMs` operationId).
 func (c *Client) ListVMs(ctx context.Context, params *ListVMsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListVMsRequest(c.Server, params)
@@ -1457,6 +2144,8 @@ func (c *Client) ListVMs(ctx context.Context, params *ListVMsParams, reqEditors 
 }
 
 // CreateVMWithBody Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
+//
+// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1475,6 +2164,8 @@ func (c *Client) CreateVMWithBody(ctx context.Context, contentType string, body 
 
 // CreateVM Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
 //
+// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
@@ -1492,6 +2183,8 @@ func (c *Client) CreateVM(ctx context.Context, body CreateVMJSONRequestBody, req
 
 // DeleteVM Delete a stopped VM
 //
+// Deletes a VM that is shut off; with the query parameter delete_volumes=true also its volumes that no other VM uses. A DELETE takes no request body: a request with one is refused with 400.
+//
 // Corresponds with DELETE /api/v1/vms/{id} (the `DeleteVM` operationId).
 func (c *Client) DeleteVM(ctx context.Context, id openapi_types.UUID, params *DeleteVMParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteVMRequest(c.Server, id, params)
@@ -1507,6 +2200,8 @@ func (c *Client) DeleteVM(ctx context.Context, id openapi_types.UUID, params *De
 
 // GetVM Get a VM
 //
+// Returns one VM with its power state as the hypervisor last reported it.
+//
 // Corresponds with GET /api/v1/vms/{id} (the `GetVM` operationId).
 func (c *Client) GetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetVMRequest(c.Server, id)
@@ -1521,6 +2216,8 @@ func (c *Client) GetVM(ctx context.Context, id openapi_types.UUID, reqEditors ..
 }
 
 // EditVMWithBody Change a stopped VM
+//
+// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
 //
 // Takes any type of body and a specified content type.
 //
@@ -1539,6 +2236,8 @@ func (c *Client) EditVMWithBody(ctx context.Context, id openapi_types.UUID, cont
 
 // EditVM Change a stopped VM
 //
+// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
@@ -1554,7 +2253,9 @@ func (c *Client) EditVM(ctx context.Context, id openapi_types.UUID, body EditVMJ
 	return c.Client.Do(req)
 }
 
-// GetVMConsole Where a running VM's graphical console listens
+// GetVMConsole Where a running VM's graphical console listens (role admin)
+//
+// Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control of the guest: only role admin may call this (403 for a reader token).
 //
 // Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
 func (c *Client) GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1569,7 +2270,9 @@ func (c *Client) GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEdi
 	return c.Client.Do(req)
 }
 
-// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)
+//
+// Returns the end of what the VM wrote on its serial console (boot messages, a kernel panic), kept across boots, as text/plain. It may show what the guest prints to its operator: only role admin may call this (403 for a reader token).
 //
 // Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
 func (c *Client) GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1586,6 +2289,8 @@ func (c *Client) GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, par
 
 // RebootVM Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 //
+// Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
+//
 // Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
 func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRebootVMRequest(c.Server, id)
@@ -1600,6 +2305,8 @@ func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors
 }
 
 // ResetVM Reset a running VM at once, like a hardware reset button (the guest is not asked)
+//
+// Resets a running VM at once, like a hardware reset button; the guest is not asked.
 //
 // Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
 func (c *Client) ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1633,6 +2340,8 @@ func (c *Client) StartVM(ctx context.Context, id openapi_types.UUID, reqEditors 
 
 // StopVMWithBody Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 //
+// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
@@ -1649,6 +2358,8 @@ func (c *Client) StopVMWithBody(ctx context.Context, id openapi_types.UUID, cont
 }
 
 // StopVM Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
+//
+// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1667,6 +2378,8 @@ func (c *Client) StopVM(ctx context.Context, id openapi_types.UUID, body StopVMJ
 
 // AttachVolumeWithBody Attach a volume to a stopped VM
 //
+// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
@@ -1683,6 +2396,8 @@ func (c *Client) AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID
 }
 
 // AttachVolume Attach a volume to a stopped VM
+//
+// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1701,6 +2416,8 @@ func (c *Client) AttachVolume(ctx context.Context, id openapi_types.UUID, body A
 
 // DetachVolume Detach a volume from a stopped VM (the volume is kept)
 //
+// Detaches a volume from a VM that is shut off; the volume is kept.
+//
 // Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
 func (c *Client) DetachVolume(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDetachVolumeRequest(c.Server, id, volumeId)
@@ -1716,6 +2433,8 @@ func (c *Client) DetachVolume(ctx context.Context, id openapi_types.UUID, volume
 
 // ListVolumes List volumes
 //
+// Lists volumes, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
+//
 // Corresponds with GET /api/v1/volumes (the `ListVolumes` operationId).
 func (c *Client) ListVolumes(ctx context.Context, params *ListVolumesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListVolumesRequest(c.Server, params)
@@ -1730,6 +2449,8 @@ func (c *Client) ListVolumes(ctx context.Context, params *ListVolumesParams, req
 }
 
 // CreateVolumeWithBody Create a volume
+//
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
 //
 // Takes any type of body and a specified content type.
 //
@@ -1748,6 +2469,8 @@ func (c *Client) CreateVolumeWithBody(ctx context.Context, contentType string, b
 
 // CreateVolume Create a volume
 //
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
@@ -1765,6 +2488,8 @@ func (c *Client) CreateVolume(ctx context.Context, body CreateVolumeJSONRequestB
 
 // DeleteVolume Delete a volume no VM uses
 //
+// Deletes a volume no VM uses (409 in_use otherwise) and its file.
+//
 // Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
 func (c *Client) DeleteVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteVolumeRequest(c.Server, id)
@@ -1780,6 +2505,8 @@ func (c *Client) DeleteVolume(ctx context.Context, id openapi_types.UUID, reqEdi
 
 // GetVolume Get a volume
 //
+// Returns one volume with the VMs that use it.
+//
 // Corresponds with GET /api/v1/volumes/{id} (the `GetVolume` operationId).
 func (c *Client) GetVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetVolumeRequest(c.Server, id)
@@ -1794,6 +2521,8 @@ func (c *Client) GetVolume(ctx context.Context, id openapi_types.UUID, reqEditor
 }
 
 // EditVolumeWithBody Change a volume's name, description or flags
+//
+// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1812,6 +2541,8 @@ func (c *Client) EditVolumeWithBody(ctx context.Context, id openapi_types.UUID, 
 
 // EditVolume Change a volume's name, description or flags
 //
+// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
@@ -1828,6 +2559,8 @@ func (c *Client) EditVolume(ctx context.Context, id openapi_types.UUID, body Edi
 }
 
 // ExtendVolumeWithBody Grow a volume
+//
+// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
 //
 // Takes any type of body and a specified content type.
 //
@@ -1846,6 +2579,8 @@ func (c *Client) ExtendVolumeWithBody(ctx context.Context, id openapi_types.UUID
 
 // ExtendVolume Grow a volume
 //
+// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
@@ -1862,6 +2597,8 @@ func (c *Client) ExtendVolume(ctx context.Context, id openapi_types.UUID, body E
 }
 
 // Healthz Liveness: the process serves requests
+//
+// 200 while the process serves requests; it checks nothing else.
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1974,7 +2711,7 @@ func NewListImagesRequest(server string, params *ListImagesParams) (*http.Reques
 
 		if params.StorageId != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "storage_id", *params.StorageId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "storage_id", *params.StorageId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2052,7 +2789,7 @@ func NewUploadImageRequestWithBody(server string, params *UploadImageParams, con
 
 		if params.StorageId != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "storage_id", *params.StorageId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "storage_id", *params.StorageId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3144,7 +3881,7 @@ func NewListVolumesRequest(server string, params *ListVolumesParams) (*http.Requ
 
 		if params.StorageId != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "storage_id", *params.StorageId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "storage_id", *params.StorageId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3515,6 +4252,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListImagesWithResponse List images
 	//
+	// Lists images, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/images (the `ListImages` operationId).
@@ -3531,12 +4270,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteImageWithResponse Delete an image no VM uses
 	//
+	// Deletes an image no VM uses (409 in_use otherwise) and its file.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
 	DeleteImageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteImageResponse, error)
 
 	// GetImageWithResponse Get an image
+	//
+	// Returns one image with the VMs that use it as a cdrom.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3545,12 +4288,16 @@ type ClientWithResponsesInterface interface {
 
 	// EditImageWithBodyWithResponse Rename or describe an image
 	//
+	// Changes an image's name or description; absent fields stay as they are.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
 	EditImageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditImageResponse, error)
 
 	// EditImageWithResponse Rename or describe an image
+	//
+	// Changes an image's name or description; absent fields stay as they are.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3559,12 +4306,16 @@ type ClientWithResponsesInterface interface {
 
 	// ListStoragesWithResponse List storages
 	//
+	// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/storages (the `ListStorages` operationId).
 	ListStoragesWithResponse(ctx context.Context, params *ListStoragesParams, reqEditors ...RequestEditorFn) (*ListStoragesResponse, error)
 
 	// CreateStorageWithBodyWithResponse Create a storage (a local directory or device, or an NFS export)
+	//
+	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3573,12 +4324,16 @@ type ClientWithResponsesInterface interface {
 
 	// CreateStorageWithResponse Create a storage (a local directory or device, or an NFS export)
 	//
+	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
 	CreateStorageWithResponse(ctx context.Context, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error)
 
 	// DeleteStorageWithResponse Delete a storage that holds no volumes or images
+	//
+	// Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3587,12 +4342,16 @@ type ClientWithResponsesInterface interface {
 
 	// GetStorageWithResponse Get a storage
 	//
+	// Returns one storage with its capacity and free space.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
 	GetStorageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetStorageResponse, error)
 
 	// EditStorageWithBodyWithResponse Rename or describe a storage
+	//
+	// Changes a storage's name or description; absent fields stay as they are.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3601,12 +4360,16 @@ type ClientWithResponsesInterface interface {
 
 	// EditStorageWithResponse Rename or describe a storage
 	//
+	// Changes a storage's name or description; absent fields stay as they are.
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
 	EditStorageWithResponse(ctx context.Context, id openapi_types.UUID, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditStorageResponse, error)
 
 	// ListVMsWithResponse List VMs
+	//
+	// Lists VMs, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or power_state is 422.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3615,12 +4378,16 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVMWithBodyWithResponse Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
 	//
+	// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
 	CreateVMWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMResponse, error)
 
 	// CreateVMWithResponse Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
+	//
+	// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3629,12 +4396,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteVMWithResponse Delete a stopped VM
 	//
+	// Deletes a VM that is shut off; with the query parameter delete_volumes=true also its volumes that no other VM uses. A DELETE takes no request body: a request with one is refused with 400.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/vms/{id} (the `DeleteVM` operationId).
 	DeleteVMWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteVMParams, reqEditors ...RequestEditorFn) (*DeleteVMResponse, error)
 
 	// GetVMWithResponse Get a VM
+	//
+	// Returns one VM with its power state as the hypervisor last reported it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3643,6 +4414,8 @@ type ClientWithResponsesInterface interface {
 
 	// EditVMWithBodyWithResponse Change a stopped VM
 	//
+	// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
@@ -3650,19 +4423,25 @@ type ClientWithResponsesInterface interface {
 
 	// EditVMWithResponse Change a stopped VM
 	//
+	// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
 	EditVMWithResponse(ctx context.Context, id openapi_types.UUID, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVMResponse, error)
 
-	// GetVMConsoleWithResponse Where a running VM's graphical console listens
+	// GetVMConsoleWithResponse Where a running VM's graphical console listens (role admin)
+	//
+	// Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control of the guest: only role admin may call this (403 for a reader token).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
 	GetVMConsoleWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVMConsoleResponse, error)
 
-	// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+	// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)
+	//
+	// Returns the end of what the VM wrote on its serial console (boot messages, a kernel panic), kept across boots, as text/plain. It may show what the guest prints to its operator: only role admin may call this (403 for a reader token).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3671,12 +4450,16 @@ type ClientWithResponsesInterface interface {
 
 	// RebootVMWithResponse Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 	//
+	// Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
 	RebootVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*RebootVMResponse, error)
 
 	// ResetVMWithResponse Reset a running VM at once, like a hardware reset button (the guest is not asked)
+	//
+	// Resets a running VM at once, like a hardware reset button; the guest is not asked.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3694,12 +4477,16 @@ type ClientWithResponsesInterface interface {
 
 	// StopVMWithBodyWithResponse Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 	//
+	// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
 	StopVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopVMResponse, error)
 
 	// StopVMWithResponse Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
+	//
+	// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3708,12 +4495,16 @@ type ClientWithResponsesInterface interface {
 
 	// AttachVolumeWithBodyWithResponse Attach a volume to a stopped VM
 	//
+	// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
 	AttachVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error)
 
 	// AttachVolumeWithResponse Attach a volume to a stopped VM
+	//
+	// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3722,12 +4513,16 @@ type ClientWithResponsesInterface interface {
 
 	// DetachVolumeWithResponse Detach a volume from a stopped VM (the volume is kept)
 	//
+	// Detaches a volume from a VM that is shut off; the volume is kept.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
 	DetachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*DetachVolumeResponse, error)
 
 	// ListVolumesWithResponse List volumes
+	//
+	// Lists volumes, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3736,12 +4531,16 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVolumeWithBodyWithResponse Create a volume
 	//
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
 	CreateVolumeWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error)
 
 	// CreateVolumeWithResponse Create a volume
+	//
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3750,12 +4549,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteVolumeWithResponse Delete a volume no VM uses
 	//
+	// Deletes a volume no VM uses (409 in_use otherwise) and its file.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
 	DeleteVolumeWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteVolumeResponse, error)
 
 	// GetVolumeWithResponse Get a volume
+	//
+	// Returns one volume with the VMs that use it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3764,12 +4567,16 @@ type ClientWithResponsesInterface interface {
 
 	// EditVolumeWithBodyWithResponse Change a volume's name, description or flags
 	//
+	// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
 	EditVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error)
 
 	// EditVolumeWithResponse Change a volume's name, description or flags
+	//
+	// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3778,6 +4585,8 @@ type ClientWithResponsesInterface interface {
 
 	// ExtendVolumeWithBodyWithResponse Grow a volume
 	//
+	// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
@@ -3785,12 +4594,16 @@ type ClientWithResponsesInterface interface {
 
 	// ExtendVolumeWithResponse Grow a volume
 	//
+	// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
 	ExtendVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error)
 
 	// HealthzWithResponse Liveness: the process serves requests
+	//
+	// 200 while the process serves requests; it checks nothing else.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3816,6 +4629,8 @@ type GetHostResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -3837,6 +4652,11 @@ func (r GetHostResponse) GetApplicationproblemJSON401() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetHostResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetHostResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3892,6 +4712,8 @@ type ListImagesResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 }
@@ -3909,6 +4731,11 @@ func (r ListImagesResponse) GetApplicationproblemJSON401() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListImagesResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListImagesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3969,10 +4796,14 @@ type UploadImageResponse struct {
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *UploadImageResponse201Headers
 }
@@ -4017,6 +4848,11 @@ func (r UploadImageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r UploadImageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r UploadImageResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
@@ -4025,6 +4861,11 @@ func (r UploadImageResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r UploadImageResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r UploadImageResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -4059,6 +4900,8 @@ func (r UploadImageResponse) ContentType() string {
 type DeleteImageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4069,10 +4912,19 @@ type DeleteImageResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteImageResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4100,6 +4952,11 @@ func (r DeleteImageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DeleteImageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r DeleteImageResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
@@ -4108,6 +4965,11 @@ func (r DeleteImageResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r DeleteImageResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r DeleteImageResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -4155,6 +5017,8 @@ type GetImageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -4179,6 +5043,11 @@ func (r GetImageResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetImageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetImageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4235,8 +5104,14 @@ type EditImageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -4273,9 +5148,24 @@ func (r EditImageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r EditImageResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r EditImageResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r EditImageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r EditImageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4321,6 +5211,8 @@ type ListStoragesResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 }
@@ -4338,6 +5230,11 @@ func (r ListStoragesResponse) GetApplicationproblemJSON401() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListStoragesResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListStoragesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4392,12 +5289,20 @@ type CreateStorageResponse struct {
 	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateStorageResponse201Headers
 }
@@ -4427,9 +5332,24 @@ func (r CreateStorageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateStorageResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateStorageResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateStorageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r CreateStorageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4440,6 +5360,11 @@ func (r CreateStorageResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r CreateStorageResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r CreateStorageResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -4474,6 +5399,8 @@ func (r CreateStorageResponse) ContentType() string {
 type DeleteStorageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4484,10 +5411,19 @@ type DeleteStorageResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteStorageResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4515,6 +5451,11 @@ func (r DeleteStorageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DeleteStorageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r DeleteStorageResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
@@ -4523,6 +5464,11 @@ func (r DeleteStorageResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r DeleteStorageResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r DeleteStorageResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -4570,6 +5516,8 @@ type GetStorageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -4594,6 +5542,11 @@ func (r GetStorageResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetStorageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetStorageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4650,8 +5603,14 @@ type EditStorageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -4688,9 +5647,24 @@ func (r EditStorageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r EditStorageResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r EditStorageResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r EditStorageResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r EditStorageResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4736,6 +5710,8 @@ type ListVMsResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 }
@@ -4753,6 +5729,11 @@ func (r ListVMsResponse) GetApplicationproblemJSON401() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListVMsResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListVMsResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4809,12 +5790,22 @@ type CreateVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateVMResponse201Headers
 }
@@ -4849,9 +5840,24 @@ func (r CreateVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateVMResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateVMResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r CreateVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4859,9 +5865,19 @@ func (r CreateVMResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r CreateVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r CreateVMResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r CreateVMResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -4896,6 +5912,8 @@ func (r CreateVMResponse) ContentType() string {
 type DeleteVMResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4904,12 +5922,25 @@ type DeleteVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteVMResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4932,9 +5963,19 @@ func (r DeleteVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DeleteVMResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r DeleteVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DeleteVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4942,9 +5983,19 @@ func (r DeleteVMResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r DeleteVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r DeleteVMResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r DeleteVMResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -4992,6 +6043,8 @@ type GetVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -5016,6 +6069,11 @@ func (r GetVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5072,12 +6130,22 @@ type EditVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *EditVMResponse200Headers
 }
@@ -5112,9 +6180,24 @@ func (r EditVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r EditVMResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r EditVMResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r EditVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r EditVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5122,9 +6205,19 @@ func (r EditVMResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r EditVMResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r EditVMResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r EditVMResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -5163,16 +6256,24 @@ type GetVMConsoleResponse struct {
 	JSON200 *Console
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5183,6 +6284,11 @@ func (r GetVMConsoleResponse) GetJSON200() *Console {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetVMConsoleResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetVMConsoleResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -5200,14 +6306,29 @@ func (r GetVMConsoleResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetVMConsoleResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetVMConsoleResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r GetVMConsoleResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r GetVMConsoleResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r GetVMConsoleResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -5251,14 +6372,22 @@ type GetVMConsoleLogResponse struct {
 	JSON200 *[]byte
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetVMConsoleLogResponse200Headers
 }
@@ -5273,6 +6402,11 @@ func (r GetVMConsoleLogResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetVMConsoleLogResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
@@ -5283,14 +6417,29 @@ func (r GetVMConsoleLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetVMConsoleLogResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r GetVMConsoleLogResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r GetVMConsoleLogResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -5342,6 +6491,8 @@ type RebootVMResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
@@ -5382,6 +6533,11 @@ func (r RebootVMResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r RebootVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r RebootVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5453,6 +6609,8 @@ type ResetVMResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
@@ -5493,6 +6651,11 @@ func (r ResetVMResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ResetVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5564,6 +6727,8 @@ type StartVMResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
@@ -5604,6 +6769,11 @@ func (r StartVMResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r StartVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r StartVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5665,6 +6835,8 @@ type StopVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5673,8 +6845,14 @@ type StopVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
@@ -5690,6 +6868,11 @@ type StopVMResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r StopVMResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StopVMResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5712,9 +6895,24 @@ func (r StopVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r StopVMResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r StopVMResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r StopVMResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r StopVMResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5786,12 +6984,22 @@ type AttachVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *AttachVolumeResponse200Headers
 }
@@ -5826,9 +7034,24 @@ func (r AttachVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AttachVolumeResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AttachVolumeResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r AttachVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r AttachVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5836,9 +7059,19 @@ func (r AttachVolumeResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r AttachVolumeResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r AttachVolumeResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r AttachVolumeResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -5880,6 +7113,8 @@ type DetachVolumeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5888,12 +7123,20 @@ type DetachVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *DetachVolumeResponse200Headers
 }
@@ -5901,6 +7144,11 @@ type DetachVolumeResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r DetachVolumeResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DetachVolumeResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5923,9 +7171,19 @@ func (r DetachVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DetachVolumeResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r DetachVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DetachVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5933,9 +7191,19 @@ func (r DetachVolumeResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r DetachVolumeResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r DetachVolumeResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r DetachVolumeResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -5976,6 +7244,8 @@ type ListVolumesResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 }
@@ -5993,6 +7263,11 @@ func (r ListVolumesResponse) GetApplicationproblemJSON401() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListVolumesResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListVolumesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6051,12 +7326,18 @@ type CreateVolumeResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateVolumeResponse201Headers
 }
@@ -6096,9 +7377,19 @@ func (r CreateVolumeResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
 }
 
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateVolumeResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r CreateVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6109,6 +7400,11 @@ func (r CreateVolumeResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r CreateVolumeResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r CreateVolumeResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -6143,6 +7439,8 @@ func (r CreateVolumeResponse) ContentType() string {
 type DeleteVolumeResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -6153,10 +7451,19 @@ type DeleteVolumeResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteVolumeResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -6184,6 +7491,11 @@ func (r DeleteVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DeleteVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r DeleteVolumeResponse) GetApplicationproblemJSON500() *Problem {
 	return r.ApplicationproblemJSON500
@@ -6192,6 +7504,11 @@ func (r DeleteVolumeResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r DeleteVolumeResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r DeleteVolumeResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -6239,6 +7556,8 @@ type GetVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -6263,6 +7582,11 @@ func (r GetVolumeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6319,8 +7643,14 @@ type EditVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -6357,9 +7687,24 @@ func (r EditVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r EditVolumeResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r EditVolumeResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r EditVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r EditVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6418,12 +7763,18 @@ type ExtendVolumeResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ExtendVolumeResponse200Headers
 }
@@ -6463,9 +7814,19 @@ func (r ExtendVolumeResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
 }
 
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ExtendVolumeResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ExtendVolumeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ExtendVolumeResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6476,6 +7837,11 @@ func (r ExtendVolumeResponse) GetApplicationproblemJSON500() *Problem {
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r ExtendVolumeResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r ExtendVolumeResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
 }
 
 // GetBody returns the raw response body bytes
@@ -6512,6 +7878,8 @@ type HealthzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 }
@@ -6519,6 +7887,11 @@ type HealthzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r HealthzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r HealthzResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -6560,6 +7933,8 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -6569,6 +7944,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6627,6 +8007,8 @@ func (c *ClientWithResponses) GetHostWithResponse(ctx context.Context, reqEditor
 
 // ListImagesWithResponse List images
 //
+// Lists images, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/images (the `ListImages` operationId).
@@ -6655,6 +8037,8 @@ func (c *ClientWithResponses) UploadImageWithBodyWithResponse(ctx context.Contex
 
 // DeleteImageWithResponse Delete an image no VM uses
 //
+// Deletes an image no VM uses (409 in_use otherwise) and its file.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
@@ -6667,6 +8051,8 @@ func (c *ClientWithResponses) DeleteImageWithResponse(ctx context.Context, id op
 }
 
 // GetImageWithResponse Get an image
+//
+// Returns one image with the VMs that use it as a cdrom.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6681,6 +8067,8 @@ func (c *ClientWithResponses) GetImageWithResponse(ctx context.Context, id opena
 
 // EditImageWithBodyWithResponse Rename or describe an image
 //
+// Changes an image's name or description; absent fields stay as they are.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
@@ -6693,6 +8081,8 @@ func (c *ClientWithResponses) EditImageWithBodyWithResponse(ctx context.Context,
 }
 
 // EditImageWithResponse Rename or describe an image
+//
+// Changes an image's name or description; absent fields stay as they are.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6707,6 +8097,8 @@ func (c *ClientWithResponses) EditImageWithResponse(ctx context.Context, id open
 
 // ListStoragesWithResponse List storages
 //
+// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/storages (the `ListStorages` operationId).
@@ -6719,6 +8111,8 @@ func (c *ClientWithResponses) ListStoragesWithResponse(ctx context.Context, para
 }
 
 // CreateStorageWithBodyWithResponse Create a storage (a local directory or device, or an NFS export)
+//
+// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6733,6 +8127,8 @@ func (c *ClientWithResponses) CreateStorageWithBodyWithResponse(ctx context.Cont
 
 // CreateStorageWithResponse Create a storage (a local directory or device, or an NFS export)
 //
+// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
@@ -6745,6 +8141,8 @@ func (c *ClientWithResponses) CreateStorageWithResponse(ctx context.Context, bod
 }
 
 // DeleteStorageWithResponse Delete a storage that holds no volumes or images
+//
+// Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6759,6 +8157,8 @@ func (c *ClientWithResponses) DeleteStorageWithResponse(ctx context.Context, id 
 
 // GetStorageWithResponse Get a storage
 //
+// Returns one storage with its capacity and free space.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
@@ -6771,6 +8171,8 @@ func (c *ClientWithResponses) GetStorageWithResponse(ctx context.Context, id ope
 }
 
 // EditStorageWithBodyWithResponse Rename or describe a storage
+//
+// Changes a storage's name or description; absent fields stay as they are.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6785,6 +8187,8 @@ func (c *ClientWithResponses) EditStorageWithBodyWithResponse(ctx context.Contex
 
 // EditStorageWithResponse Rename or describe a storage
 //
+// Changes a storage's name or description; absent fields stay as they are.
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
@@ -6797,6 +8201,8 @@ func (c *ClientWithResponses) EditStorageWithResponse(ctx context.Context, id op
 }
 
 // ListVMsWithResponse List VMs
+//
+// Lists VMs, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or power_state is 422.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6811,6 +8217,8 @@ func (c *ClientWithResponses) ListVMsWithResponse(ctx context.Context, params *L
 
 // CreateVMWithBodyWithResponse Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
 //
+// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
@@ -6823,6 +8231,8 @@ func (c *ClientWithResponses) CreateVMWithBodyWithResponse(ctx context.Context, 
 }
 
 // CreateVMWithResponse Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
+//
+// Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut off; nothing is left behind when a step fails.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6837,6 +8247,8 @@ func (c *ClientWithResponses) CreateVMWithResponse(ctx context.Context, body Cre
 
 // DeleteVMWithResponse Delete a stopped VM
 //
+// Deletes a VM that is shut off; with the query parameter delete_volumes=true also its volumes that no other VM uses. A DELETE takes no request body: a request with one is refused with 400.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/vms/{id} (the `DeleteVM` operationId).
@@ -6849,6 +8261,8 @@ func (c *ClientWithResponses) DeleteVMWithResponse(ctx context.Context, id opena
 }
 
 // GetVMWithResponse Get a VM
+//
+// Returns one VM with its power state as the hypervisor last reported it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6863,6 +8277,8 @@ func (c *ClientWithResponses) GetVMWithResponse(ctx context.Context, id openapi_
 
 // EditVMWithBodyWithResponse Change a stopped VM
 //
+// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
@@ -6876,6 +8292,8 @@ func (c *ClientWithResponses) EditVMWithBodyWithResponse(ctx context.Context, id
 
 // EditVMWithResponse Change a stopped VM
 //
+// Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones (volumes no longer listed are detached, not deleted).
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
@@ -6887,7 +8305,9 @@ func (c *ClientWithResponses) EditVMWithResponse(ctx context.Context, id openapi
 	return ParseEditVMResponse(rsp)
 }
 
-// GetVMConsoleWithResponse Where a running VM's graphical console listens
+// GetVMConsoleWithResponse Where a running VM's graphical console listens (role admin)
+//
+// Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control of the guest: only role admin may call this (403 for a reader token).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6900,7 +8320,9 @@ func (c *ClientWithResponses) GetVMConsoleWithResponse(ctx context.Context, id o
 	return ParseGetVMConsoleResponse(rsp)
 }
 
-// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots
+// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)
+//
+// Returns the end of what the VM wrote on its serial console (boot messages, a kernel panic), kept across boots, as text/plain. It may show what the guest prints to its operator: only role admin may call this (403 for a reader token).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6915,6 +8337,8 @@ func (c *ClientWithResponses) GetVMConsoleLogWithResponse(ctx context.Context, i
 
 // RebootVMWithResponse Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 //
+// Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
@@ -6927,6 +8351,8 @@ func (c *ClientWithResponses) RebootVMWithResponse(ctx context.Context, id opena
 }
 
 // ResetVMWithResponse Reset a running VM at once, like a hardware reset button (the guest is not asked)
+//
+// Resets a running VM at once, like a hardware reset button; the guest is not asked.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6956,6 +8382,8 @@ func (c *ClientWithResponses) StartVMWithResponse(ctx context.Context, id openap
 
 // StopVMWithBodyWithResponse Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 //
+// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
@@ -6968,6 +8396,8 @@ func (c *ClientWithResponses) StopVMWithBodyWithResponse(ctx context.Context, id
 }
 
 // StopVMWithResponse Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
+//
+// Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless force_after_timeout. The body is optional.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6982,6 +8412,8 @@ func (c *ClientWithResponses) StopVMWithResponse(ctx context.Context, id openapi
 
 // AttachVolumeWithBodyWithResponse Attach a volume to a stopped VM
 //
+// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
@@ -6994,6 +8426,8 @@ func (c *ClientWithResponses) AttachVolumeWithBodyWithResponse(ctx context.Conte
 }
 
 // AttachVolumeWithResponse Attach a volume to a stopped VM
+//
+// Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7008,6 +8442,8 @@ func (c *ClientWithResponses) AttachVolumeWithResponse(ctx context.Context, id o
 
 // DetachVolumeWithResponse Detach a volume from a stopped VM (the volume is kept)
 //
+// Detaches a volume from a VM that is shut off; the volume is kept.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
@@ -7020,6 +8456,8 @@ func (c *ClientWithResponses) DetachVolumeWithResponse(ctx context.Context, id o
 }
 
 // ListVolumesWithResponse List volumes
+//
+// Lists volumes, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status is 422.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7034,6 +8472,8 @@ func (c *ClientWithResponses) ListVolumesWithResponse(ctx context.Context, param
 
 // CreateVolumeWithBodyWithResponse Create a volume
 //
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
@@ -7046,6 +8486,8 @@ func (c *ClientWithResponses) CreateVolumeWithBodyWithResponse(ctx context.Conte
 }
 
 // CreateVolumeWithResponse Create a volume
+//
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7060,6 +8502,8 @@ func (c *ClientWithResponses) CreateVolumeWithResponse(ctx context.Context, body
 
 // DeleteVolumeWithResponse Delete a volume no VM uses
 //
+// Deletes a volume no VM uses (409 in_use otherwise) and its file.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
@@ -7072,6 +8516,8 @@ func (c *ClientWithResponses) DeleteVolumeWithResponse(ctx context.Context, id o
 }
 
 // GetVolumeWithResponse Get a volume
+//
+// Returns one volume with the VMs that use it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7086,6 +8532,8 @@ func (c *ClientWithResponses) GetVolumeWithResponse(ctx context.Context, id open
 
 // EditVolumeWithBodyWithResponse Change a volume's name, description or flags
 //
+// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
@@ -7098,6 +8546,8 @@ func (c *ClientWithResponses) EditVolumeWithBodyWithResponse(ctx context.Context
 }
 
 // EditVolumeWithResponse Change a volume's name, description or flags
+//
+// Changes a volume's name, description, read_only or shareable; absent fields stay as they are.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7112,6 +8562,8 @@ func (c *ClientWithResponses) EditVolumeWithResponse(ctx context.Context, id ope
 
 // ExtendVolumeWithBodyWithResponse Grow a volume
 //
+// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
@@ -7125,6 +8577,8 @@ func (c *ClientWithResponses) ExtendVolumeWithBodyWithResponse(ctx context.Conte
 
 // ExtendVolumeWithResponse Grow a volume
 //
+// Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not shut off cannot be extended (409).
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
@@ -7137,6 +8591,8 @@ func (c *ClientWithResponses) ExtendVolumeWithResponse(ctx context.Context, id o
 }
 
 // HealthzWithResponse Liveness: the process serves requests
+//
+// 200 while the process serves requests; it checks nothing else.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7199,6 +8655,13 @@ func ParseGetHostResponse(rsp *http.Response) (*GetHostResponse, error) {
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7259,6 +8722,13 @@ func ParseListImagesResponse(rsp *http.Response) (*ListImagesResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7342,6 +8812,13 @@ func ParseUploadImageResponse(rsp *http.Response) (*UploadImageResponse, error) 
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7355,6 +8832,13 @@ func ParseUploadImageResponse(rsp *http.Response) (*UploadImageResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -7391,6 +8875,13 @@ func ParseDeleteImageResponse(rsp *http.Response) (*DeleteImageResponse, error) 
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7426,6 +8917,13 @@ func ParseDeleteImageResponse(rsp *http.Response) (*DeleteImageResponse, error) 
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7439,6 +8937,13 @@ func ParseDeleteImageResponse(rsp *http.Response) (*DeleteImageResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -7486,6 +8991,13 @@ func ParseGetImageResponse(rsp *http.Response) (*GetImageResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7568,12 +9080,33 @@ func ParseEditImageResponse(rsp *http.Response) (*EditImageResponse, error) {
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7634,6 +9167,13 @@ func ParseListStoragesResponse(rsp *http.Response) (*ListStoragesResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7696,12 +9236,33 @@ func ParseCreateStorageResponse(rsp *http.Response) (*CreateStorageResponse, err
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7716,6 +9277,13 @@ func ParseCreateStorageResponse(rsp *http.Response) (*CreateStorageResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -7752,6 +9320,13 @@ func ParseDeleteStorageResponse(rsp *http.Response) (*DeleteStorageResponse, err
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7787,6 +9362,13 @@ func ParseDeleteStorageResponse(rsp *http.Response) (*DeleteStorageResponse, err
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7800,6 +9382,13 @@ func ParseDeleteStorageResponse(rsp *http.Response) (*DeleteStorageResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -7847,6 +9436,13 @@ func ParseGetStorageResponse(rsp *http.Response) (*GetStorageResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7929,12 +9525,33 @@ func ParseEditStorageResponse(rsp *http.Response) (*EditStorageResponse, error) 
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -7995,6 +9612,13 @@ func ParseListVMsResponse(rsp *http.Response) (*ListVMsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8064,12 +9688,33 @@ func ParseCreateVMResponse(rsp *http.Response) (*CreateVMResponse, error) {
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8078,12 +9723,26 @@ func ParseCreateVMResponse(rsp *http.Response) (*CreateVMResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -8120,6 +9779,13 @@ func ParseDeleteVMResponse(rsp *http.Response) (*DeleteVMResponse, error) {
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8148,12 +9814,26 @@ func ParseDeleteVMResponse(rsp *http.Response) (*DeleteVMResponse, error) {
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8162,12 +9842,26 @@ func ParseDeleteVMResponse(rsp *http.Response) (*DeleteVMResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -8215,6 +9909,13 @@ func ParseGetVMResponse(rsp *http.Response) (*GetVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8297,12 +9998,33 @@ func ParseEditVMResponse(rsp *http.Response) (*EditVMResponse, error) {
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8311,12 +10033,26 @@ func ParseEditVMResponse(rsp *http.Response) (*EditVMResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -8364,6 +10100,13 @@ func ParseGetVMConsoleResponse(rsp *http.Response) (*GetVMConsoleResponse, error
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8385,6 +10128,13 @@ func ParseGetVMConsoleResponse(rsp *http.Response) (*GetVMConsoleResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8392,12 +10142,26 @@ func ParseGetVMConsoleResponse(rsp *http.Response) (*GetVMConsoleResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -8432,6 +10196,13 @@ func ParseGetVMConsoleLogResponse(rsp *http.Response) (*GetVMConsoleLogResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8446,6 +10217,13 @@ func ParseGetVMConsoleLogResponse(rsp *http.Response) (*GetVMConsoleLogResponse,
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8453,12 +10231,26 @@ func ParseGetVMConsoleLogResponse(rsp *http.Response) (*GetVMConsoleLogResponse,
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -8533,6 +10325,13 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8636,6 +10435,13 @@ func ParseResetVMResponse(rsp *http.Response) (*ResetVMResponse, error) {
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8738,6 +10544,13 @@ func ParseStartVMResponse(rsp *http.Response) (*StartVMResponse, error) {
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8805,6 +10618,13 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8833,12 +10653,33 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8942,12 +10783,33 @@ func ParseAttachVolumeResponse(rsp *http.Response) (*AttachVolumeResponse, error
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8956,12 +10818,26 @@ func ParseAttachVolumeResponse(rsp *http.Response) (*AttachVolumeResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -9002,6 +10878,13 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9030,12 +10913,26 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9044,12 +10941,26 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -9103,6 +11014,13 @@ func ParseListVolumesResponse(rsp *http.Response) (*ListVolumesResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9179,12 +11097,26 @@ func ParseCreateVolumeResponse(rsp *http.Response) (*CreateVolumeResponse, error
 		}
 		response.ApplicationproblemJSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9199,6 +11131,13 @@ func ParseCreateVolumeResponse(rsp *http.Response) (*CreateVolumeResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -9235,6 +11174,13 @@ func ParseDeleteVolumeResponse(rsp *http.Response) (*DeleteVolumeResponse, error
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9270,6 +11216,13 @@ func ParseDeleteVolumeResponse(rsp *http.Response) (*DeleteVolumeResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9283,6 +11236,13 @@ func ParseDeleteVolumeResponse(rsp *http.Response) (*DeleteVolumeResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -9330,6 +11290,13 @@ func ParseGetVolumeResponse(rsp *http.Response) (*GetVolumeResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9412,12 +11379,33 @@ func ParseEditVolumeResponse(rsp *http.Response) (*EditVolumeResponse, error) {
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9507,12 +11495,26 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 		}
 		response.ApplicationproblemJSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9527,6 +11529,13 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
 
 	}
 
@@ -9567,6 +11576,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9599,6 +11615,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem

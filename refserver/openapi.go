@@ -1,0 +1,110 @@
+package refserver
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+// descriptions are the operations' descriptions, by operation id; an operation that sets its own keeps it.
+var descriptions = map[string]string{
+	"listStorages": "Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. " +
+		"Filters combine; an unknown status or type is 422.",
+	"createStorage": "Creates a storage: type localfs with localfs.path (a directory, created when missing) or " +
+		"localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export " +
+		"(NFSv3, spoken to directly). 503 when the NFS server cannot be reached.",
+	"getStorage":    "Returns one storage with its capacity and free space.",
+	"editStorage":   "Changes a storage's name or description; absent fields stay as they are.",
+	"deleteStorage": "Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.",
+	"listVolumes": "Lists volumes, newest first, a page at a time: pass next_cursor as cursor for the next page. " +
+		"Filters combine; an unknown status is 422.",
+	"createVolume": "Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).",
+	"getVolume":    "Returns one volume with the VMs that use it.",
+	"editVolume":   "Changes a volume's name, description, read_only or shareable; absent fields stay as they are.",
+	"extendVolume": "Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not " +
+		"shut off cannot be extended (409).",
+	"deleteVolume": "Deletes a volume no VM uses (409 in_use otherwise) and its file.",
+	"listImages": "Lists images, newest first, a page at a time: pass next_cursor as cursor for the next page. " +
+		"Filters combine; an unknown status is 422.",
+	"getImage":    "Returns one image with the VMs that use it as a cdrom.",
+	"editImage":   "Changes an image's name or description; absent fields stay as they are.",
+	"deleteImage": "Deletes an image no VM uses (409 in_use otherwise) and its file.",
+	"listVMs": "Lists VMs, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters " +
+		"combine; an unknown status or power_state is 422.",
+	"createVM": "Defines a VM: CPU topology and mode, memory, firmware, boot order, disks (existing volumes or new " +
+		"ones created with it), images as cdroms, network interfaces and a VNC or SPICE console. The VM is created shut " +
+		"off; nothing is left behind when a step fails.",
+	"getVM": "Returns one VM with its power state as the hypervisor last reported it.",
+	"editVM": "Changes a VM that is shut off: absent fields stay as they are, lists given replace the current ones " +
+		"(volumes no longer listed are detached, not deleted).",
+	"deleteVM": "Deletes a VM that is shut off; with the query parameter delete_volumes=true also its volumes that " +
+		"no other VM uses. A DELETE takes no request body: a request with one is refused with 400.",
+	"rebootVM": "Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).",
+	"resetVM":  "Resets a running VM at once, like a hardware reset button; the guest is not asked.",
+	"stopVM": "Stops a running VM: with force at once, else by asking the guest (ACPI) and waiting up to timeout " +
+		"seconds (default 60); when the guest does not stop in time, 504 and the VM keeps running unless " +
+		"force_after_timeout. The body is optional.",
+	"getVMConsole": "Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control " +
+		"of the guest: only role admin may call this (403 for a reader token).",
+	"getVMConsoleLog": "Returns the end of what the VM wrote on its serial console (boot messages, a kernel panic), " +
+		"kept across boots, as text/plain. It may show what the guest prints to its operator: only role admin may " +
+		"call this (403 for a reader token).",
+	"attachVolume": "Attaches an existing volume to a VM that is shut off, on bus virtio (default), sata or scsi.",
+	"detachVolume": "Detaches a volume from a VM that is shut off; the volume is kept.",
+	"healthz":      "200 while the process serves requests; it checks nothing else.",
+}
+
+// documentStatuses completes every operation's description and its list of error responses with what
+// the server itself may answer besides the handler's errors:
+//
+//   - every operation: 431 (URL or headers over MaxURLBytes or MaxHeaderBytes);
+//   - /api/v1: 401 (no or a wrong token), 422 (a parameter fails its schema or holds a control character);
+//   - writes and admin-only reads: 403;
+//   - a path parameter: 404 (nothing has that id) and 422;
+//   - a JSON request body: 400 (malformed JSON), 413 (over MaxBodyBytes), 415 (not application/json), 422;
+//   - DELETE: 400 (a request body).
+func documentStatuses(api huma.API) {
+	oapi := api.OpenAPI()
+	problem := oapi.Components.Schemas.Schema(reflectProblem, true, "Problem")
+	for _, item := range oapi.Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			if op.Description == "" {
+				op.Description = descriptions[op.OperationID]
+			}
+			codes := []int{http.StatusRequestHeaderFieldsTooLarge}
+			if strings.HasPrefix(op.Path, "/api/v1/") {
+				codes = append(codes, http.StatusUnauthorized, http.StatusUnprocessableEntity)
+				if op.Method != http.MethodGet || op.Metadata[adminOnly] == true {
+					codes = append(codes, http.StatusForbidden)
+				}
+			}
+			if strings.Contains(op.Path, "{") {
+				codes = append(codes, http.StatusNotFound, http.StatusUnprocessableEntity)
+			}
+			if op.RequestBody != nil && op.RequestBody.Content["application/json"] != nil {
+				codes = append(codes, http.StatusBadRequest, http.StatusRequestEntityTooLarge,
+					http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
+			}
+			if op.Method == http.MethodDelete {
+				codes = append(codes, http.StatusBadRequest)
+			}
+			for _, code := range codes {
+				key := strconv.Itoa(code)
+				if op.Responses[key] != nil {
+					continue
+				}
+				op.Responses[key] = &huma.Response{Description: http.StatusText(code),
+					Content: map[string]*huma.MediaType{"application/problem+json": {Schema: problem}}}
+				if !slices.Contains(op.Errors, code) {
+					op.Errors = append(op.Errors, code)
+				}
+			}
+		}
+	}
+}
