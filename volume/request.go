@@ -65,10 +65,7 @@ type ListOptions struct {
 // validate checks the filters (ErrInvalid naming each bad one) and normalizes the name filter.
 func (o *ListOptions) validate() error {
 	v := &errkind.Validator{Entity: "volume list"}
-	validate.NormalizeName(&o.Name)
-	validate.Filter(v, "name", o.Name)
-	validate.Filter(v, "cursor", o.Cursor)
-	validate.Known(v, "status", o.Status, validate.Statuses(transitions)...)
+	validate.ListFilters(v, &o.Name, o.Cursor, o.Status, transitions)
 	return v.Err()
 }
 

@@ -97,11 +97,13 @@ func Known[T ~string](v *errkind.Validator, field string, value T, known ...T) {
 	v.Add(field, "unknown value %q", string(value))
 }
 
-// Statuses lists the statuses of a transition table, for Known.
-func Statuses[S ~string](table map[S][]S) []S {
-	out := make([]S, 0, len(table))
-	for s := range table {
-		out = append(out, s)
+// ListFilters normalizes the name filter of a list request like a stored name and checks the name and
+// cursor filters and the status filter, whose known values are the statuses of the transition table.
+func ListFilters[S ~string](v *errkind.Validator, name *string, cursor string, status S, table map[S][]S) {
+	NormalizeName(name)
+	Filter(v, "name", *name)
+	Filter(v, "cursor", cursor)
+	if _, known := table[status]; status != "" && !known {
+		v.Add("status", "unknown value %q", string(status))
 	}
-	return out
 }
