@@ -198,6 +198,12 @@ func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	return s.finishDelete(ctx, st)
+}
+
+// finishDelete tears down a storage claimed for deletion and removes its row; when the backend fails, the
+// storage is left in error with the reason.
+func (s *Service) finishDelete(ctx context.Context, st *Storage) error {
 	backend, err := s.backends.StorageBackend(st.Type)
 	if err == nil {
 		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
@@ -207,12 +213,12 @@ func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 	ctx = context.WithoutCancel(ctx)
 	if err != nil {
 		reason := "delete failed: " + err.Error()
-		if _, uerr := s.update(ctx, id, func(cur *Storage) error { return cur.SetStatus(StatusError, reason) }); uerr != nil {
-			s.Log.Error("storage: recording a failed delete", "id", id, "err", uerr)
+		if _, uerr := s.update(ctx, st.ID, func(cur *Storage) error { return cur.SetStatus(StatusError, reason) }); uerr != nil {
+			s.Log.Error("storage: recording a failed delete", "id", st.ID, "err", uerr)
 		}
 		return fmt.Errorf("tear down storage %q: %w", st.Name, err)
 	}
-	return s.repo.Delete(ctx, id)
+	return s.repo.Delete(ctx, st.ID)
 }
 
 func describeRefs(refs []errkind.Ref) string {
@@ -276,26 +282,31 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 	})
 }
 
-// Recover finishes what a crash interrupted: a storage left creating or deleting goes to error with a
-// reason, so that an operator sees it and monitoring or a new delete can take it from there. A storage
-// interrupted while creating has no record of a directory Prepare may have made (CreatedDir is stored
+// Recover finishes what a crash interrupted: a delete is completed (teardown and row; in error with the
+// reason when the backend cannot do it now), and a storage left creating goes to error with a reason, so
+// that an operator sees it and monitoring or a delete can take it from there. A storage interrupted while
+// creating has no record of a directory Prepare may have made (CreatedDir is stored
 // after Prepare returns), so deleting it leaves that directory: openvair removes only directories it
 // knows it created.
 func (s *Service) Recover(ctx context.Context) error {
-	for _, status := range []Status{StatusCreating, StatusDeleting} {
-		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(st *Storage) {
-			_, err := s.update(ctx, st.ID, func(cur *Storage) error {
-				return cur.SetStatus(StatusError, fmt.Sprintf("interrupted while %s; refresh or delete it", status))
-			})
-			if err != nil {
-				s.Log.Error("storage: recover", "id", st.ID, "err", err)
-			}
+	// A delete that a crash interrupted was asked for and checked (nothing on the storage): finish it.
+	// Teardown is idempotent; when the backend cannot do it now, the storage is left in error.
+	err := ForEach(ctx, s.repo, ListOptions{Status: StatusDeleting}, func(st *Storage) {
+		if err := s.finishDelete(ctx, st); err != nil {
+			s.Log.Error("storage: recover an interrupted delete", "id", st.ID, "err", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return ForEach(ctx, s.repo, ListOptions{Status: StatusCreating}, func(st *Storage) {
+		_, err := s.update(ctx, st.ID, func(cur *Storage) error {
+			return cur.SetStatus(StatusError, "interrupted while creating; refresh or delete it")
 		})
 		if err != nil {
-			return err
+			s.Log.Error("storage: recover", "id", st.ID, "err", err)
 		}
-	}
-	return nil
+	})
 }
 
 // update applies fn to the current storage inside a unit of work and stores it.

@@ -199,12 +199,36 @@ func TestRecoverInterrupted(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, storage.StatusDeleting, got.Status, "monitoring never overwrites a transitional status")
 
+	// Recovery finishes the delete that was asked for.
+	require.NoError(t, e.Sys.Storages.Recover(e.Ctx))
+	_, err = e.Sys.Storages.Get(e.Ctx, st.ID)
+	require.ErrorIs(t, err, errkind.NotFound, "an interrupted delete is completed")
+
+	// When the backend cannot tear it down now, it is left in error with the reason, and can be deleted later.
+	st = e.Storage(t, "pool2")
+	cur, err = e.Sys.Store.Storages().Get(e.Ctx, st.ID)
+	require.NoError(t, err)
+	require.NoError(t, cur.SetStatus(storage.StatusDeleting, ""))
+	require.NoError(t, e.Sys.Store.Storages().Update(e.Ctx, cur))
+	e.FS.FailNext("Teardown", errkind.New(errkind.Unavailable, "fake", "", "server down"), 1)
 	require.NoError(t, e.Sys.Storages.Recover(e.Ctx))
 	got, err = e.Sys.Storages.Get(e.Ctx, st.ID)
 	require.NoError(t, err)
 	assert.Equal(t, storage.StatusError, got.Status)
-	assert.Contains(t, got.StatusReason, "interrupted")
+	assert.Contains(t, got.StatusReason, "delete failed")
 	require.NoError(t, e.Sys.Storages.Delete(e.Ctx, st.ID), "and can then be deleted")
+
+	// A create interrupted before Prepare returned goes to error.
+	st = e.Storage(t, "pool3")
+	cur, err = e.Sys.Store.Storages().Get(e.Ctx, st.ID)
+	require.NoError(t, err)
+	cur.Status = storage.StatusCreating
+	require.NoError(t, e.Sys.Store.Storages().Update(e.Ctx, cur))
+	require.NoError(t, e.Sys.Storages.Recover(e.Ctx))
+	got, err = e.Sys.Storages.Get(e.Ctx, st.ID)
+	require.NoError(t, err)
+	assert.Equal(t, storage.StatusError, got.Status)
+	assert.Contains(t, got.StatusReason, "interrupted while creating")
 }
 
 func volumeReq(storageID uuid.UUID) volume.CreateRequest {
