@@ -3,6 +3,9 @@ package libvirtd
 import (
 	"os"
 	"path/filepath"
+	"testing"
+
+	"github.com/openvair/openvair/internal/testenv"
 )
 
 // ConsoleLogDir is a directory, as the test process sees it, where the daemon can keep the serial console
@@ -18,4 +21,14 @@ func (d *Daemon) ConsoleLogDir() string {
 	}
 	d.Chown(d.t, p)
 	return p
+}
+
+// EnsureQEMUUser creates the libvirt-qemu user and group and the kvm group when they are missing, as
+// installing libvirt does, for tests of what openvair does on a host that has them. It needs root.
+func EnsureQEMUUser(t testing.TB) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	if _, _, err := ensureQEMUUser(t); err != nil {
+		t.Fatalf("libvirtd: QEMU user: %v", err)
+	}
 }

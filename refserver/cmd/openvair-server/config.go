@@ -193,6 +193,13 @@ func ensureDataDir(dir string) error {
 	if err := os.Chmod(dir, mode); err != nil {
 		return err
 	}
+	if gid >= 0 {
+		// The default storage made at an earlier start, perhaps before libvirt (and its QEMU user) was
+		// installed: QEMU must reach it now.
+		if err := hostuser.AllowTraverse(filepath.Join(dir, defaultStorageDir), gid); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
 	// Files that hold secrets are private, whoever made them or the directory (the SQLite store creates its
 	// database 0600 itself).
 	for _, name := range []string{"openvair.db", adminTokenFile, tokensFile, secret.KeyFile} {

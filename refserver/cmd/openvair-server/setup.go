@@ -23,6 +23,8 @@ import (
 const (
 	adminTokenFile = "admin.token" // the first administrator's token, mode 0600
 	tokensFile     = "tokens.json" // tokens added with -add-token: names, roles and SHA-256 hashes only
+	// defaultStorageDir is the directory, in the data directory, of the LocalFS storage made at first start.
+	defaultStorageDir = "storage"
 )
 
 // loadTokens gathers the tokens the server accepts: the admin token (given in the configuration, or read
@@ -148,7 +150,7 @@ func ensureDefaultStorage(ctx context.Context, sys *openvair.System, dataDir str
 	if len(page.Items) > 0 {
 		return
 	}
-	dir := filepath.Join(dataDir, "storage")
+	dir := filepath.Join(dataDir, defaultStorageDir)
 	gid := -1
 	if id, ok := hostuser.DefaultQEMU(); ok {
 		gid = id.GID
