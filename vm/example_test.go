@@ -57,10 +57,61 @@ func ExampleService_Create() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(web.PowerState)
+	fmt.Println(web.PowerState, web.PowerStateReason) // why it is off: it was forced
 	// Output:
 	// web available shut_off 52:54:00:12:34:56
 	// running
 	// true
-	// shut_off
+	// shut_off destroyed
+}
+
+// ExampleService_Start_errorKinds shows how a client tells "fix the VM" from "retry later" when a start fails
+// (here the fake hypervisor starts it).
+func ExampleService_Start_errorKinds() {
+	ctx := context.Background()
+	sys, err := openvair.Open(ctx, openvair.Config{Hypervisor: "fake"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sys.Close()
+	web, err := sys.VMs.Create(ctx, vm.CreateRequest{Name: "web", CPU: vm.CPU{Sockets: 1, Cores: 1, Threads: 1,
+		Mode: vm.CPUCustom, Model: "qemu64"}, MemoryBytes: 1 << 30})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = sys.VMs.Start(ctx, web.ID)
+	var e *openvair.Error
+	switch {
+	case err == nil:
+		fmt.Println("running")
+	case errors.Is(err, openvair.ErrUnrunnable) && errors.As(err, &e):
+		fmt.Println("fix the VM:", e.Reason) // CPU, firmware, machine or domain type the host lacks
+	case errors.Is(err, openvair.ErrBackendFailed):
+		fmt.Println("fix the host or storage:", err) // QEMU could not open a file, an NFS server refused it
+	case errors.Is(err, openvair.ErrUnavailable):
+		fmt.Println("retry later:", err) // libvirtd cannot be reached now
+	}
+	// Output:
+	// running
+}
+
+// ExampleService_Host asks what the hypervisor's host can run before choosing a VM's CPU.
+func ExampleService_Host() {
+	ctx := context.Background()
+	sys, err := openvair.Open(ctx, openvair.Config{Hypervisor: "fake"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sys.Close()
+	host, err := sys.VMs.Host(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range host.CPUModes {
+		if m.Mode == vm.CPUCustom && m.Supported && len(m.Models) > 0 {
+			fmt.Println("custom CPU models offered:", len(m.Models) > 0)
+		}
+	}
+	// Output:
+	// custom CPU models offered: true
 }
