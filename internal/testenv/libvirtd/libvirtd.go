@@ -135,7 +135,7 @@ func (d *Daemon) prepare() error {
 			return err
 		}
 	}
-	conf := "# written by internal/testenv/libvirtd\nstdio_handler = \"file\"\n"
+	conf := "# written by internal/testenv/libvirtd\nstdio_handler = \"file\"\n" + displayPorts()
 	if err := os.WriteFile(filepath.Join(d.dir, "config/libvirt/qemu.conf"), []byte(conf), 0o600); err != nil {
 		return err
 	}

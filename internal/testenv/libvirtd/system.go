@@ -303,7 +303,7 @@ security_driver = "none"
 cgroup_controllers = [ ]
 namespaces = [ ]
 stdio_handler = "logd"
-`,
+` + displayPorts(),
 		"virtlogd.conf": fmt.Sprintf(`# written by internal/testenv/libvirtd
 log_outputs = "3:file:%s"
 `, filepath.Join(d.dir, "virtlogd.log")),

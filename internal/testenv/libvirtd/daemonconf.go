@@ -1,8 +1,11 @@
 package libvirtd
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/openvair/openvair/internal/testenv"
@@ -32,3 +35,31 @@ func EnsureQEMUUser(t testing.TB) {
 		t.Fatalf("libvirtd: QEMU user: %v", err)
 	}
 }
+
+// displayBlock is the number of VNC/SPICE ports each throwaway daemon may hand out.
+const displayBlock = 64
+
+// displayPorts is the qemu.conf lines giving a daemon its own block of VNC/SPICE ports. Every libvirtd
+// checks only its own allocations, so two daemons of parallel test packages could hand the same port to
+// two QEMUs, and the second fails to start. Blocks are picked at random (and never twice in one process)
+// from 5900–65535.
+func displayPorts() string {
+	displayMu.Lock()
+	defer displayMu.Unlock()
+	const blocks = (65535 - 5900) / displayBlock
+	if displayUsed == nil {
+		displayUsed = map[int]bool{}
+	}
+	b := rand.IntN(blocks)
+	for displayUsed[b] {
+		b = (b + 1) % blocks
+	}
+	displayUsed[b] = true
+	lo := 5900 + b*displayBlock
+	return fmt.Sprintf("remote_display_port_min = %d\nremote_display_port_max = %d\n", lo, lo+displayBlock-1)
+}
+
+var (
+	displayMu   sync.Mutex
+	displayUsed map[int]bool
+)
