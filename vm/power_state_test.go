@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/fake"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/internal/secret"
@@ -204,4 +205,42 @@ func TestStopRefusesANegativeTimeout(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, vm.PowerRunning, got.PowerState, "nothing happened")
 	assert.Equal(t, vm.StatusAvailable, got.Status)
+}
+
+// slowDefine holds Define until the test lets it go, to order a resync between a create's start and the
+// domain's definition.
+type slowDefine struct {
+	*fake.Hypervisor
+	called, proceed chan struct{}
+}
+
+func (h *slowDefine) Define(ctx context.Context, spec driver.DomainSpec) error {
+	close(h.called)
+	<-h.proceed
+	return h.Hypervisor.Define(ctx, spec)
+}
+
+// TestResyncBeforeDefineDoesNotMarkANewVMMissing: a resync that listed the domains after a create began but
+// before it defined the domain says "missing" for the new VM; that is older news than the create's answer.
+func TestResyncBeforeDefineDoesNotMarkANewVMMissing(t *testing.T) {
+	e := sdktest.New(t, nil)
+	hv := &slowDefine{Hypervisor: e.HV, called: make(chan struct{}), proceed: make(chan struct{})}
+	svc := vm.NewService(vm.Deps{Repo: e.Sys.Store.VMs(), Tx: e.Sys.Store, Volumes: e.Sys.Store.Volumes(),
+		Storages: e.Sys.Store.Storages(), Images: e.Sys.Store.Images(), VolumeSvc: e.Sys.Volumes, Hypervisor: hv})
+	created := make(chan *vm.VM, 1)
+	go func() {
+		m, err := svc.Create(e.Ctx, sdktest.VMRequest("web"))
+		assert.NoError(t, err)
+		created <- m
+	}()
+	<-hv.called
+	listedAt := time.Now() // the resync lists the domains now: "web" is not defined yet
+	close(hv.proceed)
+	m := <-created
+	require.NotNil(t, m)
+	require.NoError(t, svc.ObservePower(e.Ctx, m.ID, driver.DomainState{Power: vm.PowerMissing}, listedAt))
+	got, err := svc.Get(e.Ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.StatusAvailable, got.Status, "not put in error as missing")
+	assert.Equal(t, vm.PowerShutOff, got.PowerState)
 }

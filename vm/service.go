@@ -200,7 +200,12 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 	rev.Add(func(ctx context.Context) {
 		s.logErr("undefine VM of a failed create", v.ID, s.call(ctx, func(ctx context.Context) error { return hv.Undefine(ctx, v.ID) }))
 	})
-	out, err := s.update(context.WithoutCancel(ctx), v.ID, func(_ context.Context, cur *VM) error { return cur.SetStatus(StatusAvailable, "") })
+	out, err := s.update(context.WithoutCancel(ctx), v.ID, func(_ context.Context, cur *VM) error {
+		// Observed now, after the domain exists: a resync that listed the domains before it was defined
+		// must not mark it missing.
+		cur.observe(driver.DomainState{Power: PowerShutOff}, s.now().UTC())
+		return cur.SetStatus(StatusAvailable, "")
+	})
 	if err != nil {
 		return nil, err
 	}
