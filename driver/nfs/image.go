@@ -6,7 +6,6 @@ import (
 	"github.com/openvair/openvair/internal/imagefmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -145,32 +144,7 @@ func (b *Backend) SweepUploads(ctx context.Context, spec driver.PoolSpec) error 
 		} else if err != nil {
 			return err
 		}
-		entries, err := s.readDir(p.dir)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, e := range entries {
-			name := e.FileName
-			if !strings.HasPrefix(name, "image-") || !strings.HasSuffix(name, partSuffix) || e.IsDir() {
-				continue
-			}
-			key := b.partKey(p, name)
-			b.mu.Lock()
-			busy := b.uploading[key] > 0
-			b.mu.Unlock()
-			if busy {
-				continue
-			}
-			if err := s.remove(p.file(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-				continue
-			}
-			b.mu.Lock()
-			delete(b.abandoned, key)
-			b.mu.Unlock()
-		}
-		return errors.Join(errs...)
+		return b.sweep(s, p, 0)
 	})
 }
 

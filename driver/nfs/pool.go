@@ -40,7 +40,7 @@ func (b *Backend) Prepare(ctx context.Context, spec driver.PoolSpec) (driver.Poo
 		if st, err = b.poolState(s); err != nil {
 			return err
 		}
-		b.sweep(s, p)
+		_ = b.sweep(s, p, b.staleAge)
 		return nil
 	})
 	return st, err
@@ -61,7 +61,7 @@ func (b *Backend) Status(ctx context.Context, spec driver.PoolSpec) (driver.Pool
 		if st, err = b.poolState(s); err != nil {
 			return err
 		}
-		b.sweep(s, p)
+		_ = b.sweep(s, p, b.staleAge)
 		return nil
 	})
 	return st, err
@@ -80,7 +80,7 @@ func (b *Backend) Teardown(ctx context.Context, spec driver.PoolSpec) error {
 		} else if err != nil {
 			return err
 		}
-		b.sweep(s, p)
+		_ = b.sweep(s, p, b.staleAge)
 		entries, err := s.readDir(p.dir)
 		if err != nil {
 			return err
@@ -117,14 +117,15 @@ func clamp(v uint64) int64 {
 }
 
 // sweep removes .part files of the pool's directory that no upload of this process is writing and that
-// either this process abandoned (their removal failed) or are older than the stale age (left by a crash).
-// It is best effort: errors are ignored.
-func (b *Backend) sweep(s *sess, p pool) {
+// either this process abandoned (their removal failed) or are at least minAge old (left by a crash; 0: any
+// age). It returns what went wrong; Prepare and Teardown sweep on a best-effort basis and ignore it.
+func (b *Backend) sweep(s *sess, p pool, minAge time.Duration) error {
 	entries, err := s.readDir(p.dir)
 	if err != nil {
-		return
+		return err
 	}
 	now := time.Now()
+	var errs []error
 	for _, e := range entries {
 		name := e.FileName
 		if !strings.HasPrefix(name, "image-") || !strings.HasSuffix(name, partSuffix) || e.IsDir() {
@@ -135,15 +136,18 @@ func (b *Backend) sweep(s *sess, p pool) {
 		busy := b.uploading[key] > 0
 		_, abandoned := b.abandoned[key]
 		b.mu.Unlock()
-		if busy || (!abandoned && now.Sub(e.ModTime()) < b.staleAge) {
+		if busy || (!abandoned && now.Sub(e.ModTime()) < minAge) {
 			continue
 		}
-		if err := s.remove(p.file(name)); err == nil || errors.Is(err, os.ErrNotExist) {
-			b.mu.Lock()
-			delete(b.abandoned, key)
-			b.mu.Unlock()
+		if err := s.remove(p.file(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
 		}
+		b.mu.Lock()
+		delete(b.abandoned, key)
+		b.mu.Unlock()
 	}
+	return errors.Join(errs...)
 }
 
 func (b *Backend) partKey(p pool, name string) string {
