@@ -181,13 +181,23 @@ func removeUnlockedPart(path string, minAge time.Duration) (bool, error) {
 	return true, nil
 }
 
-// sweepParts removes the stale upload files of a storage (see removeStalePart). Prepare calls it, so a
-// crash during an upload leaves no file behind once the storage is prepared again.
-func sweepParts(dir string) {
-	parts, _ := filepath.Glob(filepath.Join(dir, string(driver.KindImage)+"-*"+partSuffix))
-	for _, p := range parts {
-		removeStalePart(p)
+// sweepParts removes the upload files of a storage directory that no upload holds locked and that nobody
+// wrote for minAge (see removeUnlockedPart), and reports the removals that failed.
+func sweepParts(ctx context.Context, dir string, minAge time.Duration) error {
+	parts, err := filepath.Glob(filepath.Join(dir, string(driver.KindImage)+"-*"+partSuffix))
+	if err != nil {
+		return err
 	}
+	var errs []error
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := removeUnlockedPart(p, minAge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var _ driver.UploadSweeper = (*Backend)(nil)
@@ -206,20 +216,9 @@ func (b *Backend) SweepUploads(ctx context.Context, pool driver.PoolSpec) error 
 	if err := checkCtx(ctx, s.id); err != nil {
 		return err
 	}
-	parts, err := filepath.Glob(filepath.Join(s.dir, string(driver.KindImage)+"-*"+partSuffix))
-	if err != nil {
-		return errkind.Wrap(errkind.Invalid, err, "storage", s.id, "list upload files")
-	}
-	var errs []error
-	for _, p := range parts {
-		if err := checkCtx(ctx, s.id); err != nil {
-			return err
-		}
-		if _, err := removeUnlockedPart(p, 0); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := sweepParts(ctx, s.dir, 0); ctx.Err() != nil {
+		return checkCtx(ctx, s.id)
+	} else if err != nil {
 		return errkind.Wrap(errkind.Unavailable, err, "storage", s.id, "remove the files of interrupted uploads")
 	}
 	return nil

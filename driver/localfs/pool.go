@@ -149,7 +149,7 @@ func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.Poo
 		state, err = b.prepareDir(ctx, s)
 	}
 	if err == nil {
-		sweepParts(s.dir)
+		_ = sweepParts(ctx, s.dir, staleAge) // best effort: recovery sweeps again and reports
 	}
 	return state, err
 }
