@@ -9,11 +9,12 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/openvair/openvair/internal/validate"
 )
 
 // MaxURLBytes is the longest request target (path and query) the handler accepts, and MaxHeaderBytes the
@@ -195,7 +196,7 @@ func (s *server) inputMiddleware(ctx huma.Context, next func(huma.Context)) {
 			continue
 		}
 		for _, v := range values {
-			if msg := badString(v); msg != "" {
+			if msg := validate.PlainText(v); msg != "" {
 				bad = append(bad, &huma.ErrorDetail{Message: msg, Location: p.In + "." + p.Name})
 				break
 			}
@@ -215,19 +216,6 @@ func (s *server) inputMiddleware(ctx huma.Context, next func(huma.Context)) {
 		}
 	}
 	next(ctx)
-}
-
-// badString says what is wrong with a parameter value: invalid UTF-8 or a control character.
-func badString(v string) string {
-	if !utf8.ValidString(v) {
-		return "must be valid UTF-8"
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return "must not contain control characters"
-		}
-	}
-	return ""
 }
 
 // noRoute runs the mux's own answer for an unmatched request (404, 405 with Allow, or a redirect to the

@@ -76,12 +76,23 @@ func NameAndDescription(v *errkind.Validator, name, description *string) {
 	}
 }
 
-// Filter checks a string filter of a list request (a name, a cursor): valid UTF-8 without control
-// characters, so that nothing a database refuses reaches it.
+// Filter checks a string filter of a list request (a name, a cursor): see PlainText.
 func Filter(v *errkind.Validator, field, s string) {
-	if !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		v.Add(field, "must be valid UTF-8 without control characters")
+	if msg := PlainText(s); msg != "" {
+		v.Add(field, "%s", msg)
 	}
+}
+
+// PlainText says what keeps s from being plain text that any store accepts ("" when nothing does):
+// invalid UTF-8, or a control character.
+func PlainText(s string) string {
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return "must not contain control characters"
+	}
+	return ""
 }
 
 // Known checks that a filter value, when given, is one of the known values.
