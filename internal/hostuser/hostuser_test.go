@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair/internal/testenv"
 )
 
 func TestLookup(t *testing.T) {
@@ -42,9 +44,7 @@ func TestDefaultQEMUOnlyForRoot(t *testing.T) {
 }
 
 func TestMkdirTraversable(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing a directory's group to another one needs root")
-	}
+	testenv.RequireRoot(t) // changing a directory's group to another one needs root
 	base := t.TempDir()
 	cases := []struct {
 		name     string
