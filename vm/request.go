@@ -342,13 +342,15 @@ func checkCPUMode(v *errkind.Validator, prefix, mode, model string) {
 	}
 }
 
-// SetDefaultCPU sets the CPU mode and model of VMs created without a mode, after checking them.
+// SetDefaultCPU sets the CPU mode and model of VMs created without a mode (host-model unless set), after
+// checking them. Hosts whose QEMU cannot run host-model (some nested virtualization) set custom and a
+// model the host offers (see Host).
 func (s *Service) SetDefaultCPU(mode, model string) error {
 	v := &errkind.Validator{Entity: "default cpu"}
 	checkCPUMode(v, "default_cpu", mode, model)
 	if err := v.Err(); err != nil {
 		return err
 	}
-	s.DefaultCPUMode, s.DefaultCPUModel = mode, model
+	s.defaultCPU.Mode, s.defaultCPU.Model = mode, model
 	return nil
 }

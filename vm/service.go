@@ -101,11 +101,9 @@ type Service struct {
 	DefaultStopTimeout time.Duration
 	// PollInterval is how often a graceful stop checks the power state.
 	PollInterval time.Duration
-	// DefaultCPUMode is the CPU mode of a VM created without one (default host-model; host-passthrough,
-	// or custom with DefaultCPUModel). Hosts whose QEMU cannot run host-model (some nested
-	// virtualization) set custom and a model the host offers (see the host facts).
-	DefaultCPUMode  string
-	DefaultCPUModel string
+	// defaultCPU is the CPU mode and model of a VM created without a mode (host-model unless SetDefaultCPU
+	// says otherwise).
+	defaultCPU CPU
 	Log             *slog.Logger
 	now             func() time.Time
 	live            liveness
@@ -114,7 +112,7 @@ type Service struct {
 // NewService returns a VM service.
 func NewService(d Deps) *Service {
 	return &Service{Deps: d, OpTimeout: 2 * time.Minute, DefaultStopTimeout: time.Minute, PollInterval: 250 * time.Millisecond,
-		DefaultCPUMode: CPUHostModel, Log: slog.Default(), now: time.Now}
+		defaultCPU: CPU{Mode: CPUHostModel}, Log: slog.Default(), now: time.Now}
 }
 
 // Get returns a VM by id.
@@ -157,7 +155,7 @@ func (s *Service) call(ctx context.Context, fn func(ctx context.Context) error) 
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 	sp := req.spec()
 	if sp.CPU.Mode == "" {
-		sp.CPU.Mode, sp.CPU.Model = s.DefaultCPUMode, s.DefaultCPUModel
+		sp.CPU.Mode, sp.CPU.Model = s.defaultCPU.Mode, s.defaultCPU.Model
 	}
 	sp.normalize()
 	if err := sp.validate(); err != nil {
