@@ -104,9 +104,9 @@ type Service struct {
 	// defaultCPU is the CPU mode and model of a VM created without a mode (host-model unless SetDefaultCPU
 	// says otherwise).
 	defaultCPU CPU
-	Log             *slog.Logger
-	now             func() time.Time
-	live            liveness
+	Log        *slog.Logger
+	now        func() time.Time
+	live       liveness
 }
 
 // NewService returns a VM service.
