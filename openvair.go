@@ -24,10 +24,15 @@ import (
 	_ "github.com/openvair/openvair/driver/nfs"     // the "nfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/event"
+	"github.com/openvair/openvair/internal/jobs"
+	"github.com/openvair/openvair/internal/operation"
+	"github.com/openvair/openvair/internal/reqctx"
 	"github.com/openvair/openvair/internal/secret"
 	"github.com/openvair/openvair/repo"
 	_ "github.com/openvair/openvair/repo/memory" // the "memory:" store
-	_ "github.com/openvair/openvair/repo/sql"    // the "sqlite:" and "postgres:" stores
+	"github.com/openvair/openvair/repo/outbox"
+	sqlstore "github.com/openvair/openvair/repo/sql" // the "sqlite:" and "postgres:" stores
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
@@ -47,6 +52,10 @@ var (
 	ErrTimeout       = errkind.Timeout
 	ErrUnrunnable    = errkind.Unrunnable
 	ErrBackendFailed = errkind.BackendFailed
+	// ErrPreconditionFailed: an expected version (ExpectVersion, HTTP If-Match) did not match.
+	ErrPreconditionFailed = errkind.PreconditionFailed
+	// ErrGone: events asked for are older than the retention.
+	ErrGone = errkind.Gone
 )
 
 type (
@@ -58,7 +67,28 @@ type (
 	FieldError = errkind.FieldError
 	// Ref names an entity an error points at.
 	Ref = errkind.Ref
+	// Operation is the record of one mutating call: kind, target, status, progress, outcome, owner.
+	Operation = operation.Operation
+	// OperationStatus is where an operation is in its life.
+	OperationStatus = operation.Status
+	// OperationListOptions filter and page a list of operations.
+	OperationListOptions = operation.ListOptions
+	// Event is one change of a storage, volume, image, VM or operation, in commit order.
+	Event = event.Event
+	// EventFilter selects events.
+	EventFilter = event.Filter
 )
+
+// ExpectVersion returns ctx under which the next mutating call fails with ErrPreconditionFailed, changing
+// nothing, unless entity id is at version when the call first writes it (HTTP If-Match).
+func ExpectVersion(ctx context.Context, id uuid.UUID, version int64) context.Context {
+	return reqctx.WithExpectedVersion(ctx, id, version)
+}
+
+// WithRequest returns ctx whose calls record requestID and requester in their operations and events.
+func WithRequest(ctx context.Context, requestID, requester string) context.Context {
+	return reqctx.WithMeta(ctx, reqctx.Meta{RequestID: requestID, Requester: requester})
+}
 
 // Config chooses the store and drivers of a System.
 type Config struct {
@@ -93,6 +123,17 @@ type Config struct {
 	// or custom with DefaultCPUModel (for example "qemu64" on hosts where QEMU cannot run host-model,
 	// such as some nested virtualization). The domain type (kvm or TCG) is a hypervisor option.
 	DefaultCPUMode, DefaultCPUModel string
+	// Lease is how long this process's claim on its running operations, and on the monitors when it runs
+	// them, lasts without renewal (default 30 s). Another process sharing the store recovers an operation,
+	// or takes the monitors over, only once the lease has run out.
+	Lease time.Duration
+	// EventRetention is how long events are kept (default 7 days); a subscriber resuming from an older
+	// event gets ErrGone and re-lists.
+	EventRetention time.Duration
+	// OperationRetention is how long finished operations are kept (default 7 days).
+	OperationRetention time.Duration
+	// Workers is how many asynchronous operations this process runs at once (default 10).
+	Workers int
 	// Logger receives the SDK's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -103,12 +144,20 @@ type System struct {
 	Volumes  *volume.Service
 	Images   *image.Service
 	VMs      *vm.Service
+	// Operations records every mutating call and lets callers follow, wait for and cancel them.
+	Operations *operation.Service
+	// Events is the change log: every state change, in commit order, with resume.
+	Events *event.Service
 	// Store is the persistence backend.
 	Store repo.Store
 
 	cfg       Config
 	ownsStore bool
+	rawStore  repo.Store
 	backends  backends
+	queue     *jobs.Queue
+	stopBg    context.CancelFunc
+	bg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
@@ -123,6 +172,15 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	}
 	if cfg.PowerResync <= 0 {
 		cfg.PowerResync = 30 * time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = operation.DefaultLease
+	}
+	if cfg.EventRetention <= 0 {
+		cfg.EventRetention = 7 * 24 * time.Hour
+	}
+	if cfg.OperationRetention <= 0 {
+		cfg.OperationRetention = 7 * 24 * time.Hour
 	}
 	sys := &System{cfg: cfg, Store: cfg.Store, backends: backends{}}
 	if sys.Store == nil {
@@ -151,6 +209,10 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		}
 		hv = h
 	}
+	if err := sys.openRecords(ctx); err != nil {
+		sys.Close()
+		return nil, err
+	}
 	st := sys.Store
 	sys.Storages = storage.NewService(st.Storages(), st, sys.backends)
 	sys.Volumes = volume.NewService(st.Volumes(), st.Storages(), st, sys.backends)
@@ -175,11 +237,63 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	if hv != nil {
 		sys.Volumes.VMs = sys.VMs // extends check the hypervisor, not only the stored power state
 	}
+	sys.Storages.UseOperations(sys.Operations)
+	sys.Volumes.UseOperations(sys.Operations)
+	sys.Images.UseOperations(sys.Operations)
+	sys.VMs.UseOperations(sys.Operations)
 	if err := sys.Recover(ctx); err != nil {
 		sys.Close()
 		return nil, err
 	}
+	if err := sys.startBackground(); err != nil {
+		sys.Close()
+		return nil, err
+	}
 	return sys, nil
+}
+
+// openRecords wraps the store so that changes become events, and opens the operation and event services
+// and, on a SQL store, the job queue that runs asynchronous operations.
+func (s *System) openRecords(ctx context.Context) error {
+	s.rawStore = s.Store
+	var notifier event.Notifier
+	if n, ok := s.rawStore.(event.Notifier); ok && isPostgres(s.rawStore) {
+		notifier = n
+	}
+	s.Events = event.NewService(s.rawStore.Events(), event.Config{Retention: s.cfg.EventRetention, Notifier: notifier, Logger: s.cfg.Logger})
+	s.Store = outbox.Wrap(s.rawStore, s.Events.Notify)
+	s.Operations = operation.NewService(s.Store.Operations(), s.Store, operation.Config{Lease: s.cfg.Lease, Logger: s.cfg.Logger})
+	if db, ok := s.rawStore.(jobs.Database); ok {
+		q, err := jobs.Open(ctx, db, s.Operations, jobs.Config{SQLite: !isPostgres(s.rawStore), Workers: s.cfg.Workers,
+			Lease: s.cfg.Lease, Logger: s.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		s.queue = q
+		s.Operations.SetExecutor(q)
+	}
+	return nil
+}
+
+func isPostgres(st repo.Store) bool {
+	d, ok := st.(interface{ Dialect() sqlstore.Dialect })
+	return ok && d.Dialect() == sqlstore.Postgres
+}
+
+// startBackground starts what runs as long as the System is open: lease renewals of this process's
+// operations, the event follower, and the job queue's workers.
+func (s *System) startBackground() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBg = cancel
+	if s.queue != nil {
+		if err := s.queue.Start(ctx); err != nil {
+			return fmt.Errorf("start the job queue: %w", err)
+		}
+	}
+	s.bg.Add(2)
+	go func() { defer s.bg.Done(); s.Operations.Keep(ctx) }()
+	go func() { defer s.bg.Done(); s.Events.Run(ctx) }()
+	return nil
 }
 
 func (s *System) openDrivers() error {
@@ -212,10 +326,14 @@ func (s *System) openDrivers() error {
 	return nil
 }
 
-// Recover finishes operations an earlier process left half done: half-created objects are removed,
-// interrupted operations leave their entity in error with a reason. Open calls it.
+// Recover finishes operations a process that stopped (this one before a restart, or another sharing the
+// store) left half done: operations whose owner's lease ran out are failed, then half-created objects are
+// removed and interrupted operations leave their entity in error with a reason. Entities a live operation
+// works on are left alone, whichever process runs it. Open calls it, and so does Run on the process that
+// holds the monitors, at every monitor cycle.
 func (s *System) Recover(ctx context.Context) error {
-	return errors.Join(s.Storages.Recover(ctx), s.Volumes.Recover(ctx), s.Images.Recover(ctx), s.VMs.Recover(ctx))
+	_, err := s.Operations.FailExpired(ctx)
+	return errors.Join(err, s.Storages.Recover(ctx), s.Volumes.Recover(ctx), s.Images.Recover(ctx), s.VMs.Recover(ctx))
 }
 
 // openSecrets returns the box that keeps graphics passwords encrypted at rest: its key lives in
@@ -234,42 +352,111 @@ func openSecrets(cfg Config) (*secret.Box, error) {
 	return secret.LoadOrCreate(cfg.DataDir)
 }
 
-// Run monitors until ctx ends: it follows the hypervisor's power state events (resynchronising every
-// PowerResync) and refreshes storages, volumes and images every MonitorInterval. It returns ctx.Err().
+// monitorLease names the lease of the process that runs the monitors.
+const monitorLease = "monitors"
+
+// Run monitors until ctx ends, on one process at a time among those sharing the store: the process that
+// holds the monitor lease follows the hypervisor's power state events (resynchronising every PowerResync),
+// refreshes storages, volumes and images every MonitorInterval, recovers the work of processes whose lease
+// ran out, and prunes old events and operations. The others stand by and take over within the lease when
+// it stops renewing. Run returns ctx.Err().
 func (s *System) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if s.VMs.Hypervisor != nil {
-			s.VMs.Watch(ctx, s.cfg.PowerResync)
+	every := min(s.cfg.MonitorInterval, max(s.cfg.Lease/3, 100*time.Millisecond))
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var (
+		leading   bool
+		stopWatch = func() {}
+		lastCycle time.Time
+	)
+	defer func() {
+		stopWatch()
+		if leading {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = s.Store.Leases().Release(rctx, monitorLease, s.Operations.Owner())
+			cancel()
 		}
 	}()
-	tick := time.NewTicker(s.cfg.MonitorInterval)
-	defer tick.Stop()
 	for {
-		s.MonitorOnce(ctx)
+		held := s.holdMonitors(ctx)
+		switch {
+		case held && !leading:
+			s.cfg.Logger.Info("monitors: this process runs them", "owner", s.Operations.Owner())
+			stopWatch = s.startWatch(ctx)
+			lastCycle = time.Time{}
+		case !held && leading:
+			s.cfg.Logger.Info("monitors: another process runs them now", "owner", s.Operations.Owner())
+			stopWatch()
+			stopWatch = func() {}
+		}
+		leading = held
+		if leading && time.Since(lastCycle) >= s.cfg.MonitorInterval {
+			lastCycle = time.Now()
+			s.MonitorOnce(ctx)
+		}
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
 }
 
-// MonitorOnce refreshes every storage, then every volume and image.
+// holdMonitors takes or renews the monitor lease and reports whether this process holds it.
+func (s *System) holdMonitors(ctx context.Context) bool {
+	lctx, cancel := context.WithTimeout(ctx, max(s.cfg.Lease/3, time.Second))
+	defer cancel()
+	now := time.Now().UTC()
+	held, err := s.Store.Leases().Acquire(lctx, monitorLease, s.Operations.Owner(), now, now.Add(s.cfg.Lease))
+	if err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn("monitors: renewing the lease", "err", err)
+	}
+	return held && err == nil
+}
+
+// startWatch follows power state events until the returned func is called.
+func (s *System) startWatch(ctx context.Context) func() {
+	if s.VMs.Hypervisor == nil {
+		return func() {}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.VMs.Watch(wctx, s.cfg.PowerResync)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// MonitorOnce refreshes every storage, then every volume and image, recovers what stopped processes left,
+// and prunes events and operations past their retention.
 func (s *System) MonitorOnce(ctx context.Context) {
-	err := errors.Join(s.Storages.RefreshAll(ctx), s.Volumes.RefreshAll(ctx), s.Images.RefreshAll(ctx))
+	err := errors.Join(s.Storages.RefreshAll(ctx), s.Volumes.RefreshAll(ctx), s.Images.RefreshAll(ctx), s.Recover(ctx),
+		s.Events.Prune(ctx))
+	if _, perr := s.Operations.Prune(ctx, time.Now().Add(-s.cfg.OperationRetention)); perr != nil {
+		err = errors.Join(err, perr)
+	}
 	if err != nil && ctx.Err() == nil {
 		s.cfg.Logger.Warn("monitor", "err", err)
 	}
 }
 
-// Close releases the drivers and the store (when Open opened it).
+// Close stops the job queue's workers (waiting up to 10 s for running operations), the background work,
+// and releases the drivers and the store (when Open opened it).
 func (s *System) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {
+		if s.queue != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.queue.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		if s.stopBg != nil {
+			s.stopBg()
+			s.bg.Wait()
+		}
 		for _, b := range s.backends {
 			if c, ok := b.(interface{ Close() error }); ok {
 				errs = append(errs, c.Close())
@@ -280,7 +467,9 @@ func (s *System) Close() error {
 				errs = append(errs, c.Close())
 			}
 		}
-		if s.ownsStore && s.Store != nil {
+		if s.ownsStore && s.rawStore != nil {
+			errs = append(errs, s.rawStore.Close())
+		} else if s.ownsStore && s.Store != nil {
 			errs = append(errs, s.Store.Close())
 		}
 	})

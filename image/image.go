@@ -80,3 +80,9 @@ func (i *Image) Clone() *Image {
 	c.Attachments = append([]Attachment(nil), i.Attachments...)
 	return &c
 }
+
+// EntityID returns the image's id (operation results and events name entities by it).
+func (x *Image) EntityID() uuid.UUID { return x.ID }
+
+// EntityVersion returns the image's version.
+func (x *Image) EntityVersion() int64 { return x.Version }

@@ -11,6 +11,9 @@ type CreateRequest struct {
 	Name        string    `json:"name"`
 	Description string    `json:"description,omitempty"`
 	StorageID   uuid.UUID `json:"storage_id"`
+	// ContentLength is the length of the content when the caller knows it (an HTTP Content-Length), shown
+	// as the total of the upload's progress; 0 when unknown.
+	ContentLength int64 `json:"-"`
 }
 
 // Validate reports every bad field at once.

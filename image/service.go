@@ -14,6 +14,7 @@ import (
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/uow"
 	"github.com/openvair/openvair/storage"
 )
@@ -62,6 +63,7 @@ type Service struct {
 	storages StorageReader
 	tx       Transactor
 	backends Backends
+	ops      *operation.Service
 	// MaxSize is the largest image accepted, in bytes.
 	MaxSize int64
 	// UploadTimeout bounds one upload that has no earlier deadline.
@@ -90,11 +92,11 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	return s.repo.List(ctx, opts)
 }
 
-// Create streams content into an available storage as a new image. The content type is detected from the
+// create streams content into an available storage as a new image. The content type is detected from the
 // bytes; the upload is limited to MaxSize (ErrTooLarge, "larger than the upload size limit") and to the
 // storage's available space (ErrTooLarge, "larger than the free space of storage ..."). Empty content is
 // refused with ErrInvalid. When the upload fails or ctx is cancelled, nothing remains: no row, no file.
-func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Reader) (*Image, error) {
+func (s *Service) create(ctx context.Context, req CreateRequest, content io.Reader) (*Image, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -113,6 +115,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Read
 		now := s.now().UTC()
 		img = &Image{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, StorageID: req.StorageID,
 			Status: StatusUploading, CreatedAt: now, UpdatedAt: now}
+		if err := s.ops.SetTarget(ctx, img.ID); err != nil {
+			return err
+		}
 		return s.repo.Create(ctx, img)
 	})
 	if err != nil {
@@ -122,7 +127,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Read
 	if st.Available < limit {
 		limit = st.Available
 	}
-	counted := &countingReader{r: content}
+	counted := &countingReader{r: content, progress: func(n int64) { s.ops.Progress(ctx, n, req.ContentLength) }}
 	content, err = nonEmpty(counted, img.ID)
 	var backend Backend
 	if err == nil {
@@ -152,13 +157,17 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, content io.Read
 
 // countingReader counts the bytes read through it.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r        io.Reader
+	n        int64
+	progress func(n int64)
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if n > 0 {
+		c.progress(c.n)
+	}
 	return n, err
 }
 
@@ -191,8 +200,8 @@ func (s *Service) tooLarge(id uuid.UUID, st *storage.Storage, limit int64) error
 	return errkind.New(errkind.TooLarge, "image", id.String(), "the image is larger than the upload size limit of %d bytes", s.MaxSize)
 }
 
-// Edit changes an image's name or description.
-func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Image, error) {
+// edit changes an image's name or description.
+func (s *Service) edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Image, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -210,8 +219,8 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Ima
 	})
 }
 
-// Delete removes an image that no VM uses as a cdrom.
-func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
+// delete removes an image that no VM uses as a cdrom.
+func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 	img, err := s.update(ctx, id, func(cur *Image) error {
 		if err := fsm.Require("image", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
 			return err
@@ -319,8 +328,15 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 // removed from every storage whose backend is a driver.UploadSweeper (none of this process's uploads runs
 // yet when Open calls it; a running one would be kept). Open calls it.
 func (s *Service) Recover(ctx context.Context) error {
+	uploading := map[uuid.UUID]bool{} // storages with a live upload: their partial files are not swept
 	for _, status := range []Status{StatusUploading, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
+			if s.ops.Busy(ctx, img.ID) {
+				if status == StatusUploading {
+					uploading[img.StorageID] = true
+				}
+				return // a live operation of another process (or this one) is on it
+			}
 			switch status {
 			case StatusUploading:
 				err := s.withBackend(ctx, img.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
@@ -346,18 +362,18 @@ func (s *Service) Recover(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.sweepUploads(ctx)
+	return s.sweepUploads(ctx, uploading)
 }
 
 // sweepUploads asks the backend of every storage that is not being created or deleted to remove the
 // leftovers of interrupted uploads. A storage that cannot be swept now is logged and skipped: its leftovers
 // are removed at the next recovery.
-func (s *Service) sweepUploads(ctx context.Context) error {
+func (s *Service) sweepUploads(ctx context.Context, skip map[uuid.UUID]bool) error {
 	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*storage.Storage, string, error) {
 		page, err := s.storages.List(ctx, storage.ListOptions{Cursor: cursor})
 		return page.Items, page.NextCursor, err
 	}, func(st *storage.Storage) {
-		if st.Status != storage.StatusAvailable && st.Status != storage.StatusError {
+		if (st.Status != storage.StatusAvailable && st.Status != storage.StatusError) || skip[st.ID] {
 			return
 		}
 		b, err := s.backends.ImageBackend(st.Type)

@@ -14,6 +14,10 @@ import (
 
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/event"
+	"github.com/openvair/openvair/internal/idem"
+	"github.com/openvair/openvair/internal/lease"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
@@ -28,6 +32,12 @@ type Store interface {
 	Volumes() volume.Repository
 	Images() image.Repository
 	VMs() vm.Repository
+	// Operations, Events, Idempotency and Leases keep the records of work, the change log, idempotency
+	// keys and leader leases in the same database as the data, so that they commit with it.
+	Operations() operation.Repository
+	Events() event.Log
+	Idempotency() idem.Store
+	Leases() lease.Store
 	io.Closer
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/fsm"
 	"github.com/openvair/openvair/internal/uow"
 )
@@ -61,6 +62,7 @@ type Service struct {
 	repo     Repository
 	tx       Transactor
 	backends Backends
+	ops      *operation.Service
 	// OpTimeout bounds each backend call that has no earlier deadline.
 	OpTimeout time.Duration
 	// MonitorTimeout bounds one health check of one storage.
@@ -88,9 +90,9 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	return s.repo.List(ctx, opts)
 }
 
-// Create checks the request, records the storage as creating, prepares it on its backend and makes it
+// create checks the request, records the storage as creating, prepares it on its backend and makes it
 // available. When the backend refuses, nothing remains and the backend's error is returned.
-func (s *Service) Create(ctx context.Context, req CreateRequest) (*Storage, error) {
+func (s *Service) create(ctx context.Context, req CreateRequest) (*Storage, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -124,7 +126,13 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Storage, erro
 			st.LocalFS.RealPath = pool.LocalFS.RealPath
 		}
 	}
-	if err := s.repo.Create(ctx, st); err != nil {
+	err = s.tx.InTx(ctx, func(ctx context.Context) error {
+		if err := s.ops.SetTarget(ctx, st.ID); err != nil {
+			return err
+		}
+		return s.repo.Create(ctx, st)
+	})
+	if err != nil {
 		return nil, err
 	}
 	dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
@@ -151,8 +159,8 @@ func applyState(st *Storage, state driver.PoolState) {
 	st.CreatedDir = st.CreatedDir || state.CreatedDir // once openvair's, always openvair's
 }
 
-// Edit changes a storage's name or description.
-func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Storage, error) {
+// edit changes a storage's name or description.
+func (s *Service) edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Storage, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -167,11 +175,11 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Sto
 	})
 }
 
-// Delete removes a storage that holds no volumes and no images; the error names them otherwise. The
+// delete removes a storage that holds no volumes and no images; the error names them otherwise. The
 // backend releases what it set up: it unmounts a device, and removes a storage directory only when
 // openvair created it (CreatedDir) and it is empty. A directory the user gave stays as it is, and so does
 // one that holds other files or has something mounted on it; the storage is deleted all the same.
-func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
+func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 	var st *Storage
 	err := s.tx.InTx(ctx, func(ctx context.Context) error {
 		cur, err := s.repo.Get(ctx, id)
@@ -292,6 +300,9 @@ func (s *Service) Recover(ctx context.Context) error {
 	// A delete that a crash interrupted was asked for and checked (nothing on the storage): finish it.
 	// Teardown is idempotent; when the backend cannot do it now, the storage is left in error.
 	err := ForEach(ctx, s.repo, ListOptions{Status: StatusDeleting}, func(st *Storage) {
+		if s.ops.Busy(ctx, st.ID) {
+			return // a live operation of another process (or this one) is on it
+		}
 		if err := s.finishDelete(ctx, st); err != nil {
 			s.Log.Error("storage: recover an interrupted delete", "id", st.ID, "err", err)
 		}
@@ -300,6 +311,9 @@ func (s *Service) Recover(ctx context.Context) error {
 		return err
 	}
 	return ForEach(ctx, s.repo, ListOptions{Status: StatusCreating}, func(st *Storage) {
+		if s.ops.Busy(ctx, st.ID) {
+			return
+		}
 		_, err := s.update(ctx, st.ID, func(cur *Storage) error {
 			return cur.SetStatus(StatusError, "interrupted while creating; refresh or delete it")
 		})

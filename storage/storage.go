@@ -130,3 +130,9 @@ func (s *Storage) Clone() *Storage {
 	}
 	return &c
 }
+
+// EntityID returns the storage's id (operation results and events name entities by it).
+func (x *Storage) EntityID() uuid.UUID { return x.ID }
+
+// EntityVersion returns the storage's version.
+func (x *Storage) EntityVersion() int64 { return x.Version }

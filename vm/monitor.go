@@ -186,6 +186,9 @@ func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, r
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusStarting, StatusStopping, StatusEditing, StatusDeleting} {
 		err := ForEach(ctx, s.Repo, ListOptions{Status: status}, func(v *VM) {
+			if s.ops.Busy(ctx, v.ID) {
+				return // a live operation of another process (or this one) is on it
+			}
 			hv, err := s.hypervisor()
 			if err != nil {
 				s.fail(ctx, v.ID, fmt.Sprintf("interrupted while %s; no hypervisor to check it", status))

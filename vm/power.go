@@ -13,9 +13,9 @@ import (
 	"github.com/openvair/openvair/volume"
 )
 
-// Start boots a VM that is shut off. Its volumes must be available (not being extended or deleted) on
+// start boots a VM that is shut off. Its volumes must be available (not being extended or deleted) on
 // available storages.
-func (s *Service) Start(ctx context.Context, id uuid.UUID) (*VM, error) {
+func (s *Service) start(ctx context.Context, id uuid.UUID) (*VM, error) {
 	hv, err := s.hypervisor()
 	if err != nil {
 		return nil, err
@@ -86,10 +86,10 @@ func (s *Service) finishPower(ctx context.Context, hv Hypervisor, id uuid.UUID, 
 	return out, err
 }
 
-// Stop powers a VM off: gracefully (the guest is asked to shut down, and Stop waits up to opts.Timeout) or
+// stop powers a VM off: gracefully (the guest is asked to shut down, and Stop waits up to opts.Timeout) or
 // at once with opts.Force. A graceful stop that times out leaves the VM running and returns an error
 // wrapping errkind.Timeout, unless opts.ForceAfterTimeout is set.
-func (s *Service) Stop(ctx context.Context, id uuid.UUID, opts StopOptions) (*VM, error) {
+func (s *Service) stop(ctx context.Context, id uuid.UUID, opts StopOptions) (*VM, error) {
 	if opts.Timeout < 0 {
 		return nil, &errkind.ValidationError{Entity: "vm stop", Fields: []errkind.FieldError{{Field: "timeout", Message: "must not be negative"}}}
 	}
@@ -158,15 +158,15 @@ func (s *Service) waitShutOff(ctx context.Context, hv Hypervisor, id uuid.UUID, 
 	}
 }
 
-// Reboot asks a running VM's guest to reboot (the ACPI reset request: the guest decides, and one without
+// reboot asks a running VM's guest to reboot (the ACPI reset request: the guest decides, and one without
 // ACPI support ignores it). See Reset for a hard reset.
-func (s *Service) Reboot(ctx context.Context, id uuid.UUID) (*VM, error) {
+func (s *Service) reboot(ctx context.Context, id uuid.UUID) (*VM, error) {
 	return s.whileRunning(ctx, id, "reboot", Hypervisor.Reboot)
 }
 
-// Reset restarts a running VM at once, like a hardware reset button: the guest is not asked and loses
+// reset restarts a running VM at once, like a hardware reset button: the guest is not asked and loses
 // what it did not write to disk.
-func (s *Service) Reset(ctx context.Context, id uuid.UUID) (*VM, error) {
+func (s *Service) reset(ctx context.Context, id uuid.UUID) (*VM, error) {
 	return s.whileRunning(ctx, id, "reset", Hypervisor.Reset)
 }
 

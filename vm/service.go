@@ -12,6 +12,7 @@ import (
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/fsm"
 	"github.com/openvair/openvair/internal/revert"
 	"github.com/openvair/openvair/internal/uow"
@@ -107,6 +108,7 @@ type Service struct {
 	Log        *slog.Logger
 	now        func() time.Time
 	live       liveness
+	ops        *operation.Service
 }
 
 // NewService returns a VM service.
@@ -150,15 +152,11 @@ func (s *Service) call(ctx context.Context, fn func(ctx context.Context) error) 
 	return fn(ctx)
 }
 
-// Create defines a new VM: it creates the volumes asked for, attaches them with the existing volumes and
+// create defines a new VM: it creates the volumes asked for, attaches them with the existing volumes and
 // images, and defines the domain. Everything is undone when a step fails.
-func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
-	sp := req.spec()
-	if sp.CPU.Mode == "" {
-		sp.CPU.Mode, sp.CPU.Model = s.defaultCPU.Mode, s.defaultCPU.Model
-	}
-	sp.normalize()
-	if err := sp.validate(); err != nil {
+func (s *Service) create(ctx context.Context, req CreateRequest) (*VM, error) {
+	sp, err := s.createSpec(req)
+	if err != nil {
 		return nil, err
 	}
 	hv, err := s.hypervisor()
@@ -186,6 +184,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 		if err := s.checkAttachable(ctx, v, nil); err != nil {
 			return err
 		}
+		if err := s.ops.SetTarget(ctx, v.ID); err != nil {
+			return err
+		}
 		return s.Repo.Create(ctx, v)
 	})
 	if err != nil {
@@ -209,6 +210,16 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 	}
 	rev.Success()
 	return out, nil
+}
+
+// createSpec checks a create request and returns its spec, with the default CPU filled in.
+func (s *Service) createSpec(req CreateRequest) (spec, error) {
+	sp := req.spec()
+	if sp.CPU.Mode == "" {
+		sp.CPU.Mode, sp.CPU.Model = s.defaultCPU.Mode, s.defaultCPU.Model
+	}
+	sp.normalize()
+	return sp, sp.validate()
 }
 
 // assign copies the spec into v; disks must have been resolved to volume ids.
@@ -371,14 +382,14 @@ func (s *Service) locate(ctx context.Context, storageID uuid.UUID, kind driver.O
 	return s.Locator.DiskSource(st.Pool(), kind, id)
 }
 
-// Edit changes a VM that is shut off. Volumes asked for with New are created; the domain is redefined;
+// editRequest changes a VM that is shut off. Volumes asked for with New are created; the domain is redefined;
 // when a step fails, the VM and its domain stay as they were.
-func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*VM, error) {
+func (s *Service) editRequest(ctx context.Context, id uuid.UUID, req EditRequest) (*VM, error) {
 	return s.edit(ctx, id, func(*VM) (EditRequest, error) { return req, nil })
 }
 
-// AttachVolume attaches an existing volume to a VM that is shut off.
-func (s *Service) AttachVolume(ctx context.Context, id, volumeID uuid.UUID, bus string) (*VM, error) {
+// attachVolume attaches an existing volume to a VM that is shut off.
+func (s *Service) attachVolume(ctx context.Context, id, volumeID uuid.UUID, bus string) (*VM, error) {
 	return s.edit(ctx, id, func(cur *VM) (EditRequest, error) {
 		if cur.HasVolume(volumeID) {
 			return EditRequest{}, errkind.New(errkind.AlreadyExists, "vm", id.String(), "volume %s is already attached", volumeID)
@@ -388,8 +399,8 @@ func (s *Service) AttachVolume(ctx context.Context, id, volumeID uuid.UUID, bus 
 	})
 }
 
-// DetachVolume detaches a volume from a VM that is shut off; the volume is kept.
-func (s *Service) DetachVolume(ctx context.Context, id, volumeID uuid.UUID) (*VM, error) {
+// detachVolume detaches a volume from a VM that is shut off; the volume is kept.
+func (s *Service) detachVolume(ctx context.Context, id, volumeID uuid.UUID) (*VM, error) {
 	return s.edit(ctx, id, func(cur *VM) (EditRequest, error) {
 		if !cur.HasVolume(volumeID) {
 			return EditRequest{}, errkind.New(errkind.NotFound, "vm", id.String(), "volume %s is not attached", volumeID)
@@ -532,10 +543,10 @@ func requireStopped(v *VM, op string) error {
 	return errkind.New(errkind.WrongState, "vm", v.ID.String(), "cannot %s while power state is %q; stop it first", op, v.PowerState)
 }
 
-// Delete removes a VM that is shut off: it undefines the domain, detaches its volumes and images and, when
+// delete removes a VM that is shut off: it undefines the domain, detaches its volumes and images and, when
 // asked, deletes the volumes no other VM uses. The VM is gone when Delete returns nil; an error about
 // volumes that could not be deleted is returned after the VM itself is deleted.
-func (s *Service) Delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) error {
+func (s *Service) delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) error {
 	hv, err := s.hypervisor()
 	if err != nil {
 		return err

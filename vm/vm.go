@@ -176,3 +176,9 @@ func (v *VM) HasVolume(id uuid.UUID) bool {
 	}
 	return false
 }
+
+// EntityID returns the vm's id (operation results and events name entities by it).
+func (x *VM) EntityID() uuid.UUID { return x.ID }
+
+// EntityVersion returns the vm's version.
+func (x *VM) EntityVersion() int64 { return x.Version }

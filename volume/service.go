@@ -12,6 +12,7 @@ import (
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/uow"
 	"github.com/openvair/openvair/storage"
 )
@@ -63,6 +64,7 @@ type Service struct {
 	storages StorageReader
 	tx       Transactor
 	backends Backends
+	ops      *operation.Service
 	// VMs, when set, confirms with the hypervisor that no VM using a volume runs before the volume is
 	// extended (growing a disk under a running guest corrupts it).
 	VMs VMStates
@@ -91,12 +93,12 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	return s.repo.List(ctx, opts)
 }
 
-// Create makes a volume on an available storage. The name must be unique on the storage, the size must fit
+// create makes a volume on an available storage. The name must be unique on the storage, the size must fit
 // in the storage's available space (ErrTooLarge, "needs N bytes, storage has M bytes free"). The volume's
 // Size is the virtual size the backend reports having made, which is req.Size rounded up to what the
 // format stores (a multiple of 512 bytes for the localfs and nfs backends: a qcow2 or raw volume asked
 // for 1000 bytes has 1024). When the backend fails, nothing remains.
-func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error) {
+func (s *Service) create(ctx context.Context, req CreateRequest) (*Volume, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -114,6 +116,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error
 		vol = &Volume{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, StorageID: req.StorageID,
 			Format: req.Format, Size: req.Size, ReadOnly: req.ReadOnly, Shareable: req.Shareable, Status: StatusCreating,
 			CreatedAt: now, UpdatedAt: now}
+		if err := s.ops.SetTarget(ctx, vol.ID); err != nil {
+			return err
+		}
 		return s.repo.Create(ctx, vol)
 	})
 	if err != nil {
@@ -183,8 +188,8 @@ func (s *Service) backend(st *storage.Storage, format Format) (Backend, error) {
 	return nil, errkind.New(errkind.Unsupported, "storage", st.ID.String(), "backend %s cannot hold %s volumes", b.Info().Name, format)
 }
 
-// Edit changes a volume's name, description, read-only or shareable flag.
-func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Volume, error) {
+// edit changes a volume's name, description, read-only or shareable flag.
+func (s *Service) edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Volume, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -211,10 +216,10 @@ func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*Vol
 	})
 }
 
-// Extend grows a volume to newSize bytes. It must grow, fit in the storage's free space (ErrTooLarge), and
+// extend grows a volume to newSize bytes. It must grow, fit in the storage's free space (ErrTooLarge), and
 // the volume must not be in use by a VM that is not shut off. As with Create, the new Size is the virtual
 // size the backend reports: newSize rounded up to what the format stores.
-func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Volume, error) {
+func (s *Service) extend(ctx context.Context, id uuid.UUID, newSize int64) (*Volume, error) {
 	var (
 		vol *Volume
 		st  *storage.Storage
@@ -302,8 +307,8 @@ func (s *Service) fail(ctx context.Context, id uuid.UUID, reason string) {
 	}
 }
 
-// Delete removes a volume that no VM uses.
-func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
+// delete removes a volume that no VM uses.
+func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 	vol, err := s.update(ctx, id, func(cur *Volume) error {
 		if err := fsm.Require("volume", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
 			return err
@@ -409,6 +414,9 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusExtending, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(v *Volume) {
+			if s.ops.Busy(ctx, v.ID) {
+				return // a live operation of another process (or this one) is on it
+			}
 			switch status {
 			case StatusCreating:
 				st, err := s.storages.Get(ctx, v.StorageID)

@@ -86,3 +86,9 @@ func (v *Volume) Clone() *Volume {
 	c.Attachments = append([]Attachment(nil), v.Attachments...)
 	return &c
 }
+
+// EntityID returns the volume's id (operation results and events name entities by it).
+func (x *Volume) EntityID() uuid.UUID { return x.ID }
+
+// EntityVersion returns the volume's version.
+func (x *Volume) EntityVersion() int64 { return x.Version }

@@ -37,7 +37,42 @@ var (
 	// BackendFailed: the backend was reached and tried, but failed (QEMU could not open a file, an NFS
 	// server refused QEMU's access, QEMU exited at once). The reason is in the message.
 	BackendFailed = errors.New("backend failed")
+	// PreconditionFailed: the caller expected the entity at another version (HTTP If-Match); re-read it.
+	PreconditionFailed = errors.New("precondition failed")
+	// Gone: what was asked for existed once but was removed (an event older than the retention).
+	Gone = errors.New("gone")
 )
+
+// names are the stable names of the kinds, used in problem bodies and stored operation errors.
+var names = []struct {
+	kind error
+	name string
+}{
+	{Invalid, "invalid"}, {NotFound, "not_found"}, {AlreadyExists, "already_exists"}, {WrongState, "wrong_state"},
+	{InUse, "in_use"}, {Conflict, "conflict"}, {TooLarge, "too_large"}, {Unavailable, "unavailable"},
+	{Unsupported, "unsupported"}, {Timeout, "timeout"}, {Unrunnable, "unrunnable"}, {BackendFailed, "backend_failed"},
+	{PreconditionFailed, "precondition_failed"}, {Gone, "gone"},
+}
+
+// Name returns the stable name of the kind err wraps ("not_found", "in_use", ...), or "" for none.
+func Name(err error) string {
+	for _, n := range names {
+		if errors.Is(err, n.kind) {
+			return n.name
+		}
+	}
+	return ""
+}
+
+// ByName returns the kind a stable name stands for, or nil.
+func ByName(name string) error {
+	for _, n := range names {
+		if n.name == name {
+			return n.kind
+		}
+	}
+	return nil
+}
 
 // Ref names an entity, for errors that point at other entities ("storage has volumes a, b").
 type Ref struct {
