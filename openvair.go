@@ -156,6 +156,7 @@ type System struct {
 	rawStore  repo.Store
 	backends  backends
 	queue     *jobs.Queue
+	instance  *instance
 	stopBg    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
@@ -262,7 +263,15 @@ func (s *System) openRecords(ctx context.Context) error {
 	}
 	s.Events = event.NewService(s.rawStore.Events(), event.Config{Retention: s.cfg.EventRetention, Notifier: notifier, Logger: s.cfg.Logger})
 	s.Store = outbox.Wrap(s.rawStore, s.Events.Notify)
-	s.Operations = operation.NewService(s.Store.Operations(), s.Store, operation.Config{Lease: s.cfg.Lease, Logger: s.cfg.Logger})
+	inst, err := openInstance(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	s.instance = inst
+	s.Operations = operation.NewService(s.Store.Operations(), s.Store, operation.Config{Owner: inst.id, Lease: s.cfg.Lease, Logger: s.cfg.Logger})
+	if err := s.Operations.FailOrphans(ctx); err != nil {
+		return fmt.Errorf("recover operations: %w", err)
+	}
 	if db, ok := s.rawStore.(jobs.Database); ok {
 		q, err := jobs.Open(ctx, db, s.Operations, jobs.Config{SQLite: !isPostgres(s.rawStore), Workers: s.cfg.Workers,
 			Lease: s.cfg.Lease, Logger: s.cfg.Logger})
@@ -467,6 +476,7 @@ func (s *System) Close() error {
 				errs = append(errs, c.Close())
 			}
 		}
+		errs = append(errs, s.instance.close())
 		if s.ownsStore && s.rawStore != nil {
 			errs = append(errs, s.rawStore.Close())
 		} else if s.ownsStore && s.Store != nil {

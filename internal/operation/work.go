@@ -297,6 +297,36 @@ func (s *Service) Live(ctx context.Context, target uuid.UUID) (bool, error) {
 	return false, nil
 }
 
+// FailOrphans fails the operations this owner left running in an earlier life (the process restarted with
+// the same identity: nothing of them runs any more), without waiting for their lease to run out. Pending
+// operations waiting for a worker are left to the queue.
+func (s *Service) FailOrphans(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	all, err := s.repo.Expired(ctx, s.now().UTC().Add(100*365*24*time.Hour), 10000)
+	if err != nil {
+		return err
+	}
+	for _, op := range all {
+		if op.Owner != s.owner || op.Status != StatusRunning {
+			continue
+		}
+		err := s.update(ctx, op.ID, func(cur *Operation) {
+			if cur.Status.Final() {
+				return
+			}
+			now := s.now().UTC()
+			cur.Status, cur.FinishedAt = StatusFailed, &now
+			cur.Error = &Problem{Kind: "unavailable", Message: "the process running it stopped (it was restarted)"}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // FailExpired fails every operation whose owner stopped renewing its lease (the process died), so that the
 // entities they left in a transitional status are recovered. Pending operations waiting for a worker are
 // left to the queue. It returns the targets of the operations it failed.
