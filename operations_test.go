@@ -10,6 +10,7 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/sdktest"
+	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/repo"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -77,14 +78,17 @@ func TestNestedCallsAreChildOperations(t *testing.T) {
 }
 
 func TestAsyncOperationsRunOnWorkers(t *testing.T) {
-	for _, store := range []string{"memory", "sqlite"} {
+	for _, store := range []string{"memory", "sqlite", "postgres"} {
 		t.Run(store, func(t *testing.T) {
 			var st repo.Store
-			if store == "sqlite" {
-				var err error
+			var err error
+			switch store {
+			case "sqlite":
 				st, err = repo.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "ov.db"))
-				require.NoError(t, err)
+			case "postgres":
+				st, err = repo.Open(context.Background(), pg.Start(t))
 			}
+			require.NoError(t, err)
 			e := sdktest.New(t, st)
 			pool := e.Storage(t, "pool")
 			op, err := e.Sys.Volumes.CreateAsync(e.Ctx, volume.CreateRequest{Name: "a", StorageID: pool.ID, Format: volume.FormatRaw, Size: 4096})
