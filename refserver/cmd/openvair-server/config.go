@@ -41,8 +41,15 @@ type config struct {
 	UploadTimeout   duration          `toml:"upload_timeout"`   // default 6h
 	ShutdownTimeout duration          `toml:"shutdown_timeout"` // default 30s
 	MonitorInterval duration          `toml:"monitor_interval"` // default 10s
-	LogLevel        string            `toml:"log_level"`        // OPENVAIR_LOG_LEVEL, -log-level: debug, info, warn, error
-	LogFormat       string            `toml:"log_format"`       // text (default) or json
+	// Operations and events (several processes may share one PostgreSQL store).
+	Lease              duration `toml:"lease"`               // OPENVAIR_LEASE: a process's claim on its operations and the monitors (default 30s)
+	Workers            int      `toml:"workers"`             // asynchronous operations run at once by this process (default 10)
+	EventRetention     duration `toml:"event_retention"`     // default 168h
+	OperationRetention duration `toml:"operation_retention"` // default 168h
+	EventHeartbeat     duration `toml:"event_heartbeat"`     // comment lines on idle event streams (default 15s)
+	IdempotencyTTL     duration `toml:"idempotency_ttl"`     // how long Idempotency-Key outcomes are kept (default 24h)
+	LogLevel           string   `toml:"log_level"`           // OPENVAIR_LOG_LEVEL, -log-level: debug, info, warn, error
+	LogFormat          string   `toml:"log_format"`          // text (default) or json
 }
 
 // duration is a time.Duration written as "30s" in TOML.
@@ -120,6 +127,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if v := getenv(env); v != "" {
 			*dst = v
 		}
+	}
+	if v := getenv("OPENVAIR_LEASE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return cfg, opt, fmt.Errorf("OPENVAIR_LEASE: want a positive duration such as 30s, got %q", v)
+		}
+		cfg.Lease.Duration = d
 	}
 	if v := getenv("OPENVAIR_MAX_IMAGE_SIZE"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)

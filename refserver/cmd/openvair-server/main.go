@@ -61,7 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	sysCfg := openvair.Config{DSN: cfg.DSN, DataDir: cfg.DataDir, StorageOptions: cfg.StorageOptions,
 		MaxImageSize: cfg.MaxImageSize, MonitorInterval: cfg.MonitorInterval.Duration, Logger: log,
-		DefaultCPUMode: cfg.CPUMode, DefaultCPUModel: cfg.CPUModel}
+		DefaultCPUMode: cfg.CPUMode, DefaultCPUModel: cfg.CPUModel, Lease: cfg.Lease.Duration, Workers: cfg.Workers,
+		EventRetention: cfg.EventRetention.Duration, OperationRetention: cfg.OperationRetention.Duration}
 	if cfg.Hypervisor == "libvirt" {
 		sysCfg.Hypervisor = "libvirt"
 		sysCfg.HypervisorOptions = map[string]string{"uri": cfg.LibvirtURI}
