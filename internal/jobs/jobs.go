@@ -38,7 +38,8 @@ type Config struct {
 	SQLite bool
 	// Workers is how many operations this process runs at once (default 10).
 	Workers int
-	// Poll is how often idle workers look for new jobs (default 200 ms).
+	// Poll is how often idle workers look for new jobs (default 50 ms: River runs poll-only on these
+	// drivers, so this is the latency of an asynchronous operation's start).
 	Poll time.Duration
 	// Lease is the operations' lease: a job stuck for twice as long is rescued.
 	Lease  time.Duration
@@ -81,7 +82,7 @@ func Open(ctx context.Context, db Database, ops *operation.Service, cfg Config) 
 		cfg.Workers = 10
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 200 * time.Millisecond
+		cfg.Poll = 50 * time.Millisecond
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = operation.DefaultLease
@@ -113,7 +114,7 @@ func Open(ctx context.Context, db Database, ops *operation.Service, cfg Config) 
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:              workers,
 		FetchPollInterval:    cfg.Poll,
-		FetchCooldown:        min(cfg.Poll, 50*time.Millisecond),
+		FetchCooldown:        min(cfg.Poll, 10*time.Millisecond),
 		PollOnly:             true,
 		MaxAttempts:          1,
 		JobTimeout:           -1,

@@ -58,6 +58,8 @@ type Service struct {
 	mu       sync.Mutex
 	handlers map[string]Handler
 	running  map[uuid.UUID]*runState
+	// finished is closed (and replaced) whenever an operation of this process ends, waking local waiters.
+	finished chan struct{}
 }
 
 type runState struct {
@@ -92,7 +94,7 @@ func NewService(repo Repository, tx Transactor, cfg Config) *Service {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{repo: repo, tx: tx, owner: cfg.Owner, lease: cfg.Lease, log: cfg.Logger, now: time.Now,
-		handlers: map[string]Handler{}, running: map[uuid.UUID]*runState{}}
+		handlers: map[string]Handler{}, running: map[uuid.UUID]*runState{}, finished: make(chan struct{})}
 	s.exec = cfg.Executor
 	if s.exec == nil {
 		s.exec = goroutineExecutor{s}
@@ -304,6 +306,8 @@ func (s *Service) run(ctx context.Context, op *Operation, fn func(ctx context.Co
 	s.finish(context.WithoutCancel(ctx), op.ID, st, res, err)
 	s.mu.Lock()
 	delete(s.running, op.ID)
+	close(s.finished)
+	s.finished = make(chan struct{})
 	s.mu.Unlock()
 	close(st.done)
 	return res, err

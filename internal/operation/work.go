@@ -118,6 +118,9 @@ func (s *Service) overlayProgress(op *Operation) {
 func (s *Service) Wait(ctx context.Context, id uuid.UUID) (*Operation, error) {
 	delay := 10 * time.Millisecond
 	for {
+		s.mu.Lock()
+		finished := s.finished // taken before reading, so an end in between is not missed
+		s.mu.Unlock()
 		op, err := s.Get(ctx, id)
 		if err != nil {
 			return nil, err
@@ -125,18 +128,11 @@ func (s *Service) Wait(ctx context.Context, id uuid.UUID) (*Operation, error) {
 		if op.Status.Final() {
 			return op, nil
 		}
-		s.mu.Lock()
-		st := s.running[id]
-		s.mu.Unlock()
-		var done <-chan struct{}
-		if st != nil {
-			done = st.done
-		}
 		select {
 		case <-ctx.Done():
 			return op, errkind.Wrap(errkind.Timeout, ctx.Err(), "operation", id.String(), "operation still %s", op.Status)
-		case <-done:
-		case <-time.After(delay):
+		case <-finished: // an operation of this process ended: perhaps this one
+		case <-time.After(delay): // another process may run it
 			delay = min(2*delay, 250*time.Millisecond)
 		}
 	}
