@@ -10,8 +10,8 @@ import (
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
-	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/fsm"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/uow"
 )
 
