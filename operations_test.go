@@ -241,3 +241,35 @@ func TestRecoveryWaitsForTheLease(t *testing.T) {
 	assert.Equal(t, operation.StatusFailed, failed.Status)
 	assert.Contains(t, failed.Error.Message, "another-process")
 }
+
+// TestMonitorsStoreOnlyChanges: a monitor cycle that finds nothing new changes no version (so ETags stay
+// valid) and writes no event.
+func TestMonitorsStoreOnlyChanges(t *testing.T) {
+	e := sdktest.New(t, nil)
+	st := e.Storage(t, "pool")
+	vol := e.Volume(t, st.ID, "v", 1<<20)
+	img := e.Image(t, st.ID, "i")
+	e.Sys.MonitorOnce(e.Ctx)
+	st1, err := e.Sys.Storages.Get(e.Ctx, st.ID)
+	require.NoError(t, err)
+	vol1, err := e.Sys.Volumes.Get(e.Ctx, vol.ID)
+	require.NoError(t, err)
+	img1, err := e.Sys.Images.Get(e.Ctx, img.ID)
+	require.NoError(t, err)
+	last, err := e.Sys.Events.Last(e.Ctx)
+	require.NoError(t, err)
+
+	e.Sys.MonitorOnce(e.Ctx)
+	st2, err := e.Sys.Storages.Get(e.Ctx, st.ID)
+	require.NoError(t, err)
+	vol2, err := e.Sys.Volumes.Get(e.Ctx, vol.ID)
+	require.NoError(t, err)
+	img2, err := e.Sys.Images.Get(e.Ctx, img.ID)
+	require.NoError(t, err)
+	assert.Equal(t, st1.Version, st2.Version)
+	assert.Equal(t, vol1.Version, vol2.Version)
+	assert.Equal(t, img1.Version, img2.Version)
+	after, err := e.Sys.Events.Last(e.Ctx)
+	require.NoError(t, err)
+	assert.Equal(t, last, after, "no event for a cycle that found nothing new")
+}

@@ -305,11 +305,13 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Image, error) {
 		if cur.Version != img.Version {
 			return uow.ErrSkip
 		}
-		if ierr != nil {
-			return cur.SetStatus(StatusError, "image file missing on storage "+st.Name)
-		}
-		cur.Size = info.Size
-		return cur.SetStatus(StatusAvailable, "")
+		return uow.Unchanged(cur, func() error {
+			if ierr != nil {
+				return cur.SetStatus(StatusError, "image file missing on storage "+st.Name)
+			}
+			cur.Size = info.Size
+			return cur.SetStatus(StatusAvailable, "")
+		})
 	})
 }
 

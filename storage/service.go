@@ -272,11 +272,13 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Storage, error) {
 		if cur.Version != st.Version {
 			return uow.ErrSkip // changed meanwhile: the newer writer knows better
 		}
-		if serr != nil {
-			return cur.SetStatus(StatusError, "unreachable: "+serr.Error())
-		}
-		applyState(cur, state)
-		return cur.SetStatus(StatusAvailable, "")
+		return uow.Unchanged(cur, func() error {
+			if serr != nil {
+				return cur.SetStatus(StatusError, "unreachable: "+serr.Error())
+			}
+			applyState(cur, state)
+			return cur.SetStatus(StatusAvailable, "")
+		})
 	})
 }
 

@@ -387,14 +387,16 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Volume, error) {
 		if cur.Version != vol.Version {
 			return uow.ErrSkip
 		}
-		if ierr != nil {
-			return cur.SetStatus(StatusError, "volume file missing on storage "+st.Name)
-		}
-		cur.Allocated = info.Allocated
-		if info.VirtualSize > 0 {
-			cur.Size = info.VirtualSize
-		}
-		return cur.SetStatus(StatusAvailable, "")
+		return uow.Unchanged(cur, func() error {
+			if ierr != nil {
+				return cur.SetStatus(StatusError, "volume file missing on storage "+st.Name)
+			}
+			cur.Allocated = info.Allocated
+			if info.VirtualSize > 0 {
+				cur.Size = info.VirtualSize
+			}
+			return cur.SetStatus(StatusAvailable, "")
+		})
 	})
 }
 

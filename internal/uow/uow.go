@@ -3,7 +3,9 @@
 package uow
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/google/uuid"
@@ -61,4 +63,24 @@ func ForEach[T any](ctx context.Context, list func(ctx context.Context, cursor s
 		}
 		cursor = next
 	}
+}
+
+// Unchanged runs change on cur and returns ErrSkip when it left cur as it was (compared through its JSON
+// form), so that a monitor that finds nothing new stores nothing: no new version, no event.
+func Unchanged(cur any, change func() error) error {
+	before, err := json.Marshal(cur)
+	if err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	after, err := json.Marshal(cur)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(before, after) {
+		return ErrSkip
+	}
+	return nil
 }
