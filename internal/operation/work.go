@@ -53,10 +53,12 @@ func (s *Service) Execute(ctx context.Context, id uuid.UUID) error {
 // stored them has ended (the claim waits for it).
 type goroutineExecutor struct{ s *Service }
 
-func (g goroutineExecutor) Enqueue(ctx context.Context, op *Operation) error {
+func (g goroutineExecutor) Enqueue(_ context.Context, op *Operation) error {
 	id := op.ID
 	go func() {
-		ctx := context.WithoutCancel(ctx)
+		// A fresh context: the submitter's carries its unit of work, which must not leak into the worker
+		// (Execute takes the requester and request id from the operation).
+		ctx := context.Background()
 		for attempt := 0; attempt < 50; attempt++ {
 			// The unit of work that stored the operation may not have committed yet.
 			err := g.s.Execute(ctx, id)

@@ -13,6 +13,10 @@ import (
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/cursor"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/event"
+	"github.com/openvair/openvair/internal/idem"
+	"github.com/openvair/openvair/internal/lease"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/repo"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -31,6 +35,7 @@ type Store struct {
 	volumes  table[*volume.Volume]
 	images   table[*image.Image]
 	vms      table[*vm.VM]
+	rec      records
 }
 
 var _ repo.Store = (*Store)(nil)
@@ -130,6 +135,18 @@ func (s *Store) Images() image.Repository { return imageRepo{s} }
 
 // VMs returns the VM repository.
 func (s *Store) VMs() vm.Repository { return vmRepo{s} }
+
+// Operations returns the operation repository.
+func (s *Store) Operations() operation.Repository { return operationRepo{s} }
+
+// Events returns the change log. It is not shared with other processes, so the store is no event.Notifier.
+func (s *Store) Events() event.Log { return eventLog{s} }
+
+// Idempotency returns the idempotency key store.
+func (s *Store) Idempotency() idem.Store { return idemStore{s} }
+
+// Leases returns the lease store.
+func (s *Store) Leases() lease.Store { return leaseStore{s} }
 
 // put stores v under id in m, recording how to undo it.
 func put[T any](m map[uuid.UUID]T, id uuid.UUID, v T, onUndo func(func())) {

@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Pagination", func(t *testing.T) { testPagination(t, open) })
 	t.Run("UnitOfWork", func(t *testing.T) { testUnitOfWork(t, open) })
 	t.Run("Races", func(t *testing.T) { RunRaces(t, open) })
+	t.Run("Records", func(t *testing.T) { RunRecords(t, open) })
 }
 
 func fresh(t *testing.T, open Opener) (repo.Store, context.Context) {

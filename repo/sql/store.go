@@ -25,6 +25,10 @@ import (
 
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/event"
+	"github.com/openvair/openvair/internal/idem"
+	"github.com/openvair/openvair/internal/lease"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/repo"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -107,6 +111,18 @@ func (s *Store) Images() image.Repository { return imageRepo{s} }
 
 // VMs returns the VM repository.
 func (s *Store) VMs() vm.Repository { return vmRepo{s} }
+
+// Operations returns the operation repository.
+func (s *Store) Operations() operation.Repository { return operationRepo{s} }
+
+// Events returns the change log. On PostgreSQL, Listen follows what other processes append to it.
+func (s *Store) Events() event.Log { return eventLog{s} }
+
+// Idempotency returns the idempotency key store.
+func (s *Store) Idempotency() idem.Store { return idemStore{s} }
+
+// Leases returns the lease store.
+func (s *Store) Leases() lease.Store { return leaseStore{s} }
 
 func notFound(entity, id string) error {
 	return errkind.New(errkind.NotFound, entity, id, "%s not found", entity)
