@@ -261,7 +261,10 @@ func (s *System) openRecords(ctx context.Context) error {
 	if n, ok := s.rawStore.(event.Notifier); ok && isPostgres(s.rawStore) {
 		notifier = n
 	}
-	s.Events = event.NewService(s.rawStore.Events(), event.Config{Retention: s.cfg.EventRetention, Notifier: notifier, Logger: s.cfg.Logger})
+	// Without a notifier, events that another process appends (SQLite shared by several processes) are
+	// found by reading the log every 250 ms; this process's own are delivered at once.
+	s.Events = event.NewService(s.rawStore.Events(), event.Config{Retention: s.cfg.EventRetention, Notifier: notifier,
+		Poll: 250 * time.Millisecond, Logger: s.cfg.Logger})
 	s.Store = outbox.Wrap(s.rawStore, s.Events.Notify)
 	inst, err := openInstance(s.cfg.DataDir)
 	if err != nil {

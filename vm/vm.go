@@ -5,6 +5,7 @@
 package vm
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -109,6 +110,16 @@ type Graphics struct {
 	Type     string `json:"type"`   // vnc, spice or none
 	Listen   string `json:"listen"` // IP address to listen on
 	Password string `json:"-"`      // never returned
+}
+
+// MarshalJSON encodes the graphics without the password, saying whether one is set (password_set), as
+// events carry it.
+func (g Graphics) MarshalJSON() ([]byte, error) {
+	type plain Graphics
+	return json.Marshal(struct {
+		plain
+		PasswordSet bool `json:"password_set"`
+	}{plain(g), g.Password != ""})
 }
 
 // VM is a virtual machine.
