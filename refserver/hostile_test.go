@@ -2,6 +2,7 @@ package refserver_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -593,7 +594,9 @@ func (h *hostileRun) send(op *hostileOp) {
 	if rq.body != nil {
 		body = bytes.NewReader(rq.body)
 	}
-	req, err := http.NewRequest(rq.method, rq.url, body)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, rq.method, rq.url, body)
 	if err != nil {
 		h.find("transport", op, rq, 0, []byte(err.Error()))
 		return
@@ -611,6 +614,10 @@ func (h *hostileRun) send(op *hostileOp) {
 	if err != nil {
 		h.find("transport", op, rq, 0, []byte(err.Error()))
 		return
+	}
+	if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		// An event stream never ends by itself: its answer is its status and first bytes.
+		time.AfterFunc(50*time.Millisecond, cancel)
 	}
 	b, _ := io.ReadAll(res.Body)
 	_ = res.Body.Close()
