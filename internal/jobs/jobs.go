@@ -12,9 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/riverqueue/river"
@@ -30,6 +33,8 @@ type Database interface {
 	SQLDB() *sql.DB
 	// SQLTx is the transaction of the unit of work ctx runs in.
 	SQLTx(ctx context.Context) (*sql.Tx, bool)
+	// PostgresDSN is the DSN of a PostgreSQL store ("" on SQLite).
+	PostgresDSN() string
 }
 
 // Config configures a Queue.
@@ -50,6 +55,10 @@ type Config struct {
 type Queue struct {
 	db     Database
 	client *river.Client[*sql.Tx]
+	// own is the queue's own pool on PostgreSQL: River's queries carry SQL comments with quotes that bun's
+	// pgdriver, which interpolates parameters itself, mangles (leader election failed with "there is no
+	// parameter $2"); pgx sends them as they are. Jobs are still inserted in the store's transactions.
+	own *sql.DB
 }
 
 // runArgs is the job of one operation.
@@ -90,12 +99,52 @@ func Open(ctx context.Context, db Database, ops *operation.Service, cfg Config) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	var driver riverdriver.Driver[*sql.Tx]
+	var (
+		driver riverdriver.Driver[*sql.Tx]
+		own    *sql.DB
+	)
 	if cfg.SQLite {
 		driver = riversqlite.New(db.SQLDB())
 	} else {
-		driver = riverdatabasesql.New(db.SQLDB())
+		var err error
+		if own, err = pgxPool(db.PostgresDSN()); err != nil {
+			return nil, err
+		}
+		driver = riverdatabasesql.New(own)
 	}
+	q, err := open(ctx, driver, ops, cfg)
+	if err != nil {
+		if own != nil {
+			_ = own.Close()
+		}
+		return nil, err
+	}
+	q.db, q.own = db, own
+	return q, nil
+}
+
+// pgxPool opens a small pool through pgx's database/sql driver on the store's DSN, without the parameters
+// only bun's pgdriver knows.
+func pgxPool(dsn string) (*sql.DB, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	q := u.Query()
+	q.Del("read_timeout")
+	q.Del("write_timeout")
+	u.RawQuery = q.Encode()
+	cc, err := pgx.ParseConfig(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	pool := stdlib.OpenDB(*cc)
+	pool.SetMaxOpenConns(4)
+	pool.SetConnMaxIdleTime(5 * time.Minute)
+	return pool, nil
+}
+
+func open(ctx context.Context, driver riverdriver.Driver[*sql.Tx], ops *operation.Service, cfg Config) (*Queue, error) {
 	mctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(cfg.Logger)})
@@ -124,7 +173,7 @@ func Open(ctx context.Context, db Database, ops *operation.Service, cfg Config) 
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
-	return &Queue{db: db, client: client}, nil
+	return &Queue{client: client}, nil
 }
 
 // quiet passes River's warnings and errors on, not its routine information.
@@ -156,5 +205,12 @@ func (q *Queue) Enqueue(ctx context.Context, op *operation.Operation) error {
 // Start starts the workers; they stop when Stop is called.
 func (q *Queue) Start(ctx context.Context) error { return q.client.Start(ctx) }
 
-// Stop stops fetching jobs and waits, until ctx ends, for running ones to finish.
-func (q *Queue) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
+// Stop stops fetching jobs and waits, until ctx ends, for running ones to finish, then closes the queue's
+// own connections.
+func (q *Queue) Stop(ctx context.Context) error {
+	err := q.client.Stop(ctx)
+	if q.own != nil {
+		err = errors.Join(err, q.own.Close())
+	}
+	return err
+}

@@ -63,7 +63,7 @@ func connectPostgres(ctx context.Context, dsn string) (*Store, error) {
 	sqldb.SetMaxIdleConns(pgMaxConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
-	s := &Store{dialect: Postgres, db: db, rdb: db,
+	s := &Store{dialect: Postgres, db: db, rdb: db, dsn: dsn,
 		txOpts: &sql.TxOptions{Isolation: sql.LevelSerializable},
 		roOpts: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}}
 	if err := db.PingContext(ctx); err != nil {

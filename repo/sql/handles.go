@@ -18,3 +18,7 @@ func (s *Store) SQLTx(ctx context.Context) (tx *sql.Tx, ok bool) {
 	}
 	return t.tx.Tx, true
 }
+
+// PostgresDSN returns the DSN of a PostgreSQL store ("" on SQLite), for components that need connections of
+// their own to the same database (the job queue's, whose queries bun's pgdriver cannot run).
+func (s *Store) PostgresDSN() string { return s.dsn }

@@ -58,6 +58,8 @@ type Store struct {
 	db *bun.DB
 	// rdb runs reads outside a unit of work (on SQLite a pool of read-only connections; db on PostgreSQL).
 	rdb *bun.DB
+	// dsn is the PostgreSQL DSN the store was opened with (empty on SQLite).
+	dsn string
 	// txOpts are the options of a unit of work, roOpts those of a multi-statement read.
 	txOpts, roOpts *sql.TxOptions
 

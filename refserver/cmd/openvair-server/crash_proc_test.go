@@ -19,36 +19,33 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// crashBinary builds the server binary once per test process (into a directory removed when the test that
-// first asked for it ends; only the crash test uses it).
+// crashBinary is the server binary, built into a directory removed when the test that asked for it ends
+// (the crash and multi-process tests use it); a later test that asks for it builds it again.
 var crashBinary struct {
-	once sync.Once
+	mu   sync.Mutex
 	path string
-	err  error
 }
 
 // crashServerBinary returns the path of the built server binary.
 func crashServerBinary(t *testing.T) string {
 	t.Helper()
-	crashBinary.once.Do(func() {
+	crashBinary.mu.Lock()
+	defer crashBinary.mu.Unlock()
+	if _, err := os.Stat(crashBinary.path); crashBinary.path == "" || err != nil {
 		dir, err := os.MkdirTemp("", "openvair-crash-bin")
-		if err != nil {
-			crashBinary.err = err
-			return
-		}
+		require.NoError(t, err)
 		bin := filepath.Join(dir, "openvair-server")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-		out, err := cmd.CombinedOutput()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
 		if err != nil {
-			crashBinary.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
+			_ = os.RemoveAll(dir)
+			t.Fatalf("go build: %v\n%s", err, out)
 		}
 		crashBinary.path = bin
-	})
-	require.NoError(t, crashBinary.err)
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(crashBinary.path)) })
+	}
+	dir := filepath.Dir(crashBinary.path)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return crashBinary.path
 }
 
@@ -74,6 +71,13 @@ func crashFreePort(t *testing.T) int {
 // token (read from dataDir/admin.token once it exists). It returns the process and the admin token.
 func crashStart(t *testing.T, bin, dataDir, dsn string) (*crashProc, string) {
 	t.Helper()
+	return crashStartWith(t, bin, dataDir, dsn, nil, nil)
+}
+
+// crashStartWith is crashStart with more command-line arguments and environment variables (KEY=VALUE, added
+// to this process's environment).
+func crashStartWith(t *testing.T, bin, dataDir, dsn string, extraArgs, extraEnv []string) (*crashProc, string) {
+	t.Helper()
 	var p *crashProc
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a port taken between probe and bind: try another
@@ -83,7 +87,11 @@ func crashStart(t *testing.T, bin, dataDir, dsn string) (*crashProc, string) {
 			args = append(args, "-dsn", dsn)
 		}
 		p = &crashProc{logs: &lockedWriter{w: &bytes.Buffer{}}, exited: make(chan struct{}), url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		args = append(args, extraArgs...)
 		p.cmd = exec.Command(bin, args...)
+		if len(extraEnv) > 0 {
+			p.cmd.Env = append(os.Environ(), extraEnv...)
+		}
 		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		require.NoError(t, p.cmd.Start())
