@@ -68,7 +68,7 @@ func TestAPIClientFlow(t *testing.T) {
 	require.NoError(t, err)
 
 	path := e.storageDir("pool")
-	sr, err := c.CreateStorageWithResponse(ctx, apiclient.CreateStorageJSONRequestBody{Name: "local", Type: "localfs",
+	sr, err := c.CreateStorageWithResponse(ctx, nil, apiclient.CreateStorageJSONRequestBody{Name: "local", Type: "localfs",
 		Localfs: &apiclient.LocalFSSpec{Path: &path}})
 	require.NoError(t, err)
 	require.Equal(t, 201, sr.StatusCode(), "%s", sr.Body)
@@ -80,15 +80,15 @@ func TestAPIClientFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, ar.ApplicationproblemJSON401)
 	assert.Equal(t, "unauthenticated", *ar.ApplicationproblemJSON401.Kind)
-	fr, err := reader.CreateStorageWithResponse(ctx, apiclient.CreateStorageJSONRequestBody{Name: "x", Type: "localfs", Localfs: &apiclient.LocalFSSpec{Path: &path}})
+	fr, err := reader.CreateStorageWithResponse(ctx, nil, apiclient.CreateStorageJSONRequestBody{Name: "x", Type: "localfs", Localfs: &apiclient.LocalFSSpec{Path: &path}})
 	require.NoError(t, err)
 	require.NotNil(t, fr.ApplicationproblemJSON403)
 
-	vr, err := c.CreateVolumeWithResponse(ctx, apiclient.CreateVolumeJSONRequestBody{Name: "root", StorageId: st.Id, Format: "qcow2", Size: 1 << 30})
+	vr, err := c.CreateVolumeWithResponse(ctx, nil, apiclient.CreateVolumeJSONRequestBody{Name: "root", StorageId: st.Id, Format: "qcow2", Size: 1 << 30})
 	require.NoError(t, err)
 	require.Equal(t, 201, vr.StatusCode(), "%s", vr.Body)
 	vol := vr.JSON201
-	er, err := c.ExtendVolumeWithResponse(ctx, vol.Id, apiclient.ExtendVolumeJSONRequestBody{Size: 2 << 30})
+	er, err := c.ExtendVolumeWithResponse(ctx, vol.Id, nil, apiclient.ExtendVolumeJSONRequestBody{Size: 2 << 30})
 	require.NoError(t, err)
 	require.NotNil(t, er.JSON200, "%s", er.Body)
 	assert.EqualValues(t, 2<<30, er.JSON200.Size)
@@ -105,22 +105,22 @@ func TestAPIClientFlow(t *testing.T) {
 	img := ir.JSON201
 	assert.Equal(t, "iso", img.Format)
 
-	vmr, err := c.CreateVMWithResponse(ctx, apiclient.CreateVMJSONRequestBody{Name: "web",
+	vmr, err := c.CreateVMWithResponse(ctx, nil, apiclient.CreateVMJSONRequestBody{Name: "web",
 		Cpu: apiclient.CPU{Sockets: 1, Cores: 1, Threads: 1}, Memory: 64 << 20,
 		Disks:  &[]apiclient.DiskRequest{{VolumeId: &vol.Id}},
 		Cdroms: &[]apiclient.CDROM{{ImageId: img.Id}}})
 	require.NoError(t, err)
 	require.Equal(t, 201, vmr.StatusCode(), "%s", vmr.Body)
 	v := vmr.JSON201
-	startR, err := c.StartVMWithResponse(ctx, v.Id)
+	startR, err := c.StartVMWithResponse(ctx, v.Id, nil)
 	require.NoError(t, err)
 	require.NotNil(t, startR.JSON200, "%s", startR.Body)
 	assert.Equal(t, apiclient.VMPowerStateRunning, startR.JSON200.PowerState, "the enum is in the typed client")
-	again, err := c.StartVMWithResponse(ctx, v.Id)
+	again, err := c.StartVMWithResponse(ctx, v.Id, nil)
 	require.NoError(t, err)
 	require.NotNil(t, again.ApplicationproblemJSON409, "%s", again.Body)
 	force := true
-	stopR, err := c.StopVMWithResponse(ctx, v.Id, apiclient.StopVMJSONRequestBody{Force: &force})
+	stopR, err := c.StopVMWithResponse(ctx, v.Id, nil, apiclient.StopVMJSONRequestBody{Force: &force})
 	require.NoError(t, err)
 	require.NotNil(t, stopR.JSON200, "%s", stopR.Body)
 	assert.Equal(t, apiclient.VMPowerStateShutOff, stopR.JSON200.PowerState)
@@ -128,7 +128,7 @@ func TestAPIClientFlow(t *testing.T) {
 	dr, err := c.DeleteVMWithResponse(ctx, v.Id, &apiclient.DeleteVMParams{DeleteVolumes: &del})
 	require.NoError(t, err)
 	assert.Equal(t, 204, dr.StatusCode())
-	gr, err := c.GetVolumeWithResponse(ctx, vol.Id)
+	gr, err := c.GetVolumeWithResponse(ctx, vol.Id, nil)
 	require.NoError(t, err)
 	require.NotNil(t, gr.ApplicationproblemJSON404, "%s", gr.Body)
 }

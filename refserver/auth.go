@@ -1,6 +1,7 @@
 package refserver
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/openvair/openvair/internal/reqctx"
 )
 
 // Role is what a token may do.
@@ -123,7 +126,8 @@ func (s *server) authenticate(authz string) (name string, role Role, wwwAuth str
 }
 
 // authMiddleware authenticates every /api/v1 operation: 401 without a valid bearer token, 403 when a
-// reader token calls anything but GET, or a GET marked adminOnly.
+// reader token calls anything but GET, or a GET marked adminOnly. The request's context then carries
+// reqctx.Meta with the request id and the token's name as the requester.
 func (s *server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 	op := ctx.Operation()
 	if op == nil || !strings.HasPrefix(op.Path, "/api/v1/") {
@@ -145,7 +149,16 @@ func (s *server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 			fmt.Sprintf("token %q has role %q, which %s", name, role, what)), ctx))
 		return
 	}
-	next(huma.WithValue(ctx, principalKey{}, name))
+	// The request's context names the requester, for the operations and events it starts.
+	meta := reqctx.MetaOf(ctx.Context())
+	meta.Requester = name
+	next(huma.WithContext(ctx, context.WithValue(reqctx.WithMeta(ctx.Context(), meta), principalKey{}, name)))
+}
+
+// principalOf returns the name of the token that authenticated the request of ctx ("" for none).
+func principalOf(ctx context.Context) string {
+	name, _ := ctx.Value(principalKey{}).(string)
+	return name
 }
 
 func withInstance(p *Problem, ctx huma.Context) *Problem {

@@ -14,17 +14,19 @@ import (
 
 // Problem is an RFC 9457 problem details object, the body of every error response. Kind names the SDK
 // error kind ("not_found", "in_use", ...), Refs the entities the error is about (the VMs using a volume,
-// the storage that already has a name), Errors the bad fields of an invalid request.
+// the storage that already has a name), Errors the bad fields of an invalid request, RequestID the
+// request (its X-Request-Id).
 type Problem struct {
-	Type     string              `json:"type,omitempty" doc:"A URI reference to the problem type (about:blank)."`
-	Title    string              `json:"title,omitempty" doc:"The HTTP status text."`
-	Status   int                 `json:"status,omitempty" doc:"The HTTP status code."`
-	Detail   string              `json:"detail,omitempty" doc:"What went wrong in this occurrence."`
-	Instance string              `json:"instance,omitempty" doc:"The request path."`
-	Kind     string              `json:"kind,omitempty" doc:"The error kind: the SDK's not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed); the server's unauthenticated, forbidden, method_not_allowed, unsupported_media_type (415), internal (500)."`
-	Reason   string              `json:"reason,omitempty" doc:"A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited."`
-	Refs     []openvair.Ref      `json:"refs,omitempty" doc:"Entities the error points at."`
-	Errors   []*huma.ErrorDetail `json:"errors,omitempty" doc:"The bad fields of an invalid request."`
+	Type      string              `json:"type,omitempty" doc:"A URI reference to the problem type (about:blank)."`
+	Title     string              `json:"title,omitempty" doc:"The HTTP status text."`
+	Status    int                 `json:"status,omitempty" doc:"The HTTP status code."`
+	Detail    string              `json:"detail,omitempty" doc:"What went wrong in this occurrence."`
+	Instance  string              `json:"instance,omitempty" doc:"The request path."`
+	Kind      string              `json:"kind,omitempty" doc:"The error kind: the SDK's not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed), precondition_failed (412: If-Match names another version), gone (410); the server's unauthenticated, forbidden, method_not_allowed, unsupported_media_type (415), internal (500)."`
+	Reason    string              `json:"reason,omitempty" doc:"A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited."`
+	Refs      []openvair.Ref      `json:"refs,omitempty" doc:"Entities the error points at."`
+	Errors    []*huma.ErrorDetail `json:"errors,omitempty" doc:"The bad fields of an invalid request."`
+	RequestID string              `json:"request_id,omitempty" doc:"The request's id, as in its X-Request-Id response header: quote it when reporting the problem; the server's log lines of the request carry it too."`
 }
 
 // Error implements error.
@@ -64,6 +66,10 @@ func kindOfStatus(status int) string {
 		return "method_not_allowed"
 	case http.StatusConflict:
 		return "conflict"
+	case http.StatusPreconditionFailed:
+		return "precondition_failed"
+	case http.StatusGone:
+		return "gone"
 	case http.StatusRequestEntityTooLarge, http.StatusRequestHeaderFieldsTooLarge, http.StatusRequestURITooLong:
 		return "too_large"
 	case http.StatusUnsupportedMediaType:
@@ -106,6 +112,8 @@ var kinds = []struct {
 	{openvair.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
 	{openvair.ErrUnrunnable, http.StatusUnprocessableEntity, "unrunnable"},
 	{openvair.ErrBackendFailed, http.StatusBadGateway, "backend_failed"},
+	{openvair.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition_failed"},
+	{openvair.ErrGone, http.StatusGone, "gone"},
 }
 
 // StatusOf is the one mapping from SDK errors to HTTP status codes:
@@ -119,6 +127,8 @@ var kinds = []struct {
 //	ErrTimeout                                         504 (the backend or the guest did not finish in time)
 //	ErrUnrunnable                                      422 (the VM's definition cannot run on this host: fix the VM)
 //	ErrBackendFailed                                   502 (the hypervisor was reached but failed, e.g. QEMU exited)
+//	errkind.PreconditionFailed                         412 (If-Match named another version of the entity)
+//	errkind.Gone                                       410 (it existed once, and was removed)
 //	the client went away (context.Canceled)            499 (never seen by the client)
 //	anything else                                      500 (and logged)
 func StatusOf(err error) int {
@@ -152,7 +162,7 @@ func (s *server) problemOf(ctx context.Context, err error) *Problem {
 		status, kind = statusClientGone, "canceled"
 	}
 	if status == http.StatusInternalServerError {
-		s.log.ErrorContext(ctx, "internal error", "err", err)
+		s.log.ErrorContext(ctx, "internal error", "request_id", requestIDOf(ctx), "err", err)
 		return newProblem(status, "", "internal error; see the server log")
 	}
 	p := newProblem(status, kind, err.Error())
@@ -233,6 +243,9 @@ func problemFields(ctx huma.Context, _ string, v any) (any, error) {
 	if p.Instance == "" {
 		p.Instance = ctx.URL().Path
 	}
+	if p.RequestID == "" {
+		p.RequestID = requestIDOf(ctx.Context())
+	}
 	return p, nil
 }
 
@@ -281,8 +294,8 @@ func redactErrorValues(_ huma.Context, _ string, v any) (any, error) {
 	return v, nil
 }
 
-// byID parses the path id raw, runs fn with it and turns its error into a problem: the shape of every
-// handler about one entity.
+// byID parses the path id raw, runs fn with it and turns its error into a problem (or the 202 of an
+// accepted asynchronous call, see fail): the shape of every handler about one entity.
 func byID[O any](ctx context.Context, s *server, raw string, fn func(id uuid.UUID) (O, error)) (O, error) {
 	var zero O
 	id, err := parseID(raw)
@@ -291,10 +304,7 @@ func byID[O any](ctx context.Context, s *server, raw string, fn func(id uuid.UUI
 	}
 	out, err := fn(id)
 	if err != nil {
-		if p, ok := err.(*Problem); ok {
-			return zero, p
-		}
-		return zero, s.problemOf(ctx, err)
+		return zero, s.fail(ctx, err)
 	}
 	return out, nil
 }

@@ -68,7 +68,7 @@ const eventWriteTimeout = time.Minute
 type eventsInput struct {
 	Resource    string `query:"resource" enum:"storage,volume,image,vm,operation" doc:"Only events about this kind of entity."`
 	ResourceID  string `query:"resource_id" format:"uuid" doc:"Only events about this entity."`
-	Type        string `query:"type" maxLength:"1024" doc:"Only events of these types, comma-separated: <resource>.<created|updated|deleted>, for example volume.created,vm.updated."`
+	Type        string `query:"type" maxLength:"1024" pattern:"^ *(storage|volume|image|vm|operation)\\.(created|updated|deleted) *(, *(storage|volume|image|vm|operation)\\.(created|updated|deleted) *)*$" patternDescription:"comma-separated event types" doc:"Only events of these types, comma-separated: <resource>.<created|updated|deleted>, for example volume.created,vm.updated."`
 	Since       string `query:"since" pattern:"^(-1|[0-9]{1,19})$" patternDescription:"an event id, or -1" doc:"Resume after this event id: every later event is sent, then the stream follows live. Absent or -1: only events from now on. Last-Event-ID wins over it."`
 	LastEventID string `header:"Last-Event-ID" maxLength:"19" doc:"The id of the last event received, as EventSource sends it when it reconnects: resume after it (wins over since)."`
 }
@@ -273,8 +273,51 @@ func (s *server) streamEvents(hctx huma.Context, svc *event.Service, since int64
 	}
 }
 
-// eventMessage renders e as one Server-Sent Events message.
+// messageCache keeps the rendered messages of recent events: every stream sends the same bytes for an
+// event, so with many subscribers each event is decoded and encoded once, not once per subscriber.
+type messageCache struct {
+	mu   sync.Mutex
+	msgs map[int64][]byte
+	ring [1024]int64
+	next int
+}
+
+func (c *messageCache) get(id int64) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.msgs[id]
+	return m, ok
+}
+
+func (c *messageCache) put(id int64, msg []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.msgs == nil {
+		c.msgs = map[int64][]byte{}
+	}
+	if _, ok := c.msgs[id]; ok {
+		return
+	}
+	delete(c.msgs, c.ring[c.next])
+	c.ring[c.next] = id
+	c.next = (c.next + 1) % len(c.ring)
+	c.msgs[id] = msg
+}
+
+// eventMessage renders e as one Server-Sent Events message (the bytes are shared: do not modify them).
 func (s *server) eventMessage(e *event.Event) ([]byte, error) {
+	if msg, ok := s.messages.get(e.ID); ok {
+		return msg, nil
+	}
+	msg, err := s.renderEvent(e)
+	if err == nil {
+		s.messages.put(e.ID, msg)
+	}
+	return msg, err
+}
+
+// renderEvent renders e as one Server-Sent Events message.
+func (s *server) renderEvent(e *event.Event) ([]byte, error) {
 	out := Event{ID: e.ID, Type: e.Type, Resource: e.Resource, ResourceID: e.ResourceID, Version: e.Version,
 		RequestID: e.RequestID, Requester: e.Requester, Time: e.Time}
 	if e.OperationID != uuid.Nil {

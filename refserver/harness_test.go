@@ -179,6 +179,9 @@ func (e *env) do(method, path, token string, body any, hdr ...string) resp {
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(e.t, err)
 	defer res.Body.Close()
+	if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		return resp{Status: res.StatusCode, Header: res.Header} // an event stream never ends: its answer is its status
+	}
 	b, err := io.ReadAll(res.Body)
 	require.NoError(e.t, err)
 	return resp{Status: res.StatusCode, Header: res.Header, Body: b}

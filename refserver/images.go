@@ -19,7 +19,12 @@ import (
 
 type imageOutput struct {
 	Location string `header:"Location" doc:"Set on create."`
+	ETag     string `header:"ETag" doc:"The image's version as a strong entity tag (\"3\"), for If-Match and If-None-Match."`
 	Body     *Image
+}
+
+func imageResp(img *image.Image) *imageOutput {
+	return &imageOutput{ETag: etag(img.Version), Body: imageOut(img)}
 }
 
 // ImagePage is one page of images; next_cursor is absent on the last page.
@@ -88,8 +93,12 @@ func (s *server) registerImages(api huma.API) {
 		"Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage", tag,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
 		http.StatusUnprocessableEntity, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
+	up.Metadata[streamedBody] = true // its Idempotency-Key fingerprint does not read the body
 	up.Description = fmt.Sprintf("The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes "+
-		"(ISO 9660, qcow2, or raw). The limit is %d bytes (413 beyond it).", s.cfg.MaxImageSize)
+		"(ISO 9660, qcow2, or raw). The limit is %d bytes (413 beyond it). With an Idempotency-Key, the body is not "+
+		"read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, "+
+		"description), Content-Length and Content-Type are the same; put the name fields in the query rather than in "+
+		"a multipart form to have them count.", s.cfg.MaxImageSize)
 	// Only the binary content type is declared before Register: a declared object schema would make Huma
 	// read and parse the body itself. The multipart form is added to the document afterwards.
 	up.RequestBody = &huma.RequestBody{
@@ -105,9 +114,11 @@ func (s *server) registerImages(api huma.API) {
 			if errors.As(err, &p) {
 				return nil, p
 			}
-			return nil, s.problemOf(ctx, err)
+			return nil, s.fail(ctx, err)
 		}
-		return &imageOutput{Location: s.location("images", img.ID), Body: imageOut(img)}, nil
+		out := imageResp(img)
+		out.Location = s.location("images", img.ID)
+		return out, nil
 	})
 	if item := api.OpenAPI().Paths["/api/v1/images"]; item != nil && item.Post != nil {
 		item.Post.RequestBody.Content["multipart/form-data"] = &huma.MediaType{Schema: &huma.Schema{Type: "object",
@@ -126,7 +137,7 @@ func (s *server) registerImages(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &imageOutput{Body: imageOut(img)}, nil
+				return imageResp(img), nil
 			})
 		})
 
@@ -138,7 +149,7 @@ func (s *server) registerImages(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &imageOutput{Body: imageOut(img)}, nil
+				return imageResp(img), nil
 			})
 		})
 

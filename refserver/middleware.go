@@ -29,13 +29,19 @@ const (
 
 // writeProblem writes p as the response of a Huma operation.
 func writeProblem(ctx huma.Context, p *Problem) {
+	if p.RequestID == "" {
+		p.RequestID = requestIDOf(ctx.Context())
+	}
 	ctx.SetHeader("Content-Type", "application/problem+json")
 	ctx.SetStatus(p.Status)
 	_ = json.NewEncoder(ctx.BodyWriter()).Encode(p)
 }
 
-// writeProblemHTTP writes p on a plain http.ResponseWriter.
+// writeProblemHTTP writes p on a plain http.ResponseWriter (whose X-Request-Id is already set).
 func writeProblemHTTP(w http.ResponseWriter, p *Problem) {
+	if p.RequestID == "" {
+		p.RequestID = w.Header().Get(RequestIDHeader)
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Del("Content-Length")
 	w.WriteHeader(p.Status)
@@ -49,7 +55,7 @@ func (s *server) recoverMiddleware(ctx huma.Context, next func(huma.Context)) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic in handler", "operation", ctx.Operation().OperationID, "value", v, "stack", string(debug.Stack()))
+			s.log.Error("panic in handler", "request_id", requestIDOf(ctx.Context()), "operation", ctx.Operation().OperationID, "value", v, "stack", string(debug.Stack()))
 			writeProblem(ctx, newProblem(http.StatusInternalServerError, "", "internal error; see the server log"))
 		}
 	}()
@@ -61,12 +67,14 @@ func isUpload(r *http.Request) bool {
 	return r.Method == http.MethodPost && strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/api/v1/images")
 }
 
-// outer wraps the mux: it sets the request's read and write deadlines (long ones for uploads), answers
-// unknown routes and methods with problems instead of plain text, and logs every request (method, path,
-// status, duration; never headers, so never a token).
+// outer wraps the mux: it names the request (X-Request-Id, see withRequestID), sets the request's read and
+// write deadlines (long ones for uploads), answers unknown routes and methods with problems instead of
+// plain text, and logs every request (request id, method, path, status, duration; never headers, so never
+// a token).
 func (s *server) outer(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r, rid := withRequestID(w, r)
 		timeout := s.cfg.RequestTimeout
 		if isUpload(r) {
 			timeout = s.cfg.UploadTimeout
@@ -98,7 +106,7 @@ func (s *server) outer(mux *http.ServeMux) http.Handler {
 		if sw.status == statusClientGone || r.Context().Err() != nil {
 			// The client went away before the answer: not a failure of the server, whatever status the
 			// handler had chosen.
-			s.log.Info("request: client gone", "method", r.Method, "path", path, "status", statusClientGone,
+			s.log.Info("request: client gone", "request_id", rid, "method", r.Method, "path", path, "status", statusClientGone,
 				"handler_status", sw.status, "bytes", sw.n, "duration", duration, "remote", r.RemoteAddr)
 			return
 		}
@@ -106,7 +114,7 @@ func (s *server) outer(mux *http.ServeMux) http.Handler {
 		if sw.status >= 500 {
 			level = s.log.Warn
 		}
-		level("request", "method", r.Method, "path", path, "status", sw.status, "bytes", sw.n,
+		level("request", "request_id", rid, "method", r.Method, "path", path, "status", sw.status, "bytes", sw.n,
 			"duration", duration, "remote", r.RemoteAddr)
 	})
 }

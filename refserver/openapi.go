@@ -2,6 +2,7 @@ package refserver
 
 import (
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,6 +104,129 @@ func documentStatuses(api huma.API) {
 					Content: map[string]*huma.MediaType{"application/problem+json": {Schema: problem}}}
 				if !slices.Contains(op.Errors, code) {
 					op.Errors = append(op.Errors, code)
+				}
+			}
+		}
+	}
+}
+
+// documentHeaders declares the headers of the server's cross-cutting features on every operation:
+//
+//   - every operation: the X-Request-Id request header, and the X-Request-Id header of its 2xx and 3xx
+//     responses (every response has it; a problem also repeats it as request_id);
+//   - writes through the SDK: Prefer (respond-async), the 202 answer with its operation, and Operation-Id
+//     on their answers;
+//   - POST writes: Idempotency-Key (409 while the first request runs, 422 for another request), and
+//     Idempotent-Replayed on a replayed answer (declared on the 2xx ones; a replayed 4xx has it too);
+//   - writes to one entity: If-Match (400 when malformed, 412 when the version differs);
+//   - reads of one entity (their 200 has an ETag): If-None-Match and 304.
+func documentHeaders(api huma.API) {
+	oapi := api.OpenAPI()
+	reg := oapi.Components.Schemas
+	problem := reg.Schema(reflectProblem, true, "Problem")
+	operationSchema := reg.Schema(reflect.TypeFor[Operation](), true, "Operation")
+	maxID := 128
+	if oapi.Components.Headers == nil {
+		oapi.Components.Headers = map[string]*huma.Header{}
+	}
+	headers := oapi.Components.Headers
+	headers[RequestIDHeader] = &huma.Header{Description: "The request's id: the X-Request-Id the request carried when it was " +
+		"1 to 128 printable ASCII characters, else one the server made up (a UUIDv7). Problems repeat it as request_id.",
+		Schema: &huma.Schema{Type: "string", MaxLength: &maxID}}
+	headers[operationIDHeader] = &huma.Header{Description: "The operation the request started: GET /api/v1/operations/{id} " +
+		"follows it.", Schema: &huma.Schema{Type: "string", Format: "uuid"}}
+	headers[preferenceAppliedHeader] = &huma.Header{Description: "respond-async: the request was accepted for asynchronous execution.",
+		Schema: &huma.Schema{Type: "string", Enum: []any{respondAsync}}}
+	headers[idempotentReplayedHeader] = &huma.Header{Description: "true: this is the stored answer of the first request with " +
+		"this Idempotency-Key, sent again; the request did nothing this time.", Schema: &huma.Schema{Type: "string", Enum: []any{"true"}}}
+	ref := func(name string) *huma.Header { return &huma.Header{Ref: "#/components/headers/" + name} }
+	problemResponse := func(op *huma.Operation, code int, desc string) {
+		key := strconv.Itoa(code)
+		if op.Responses[key] == nil {
+			op.Responses[key] = &huma.Response{Description: desc,
+				Content: map[string]*huma.MediaType{"application/problem+json": {Schema: problem}}}
+		}
+		if !slices.Contains(op.Errors, code) {
+			op.Errors = append(op.Errors, code)
+		}
+	}
+	header := func(resp *huma.Response, name string, h *huma.Header) {
+		if resp.Headers == nil {
+			resp.Headers = map[string]*huma.Header{}
+		}
+		if resp.Headers[name] == nil {
+			resp.Headers[name] = h
+		}
+	}
+	maxKey := MaxIdempotencyKeyBytes
+	minKey := 1
+
+	for _, item := range oapi.Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			if isSDKWrite(op) {
+				op.Parameters = append(op.Parameters, &huma.Param{Name: "Prefer", In: "header",
+					Description: "respond-async: answer 202 Accepted with the operation at once when the work can run on any " +
+						"worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A " +
+						"write with If-Match always runs before the answer.",
+					Schema: &huma.Schema{Type: "string", Examples: []any{respondAsync}}})
+				for code, resp := range op.Responses {
+					if len(code) == 3 && code[0] == '2' {
+						header(resp, operationIDHeader, ref(operationIDHeader))
+					}
+				}
+				op.Responses["202"] = &huma.Response{
+					Description: "Accepted (Prefer: respond-async): the operation, pending; Location is its URL. Follow it with " +
+						"GET /api/v1/operations/{id}/wait.",
+					Headers: map[string]*huma.Header{
+						"Location":              {Description: "The operation's URL.", Schema: &huma.Schema{Type: "string"}},
+						operationIDHeader:       ref(operationIDHeader),
+						preferenceAppliedHeader: ref(preferenceAppliedHeader),
+					},
+					Content: map[string]*huma.MediaType{"application/json": {Schema: operationSchema}},
+				}
+				if op.Method == http.MethodPost {
+					op.Parameters = append(op.Parameters, &huma.Param{Name: IdempotencyKeyHeader, In: "header",
+						Description: "Makes the request safe to retry: the first request with the key runs, and a retry with " +
+							"the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. " +
+							"The same key with another request is 422; while the first request runs, 409. Keys belong to the token.",
+						Schema: &huma.Schema{Type: "string", MinLength: &minKey, MaxLength: &maxKey}})
+					for code, resp := range op.Responses {
+						if len(code) == 3 && code[0] == '2' {
+							header(resp, idempotentReplayedHeader, ref(idempotentReplayedHeader))
+						}
+					}
+					problemResponse(op, http.StatusBadRequest, http.StatusText(http.StatusBadRequest))
+					problemResponse(op, http.StatusConflict, http.StatusText(http.StatusConflict))
+					problemResponse(op, http.StatusUnprocessableEntity, http.StatusText(http.StatusUnprocessableEntity))
+				}
+			}
+			if isEntityWrite(op) {
+				op.Parameters = append(op.Parameters, &huma.Param{Name: "If-Match", In: "header",
+					Description: "Change the entity only if it is still at this version: its ETag (\"3\"), or * for any. " +
+						"412 precondition_failed when it has another version; 400 when malformed.",
+					Schema: &huma.Schema{Type: "string", Examples: []any{`"3"`}}})
+				problemResponse(op, http.StatusBadRequest, http.StatusText(http.StatusBadRequest))
+				problemResponse(op, http.StatusPreconditionFailed, "Precondition Failed: the entity is not at the version If-Match names.")
+			}
+			if ok := op.Responses["200"]; op.Method == http.MethodGet && ok != nil && ok.Headers["ETag"] != nil {
+				op.Parameters = append(op.Parameters, &huma.Param{Name: "If-None-Match", In: "header",
+					Description: "Answer 304 without a body when the entity is still at this version (its ETag, or *).",
+					Schema:      &huma.Schema{Type: "string", Examples: []any{`"3"`}}})
+				op.Responses["304"] = &huma.Response{Description: "Not Modified: the entity is at the version If-None-Match names.",
+					Headers: map[string]*huma.Header{"ETag": ok.Headers["ETag"]}}
+			}
+			op.Parameters = append(op.Parameters, &huma.Param{Name: RequestIDHeader, In: "header",
+				Description: "Names the request in the server's logs, problems, operations and events, and is echoed in the " +
+					"response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).",
+				Schema: &huma.Schema{Type: "string", MaxLength: &maxID}})
+			// Every answer carries X-Request-Id; it is declared on the successful ones (problems repeat it in
+			// their request_id, and declaring it on each error response would only bloat generated clients).
+			for code, resp := range op.Responses {
+				if len(code) == 3 && (code[0] == '2' || code[0] == '3') {
+					header(resp, RequestIDHeader, ref(RequestIDHeader))
 				}
 			}
 		}

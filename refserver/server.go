@@ -6,6 +6,12 @@
 // turned into an RFC 9457 problem+json response in one place (see StatusOf). Every /api/v1 route needs a
 // bearer token (see Tokens): role admin may do everything, role reader only GET.
 //
+// Around the handlers, the server names every request (X-Request-Id, see RequestIDHeader), tags every
+// answer about one entity with its version (ETag; If-None-Match and If-Match make reads and writes
+// conditional), names the operation every write started (Operation-Id) and runs it asynchronously when
+// asked (Prefer: respond-async, 202 Accepted; see the /api/v1/operations endpoints), and runs a POST with
+// an Idempotency-Key at most once (see IdempotencyKeyHeader).
+//
 // New returns an http.Handler, so the API can be served by the openvair-server binary or mounted inside
 // another program's mux.
 package refserver
@@ -43,6 +49,12 @@ type Config struct {
 	UploadTimeout time.Duration
 	// Version is the API version shown in the OpenAPI document (default "1.0.0").
 	Version string
+	// EventHeartbeat is how long an event stream (GET /api/v1/events) may stay silent: after that a comment
+	// line is sent, so that proxies keep idle streams open (default 15 s).
+	EventHeartbeat time.Duration
+	// IdempotencyTTL is how long the response of a POST with an Idempotency-Key is kept for its retries
+	// (default 24 hours).
+	IdempotencyTTL time.Duration
 }
 
 func (c *Config) defaults(sys *openvair.System) {
@@ -68,7 +80,20 @@ func (c *Config) defaults(sys *openvair.System) {
 	if c.Version == "" {
 		c.Version = "1.0.0"
 	}
+	if c.EventHeartbeat <= 0 {
+		c.EventHeartbeat = 15 * time.Second
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = 24 * time.Hour
+	}
 }
+
+// apiDescription is the document's description.
+const apiDescription = "Storages, volumes, images and VMs. Sizes are in bytes; ids are UUIDs; errors are RFC 9457 problem+json. " +
+	"Every response carries X-Request-Id (the client's, or a new one). Every answer about one entity carries its " +
+	"version as ETag: If-None-Match makes a GET answer 304, If-Match makes a write answer 412 when the entity has " +
+	"another version. Every write is an operation, named by the Operation-Id header; with Prefer: respond-async it " +
+	"answers 202 with the operation (see /api/v1/operations). A POST with an Idempotency-Key is safe to retry."
 
 // apiTags are the document's tags, one per group of operations.
 var apiTags = []*huma.Tag{
@@ -77,6 +102,8 @@ var apiTags = []*huma.Tag{
 	{Name: "images", Description: "ISO and disk images uploaded into a storage, used by VMs as cdroms."},
 	{Name: "vms", Description: "Virtual machines: define, edit, start, stop, console."},
 	{Name: "host", Description: "What the hypervisor's host offers to VMs."},
+	{Name: "operations", Description: "The work the API does: every write is an operation, to follow, wait for or cancel."},
+	{Name: "events", Description: "Every change of storages, volumes, images, VMs and operations, as a stream (Server-Sent Events) with resume."},
 	{Name: "health", Description: "Liveness and readiness probes (no token needed)."},
 }
 
@@ -86,6 +113,8 @@ type server struct {
 	cfg Config
 	log *slog.Logger
 	api huma.API
+	// messages are the rendered event stream messages of recent events.
+	messages messageCache
 }
 
 // New returns the API as an http.Handler over an opened System. The handler does not run the SDK's
@@ -118,7 +147,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 			Info: &huma.Info{
 				Title:       "openvair",
 				Version:     cfg.Version,
-				Description: "Storages, volumes, images and VMs. Sizes are in bytes; ids are UUIDs; errors are RFC 9457 problem+json.",
+				Description: apiDescription,
 				Contact:     &huma.Contact{Name: "openvair", URL: "https://github.com/openvair/openvair"},
 			},
 			Tags: apiTags,
@@ -142,16 +171,20 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 	}
 	api := humago.New(mux, hc)
 	s.api = api
-	api.UseMiddleware(s.recoverMiddleware, s.authMiddleware, s.inputMiddleware)
+	api.UseMiddleware(s.recoverMiddleware, s.authMiddleware, s.inputMiddleware, s.idempotencyMiddleware,
+		s.preconditionMiddleware, s.operationMiddleware)
 
 	s.registerStorages(api)
 	s.registerVolumes(api)
 	s.registerImages(api)
 	s.registerVMs(api)
 	s.registerHost(api)
+	s.registerOperations(api)
+	s.registerEvents(api)
 	s.registerHealth(api)
 	useProblemSchema(api)
 	documentStatuses(api)
+	documentHeaders(api)
 	registerDocs(mux)
 
 	return api, s.outer(mux), nil

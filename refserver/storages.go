@@ -3,6 +3,7 @@ package refserver
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -10,20 +11,31 @@ import (
 )
 
 // op is the common shape of an /api/v1 operation: bearer security, the JSON body limit and the error
-// responses it may give besides 401 (403 on every write).
+// responses it may give besides 401 (403 on every write). Every write is marked an SDK write (Prefer,
+// Operation-Id, Idempotency-Key on a POST), and a write to the entity of a {id} path an entity write
+// (If-Match); see notSDKWrite for a write that is not.
 func (s *server) op(method, path, id, summary, tag string, errs ...int) huma.Operation {
 	codes := []int{http.StatusUnauthorized}
+	md := map[string]any{}
 	if method != http.MethodGet {
 		codes = append(codes, http.StatusForbidden)
+		md[sdkWrite] = true
+		if strings.Contains(path, "{id}") {
+			md[entityWrite] = true
+		}
 	}
 	return huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, Tags: []string{tag},
 		Security: []map[string][]string{{securityScheme: {}}}, Errors: append(codes, errs...),
-		MaxBodyBytes: s.cfg.MaxBodyBytes}
+		MaxBodyBytes: s.cfg.MaxBodyBytes, Metadata: md}
 }
 
 // admin marks a GET operation that only role admin may call.
 func admin(o huma.Operation) huma.Operation {
-	o.Metadata = map[string]any{adminOnly: true}
+	md := map[string]any{adminOnly: true}
+	for k, v := range o.Metadata {
+		md[k] = v
+	}
+	o.Metadata = md
 	return o
 }
 
@@ -58,7 +70,12 @@ func parseID(s string) (uuid.UUID, error) {
 
 type storageOutput struct {
 	Location string `header:"Location" doc:"Set on create."`
+	ETag     string `header:"ETag" doc:"The storage's version as a strong entity tag (\"3\"), for If-Match and If-None-Match."`
 	Body     *Storage
+}
+
+func storageResp(st *storage.Storage) *storageOutput {
+	return &storageOutput{ETag: etag(st.Version), Body: storageOut(st)}
 }
 
 // StoragePage is one page of storages; next_cursor is absent on the last page.
@@ -112,9 +129,11 @@ func (s *server) registerStorages(api huma.API) {
 		func(ctx context.Context, in *createStorageInput) (*storageOutput, error) {
 			st, err := svc.Create(ctx, in.Body.request())
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.fail(ctx, err)
 			}
-			return &storageOutput{Location: s.location("storages", st.ID), Body: storageOut(st)}, nil
+			out := storageResp(st)
+			out.Location = s.location("storages", st.ID)
+			return out, nil
 		})
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/storages/{id}", "getStorage", "Get a storage", tag, http.StatusNotFound),
@@ -124,7 +143,7 @@ func (s *server) registerStorages(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &storageOutput{Body: storageOut(st)}, nil
+				return storageResp(st), nil
 			})
 		})
 
@@ -136,7 +155,7 @@ func (s *server) registerStorages(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &storageOutput{Body: storageOut(st)}, nil
+				return storageResp(st), nil
 			})
 		})
 

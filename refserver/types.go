@@ -1,10 +1,13 @@
 package refserver
 
 import (
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/openvair/openvair/image"
+	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
@@ -420,4 +423,97 @@ type Console struct {
 	Host        string `json:"host"`
 	Port        int    `json:"port"`
 	PasswordSet bool   `json:"password_set" doc:"The console asks for the VM's graphics password."`
+}
+
+// Operation is one piece of work of the SDK: every create, change, delete and action is one, recorded with
+// its status, progress, requester and outcome. An asynchronous request (Prefer: respond-async) answers 202
+// with its operation; follow it with GET /api/v1/operations/{id} or .../wait.
+type Operation struct {
+	ID              uuid.UUID         `json:"id" format:"uuid"`
+	Kind            string            `json:"kind" doc:"<resource>.<verb>: storage.create, volume.extend, image.upload, vm.stop, ..."`
+	TargetType      string            `json:"target_type" doc:"The kind of entity the operation acts on: storage, volume, image or vm."`
+	TargetID        *uuid.UUID        `json:"target_id,omitempty" format:"uuid" doc:"The entity acted on; absent until a create has chosen its id."`
+	Status          operation.Status  `json:"status" enum:"pending,running,succeeded,failed,cancelled" doc:"pending (waits for a worker), running, or final: succeeded, failed, cancelled."`
+	Progress        OperationProgress `json:"progress"`
+	Requester       string            `json:"requester,omitempty" doc:"The name of the token whose request started the operation."`
+	RequestID       string            `json:"request_id,omitempty" doc:"The X-Request-Id of that request."`
+	Cancellable     bool              `json:"cancellable" doc:"A running operation of this kind stops when cancelled (a pending one always can be)."`
+	CancelRequested bool              `json:"cancel_requested" doc:"Somebody asked to cancel it."`
+	Error           *OperationError   `json:"error,omitempty" doc:"Why it failed or was cancelled (status failed or cancelled)."`
+	Result          *OperationResult  `json:"result,omitempty" doc:"The entity it produced or changed (status succeeded)."`
+	Owner           string            `json:"owner,omitempty" doc:"The server process running it."`
+	LeaseUntil      *time.Time        `json:"lease_until,omitempty" doc:"Until when the owner's claim lasts unless renewed; an operation whose owner stopped renewing is failed by recovery."`
+	CreatedAt       time.Time         `json:"created_at"`
+	StartedAt       *time.Time        `json:"started_at,omitempty"`
+	FinishedAt      *time.Time        `json:"finished_at,omitempty"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	Version         int64             `json:"version"`
+}
+
+// OperationProgress is how far an operation is: bytes for copies and uploads, steps for multi-step work.
+type OperationProgress struct {
+	BytesDone  int64  `json:"bytes_done,omitempty"`
+	BytesTotal int64  `json:"bytes_total,omitempty"`
+	Step       int    `json:"step,omitempty"`
+	Steps      int    `json:"steps,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// OperationError is why an operation failed, shaped like the problem a synchronous request would have
+// answered.
+type OperationError struct {
+	Type   string `json:"type" doc:"A URI reference to the problem type (about:blank)."`
+	Title  string `json:"title" doc:"The HTTP status text of the kind (Cancelled for a cancelled operation)."`
+	Status int    `json:"status,omitempty" doc:"The HTTP status a synchronous request would have answered."`
+	Kind   string `json:"kind" doc:"The error kind, as in problems (not_found, in_use, timeout, ...), or cancelled."`
+	Detail string `json:"detail" doc:"What went wrong."`
+}
+
+// OperationResult names the entity an operation produced or changed, at the version it left it.
+type OperationResult struct {
+	ID      uuid.UUID `json:"id" format:"uuid"`
+	Version int64     `json:"version,omitempty" doc:"The entity's version when the operation ended (absent when unknown)."`
+}
+
+func operationOut(op *operation.Operation) *Operation {
+	out := &Operation{ID: op.ID, Kind: op.Kind, TargetType: op.TargetType, Status: op.Status,
+		Progress: OperationProgress(op.Progress), Requester: op.Requester, RequestID: op.RequestID,
+		Cancellable: op.Cancellable, CancelRequested: op.CancelRequested, Owner: op.Owner,
+		CreatedAt: op.CreatedAt, StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, UpdatedAt: op.UpdatedAt,
+		Version: op.Version}
+	if op.TargetID != uuid.Nil {
+		id := op.TargetID
+		out.TargetID = &id
+	}
+	if !op.LeaseUntil.IsZero() {
+		t := op.LeaseUntil
+		out.LeaseUntil = &t
+	}
+	if op.Result != nil {
+		out.Result = &OperationResult{ID: op.Result.ID, Version: op.Result.Version}
+	}
+	if op.Error != nil {
+		out.Error = operationError(op.Error)
+	}
+	return out
+}
+
+// operationError renders a stored operation error as a problem: the status and title of its kind, and
+// for an internal error (500) not the cause, which stays in the stored operation, as the cause of any 500
+// stays in the server's log.
+func operationError(p *operation.Problem) *OperationError {
+	e := &OperationError{Type: "about:blank", Kind: p.Kind, Detail: p.Message}
+	if p.Kind == "cancelled" {
+		e.Title = "Cancelled"
+		return e
+	}
+	status := http.StatusInternalServerError
+	if k := errkind.ByName(p.Kind); k != nil {
+		status, _ = classify(k)
+	}
+	e.Status, e.Title = status, http.StatusText(status)
+	if status == http.StatusInternalServerError {
+		e.Kind, e.Detail = "internal", "internal error"
+	}
+	return e
 }

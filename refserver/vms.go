@@ -13,7 +13,12 @@ import (
 
 type vmOutput struct {
 	Location string `header:"Location" doc:"Set on create."`
+	ETag     string `header:"ETag" doc:"The VM's version as a strong entity tag (\"3\"), for If-Match and If-None-Match."`
 	Body     *VM
+}
+
+func vmResp(v *vm.VM) *vmOutput {
+	return &vmOutput{ETag: etag(v.Version), Body: vmOut(v)}
 }
 
 // VMPage is one page of VMs; next_cursor is absent on the last page.
@@ -90,7 +95,7 @@ func (s *server) registerVMs(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &vmOutput{Body: vmOut(v)}, nil
+				return vmResp(v), nil
 			})
 		})
 	}
@@ -114,9 +119,11 @@ func (s *server) registerVMs(api huma.API) {
 		func(ctx context.Context, in *createVMInput) (*vmOutput, error) {
 			v, err := svc.Create(ctx, in.Body.request())
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.fail(ctx, err)
 			}
-			return &vmOutput{Location: s.location("vms", v.ID), Body: vmOut(v)}, nil
+			out := vmResp(v)
+			out.Location = s.location("vms", v.ID)
+			return out, nil
 		})
 
 	vmOp(s.op(http.MethodGet, "/api/v1/vms/{id}", "getVM", "Get a VM", tag, http.StatusNotFound),
@@ -129,7 +136,7 @@ func (s *server) registerVMs(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &vmOutput{Body: vmOut(v)}, nil
+				return vmResp(v), nil
 			})
 		})
 
@@ -175,7 +182,7 @@ func (s *server) registerVMs(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &vmOutput{Body: vmOut(v)}, nil
+				return vmResp(v), nil
 			})
 		})
 
@@ -220,7 +227,7 @@ func (s *server) registerVMs(api huma.API) {
 						return "body"
 					})
 				}
-				return &vmOutput{Body: vmOut(v)}, nil
+				return vmResp(v), nil
 			})
 		})
 
@@ -236,7 +243,7 @@ func (s *server) registerVMs(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &vmOutput{Body: vmOut(v)}, nil
+				return vmResp(v), nil
 			})
 		})
 }

@@ -11,7 +11,12 @@ import (
 
 type volumeOutput struct {
 	Location string `header:"Location" doc:"Set on create."`
+	ETag     string `header:"ETag" doc:"The volume's version as a strong entity tag (\"3\"), for If-Match and If-None-Match."`
 	Body     *Volume
+}
+
+func volumeResp(v *volume.Volume) *volumeOutput {
+	return &volumeOutput{ETag: etag(v.Version), Body: volumeOut(v)}
 }
 
 // VolumePage is one page of volumes; next_cursor is absent on the last page.
@@ -87,9 +92,11 @@ func (s *server) registerVolumes(api huma.API) {
 		func(ctx context.Context, in *createVolumeInput) (*volumeOutput, error) {
 			v, err := svc.Create(ctx, in.Body.request())
 			if err != nil {
-				return nil, s.problemOf(ctx, err)
+				return nil, s.fail(ctx, err)
 			}
-			return &volumeOutput{Location: s.location("volumes", v.ID), Body: volumeOut(v)}, nil
+			out := volumeResp(v)
+			out.Location = s.location("volumes", v.ID)
+			return out, nil
 		})
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/volumes/{id}", "getVolume", "Get a volume", tag, http.StatusNotFound),
@@ -99,7 +106,7 @@ func (s *server) registerVolumes(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &volumeOutput{Body: volumeOut(v)}, nil
+				return volumeResp(v), nil
 			})
 		})
 
@@ -112,7 +119,7 @@ func (s *server) registerVolumes(api huma.API) {
 				if err != nil {
 					return nil, err
 				}
-				return &volumeOutput{Body: volumeOut(v)}, nil
+				return volumeResp(v), nil
 			})
 		})
 
@@ -131,7 +138,7 @@ func (s *server) registerVolumes(api huma.API) {
 						return "body." + f
 					})
 				}
-				return &volumeOutput{Body: volumeOut(v)}, nil
+				return volumeResp(v), nil
 			})
 		})
 

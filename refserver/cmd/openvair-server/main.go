@@ -99,7 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	handler, err := refserver.New(sys, refserver.Config{Tokens: tokens, Logger: log, MaxImageSize: cfg.MaxImageSize,
-		MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout.Duration, UploadTimeout: cfg.UploadTimeout.Duration})
+		MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout.Duration, UploadTimeout: cfg.UploadTimeout.Duration,
+		EventHeartbeat: cfg.EventHeartbeat.Duration, IdempotencyTTL: cfg.IdempotencyTTL.Duration})
 	if err != nil {
 		return err
 	}

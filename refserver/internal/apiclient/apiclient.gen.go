@@ -99,6 +99,90 @@ func (e DiskRequestBus) Valid() bool {
 	}
 }
 
+// Defines values for EventResource.
+const (
+	EventResourceImage     EventResource = "image"
+	EventResourceOperation EventResource = "operation"
+	EventResourceStorage   EventResource = "storage"
+	EventResourceVm        EventResource = "vm"
+	EventResourceVolume    EventResource = "volume"
+)
+
+// Valid indicates whether the value is a known member of the EventResource enum.
+func (e EventResource) Valid() bool {
+	switch e {
+	case EventResourceImage:
+		return true
+	case EventResourceOperation:
+		return true
+	case EventResourceStorage:
+		return true
+	case EventResourceVm:
+		return true
+	case EventResourceVolume:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventType.
+const (
+	ImageCreated     EventType = "image.created"
+	ImageDeleted     EventType = "image.deleted"
+	ImageUpdated     EventType = "image.updated"
+	OperationCreated EventType = "operation.created"
+	OperationDeleted EventType = "operation.deleted"
+	OperationUpdated EventType = "operation.updated"
+	StorageCreated   EventType = "storage.created"
+	StorageDeleted   EventType = "storage.deleted"
+	StorageUpdated   EventType = "storage.updated"
+	VmCreated        EventType = "vm.created"
+	VmDeleted        EventType = "vm.deleted"
+	VmUpdated        EventType = "vm.updated"
+	VolumeCreated    EventType = "volume.created"
+	VolumeDeleted    EventType = "volume.deleted"
+	VolumeUpdated    EventType = "volume.updated"
+)
+
+// Valid indicates whether the value is a known member of the EventType enum.
+func (e EventType) Valid() bool {
+	switch e {
+	case ImageCreated:
+		return true
+	case ImageDeleted:
+		return true
+	case ImageUpdated:
+		return true
+	case OperationCreated:
+		return true
+	case OperationDeleted:
+		return true
+	case OperationUpdated:
+		return true
+	case StorageCreated:
+		return true
+	case StorageDeleted:
+		return true
+	case StorageUpdated:
+		return true
+	case VmCreated:
+		return true
+	case VmDeleted:
+		return true
+	case VmUpdated:
+		return true
+	case VolumeCreated:
+		return true
+	case VolumeDeleted:
+		return true
+	case VolumeUpdated:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GraphicsType.
 const (
 	GraphicsTypeNone  GraphicsType = "none"
@@ -234,6 +318,33 @@ const (
 func (e NFSVersion) Valid() bool {
 	switch e {
 	case N3:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OperationStatus.
+const (
+	OperationStatusCancelled OperationStatus = "cancelled"
+	OperationStatusFailed    OperationStatus = "failed"
+	OperationStatusPending   OperationStatus = "pending"
+	OperationStatusRunning   OperationStatus = "running"
+	OperationStatusSucceeded OperationStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the OperationStatus enum.
+func (e OperationStatus) Valid() bool {
+	switch e {
+	case OperationStatusCancelled:
+		return true
+	case OperationStatusFailed:
+		return true
+	case OperationStatusPending:
+		return true
+	case OperationStatusRunning:
+		return true
+	case OperationStatusSucceeded:
 		return true
 	default:
 		return false
@@ -546,6 +657,33 @@ func (e VolumeCreateFormat) Valid() bool {
 	}
 }
 
+// Defines values for StreamEventsParamsResource.
+const (
+	StreamEventsParamsResourceImage     StreamEventsParamsResource = "image"
+	StreamEventsParamsResourceOperation StreamEventsParamsResource = "operation"
+	StreamEventsParamsResourceStorage   StreamEventsParamsResource = "storage"
+	StreamEventsParamsResourceVm        StreamEventsParamsResource = "vm"
+	StreamEventsParamsResourceVolume    StreamEventsParamsResource = "volume"
+)
+
+// Valid indicates whether the value is a known member of the StreamEventsParamsResource enum.
+func (e StreamEventsParamsResource) Valid() bool {
+	switch e {
+	case StreamEventsParamsResourceImage:
+		return true
+	case StreamEventsParamsResourceOperation:
+		return true
+	case StreamEventsParamsResourceStorage:
+		return true
+	case StreamEventsParamsResourceVm:
+		return true
+	case StreamEventsParamsResourceVolume:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListImagesParamsStatus.
 const (
 	ListImagesParamsStatusAvailable ListImagesParamsStatus = "available"
@@ -564,6 +702,33 @@ func (e ListImagesParamsStatus) Valid() bool {
 	case ListImagesParamsStatusError:
 		return true
 	case ListImagesParamsStatusUploading:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListOperationsParamsStatus.
+const (
+	ListOperationsParamsStatusCancelled ListOperationsParamsStatus = "cancelled"
+	ListOperationsParamsStatusFailed    ListOperationsParamsStatus = "failed"
+	ListOperationsParamsStatusPending   ListOperationsParamsStatus = "pending"
+	ListOperationsParamsStatusRunning   ListOperationsParamsStatus = "running"
+	ListOperationsParamsStatusSucceeded ListOperationsParamsStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the ListOperationsParamsStatus enum.
+func (e ListOperationsParamsStatus) Valid() bool {
+	switch e {
+	case ListOperationsParamsStatusCancelled:
+		return true
+	case ListOperationsParamsStatusFailed:
+		return true
+	case ListOperationsParamsStatusPending:
+		return true
+	case ListOperationsParamsStatusRunning:
+		return true
+	case ListOperationsParamsStatusSucceeded:
 		return true
 	default:
 		return false
@@ -802,6 +967,50 @@ type ErrorDetail struct {
 	Value interface{} `json:"value,omitempty"`
 }
 
+// Event defines model for Event.
+type Event struct {
+	// Data The entity after the change, as GET returns it; null for a delete.
+	Data *Event_Data `json:"data"`
+
+	// Id The event's id. Ids grow in commit order: resume after the last one seen with since or Last-Event-ID.
+	Id int64 `json:"id"`
+
+	// OperationId The operation that made the change; absent for changes made outside an operation (monitors).
+	OperationId *openapi_types.UUID `json:"operation_id,omitempty"`
+
+	// RequestId The X-Request-Id of the request that started the change.
+	RequestId *string `json:"request_id,omitempty"`
+
+	// Requester The name of the token whose request started the change.
+	Requester *string `json:"requester,omitempty"`
+
+	// Resource The kind of entity that changed.
+	Resource EventResource `json:"resource"`
+
+	// ResourceId The entity that changed.
+	ResourceId openapi_types.UUID `json:"resource_id"`
+
+	// Time When the change was made.
+	Time time.Time `json:"time"`
+
+	// Type <resource>.<created|updated|deleted>.
+	Type EventType `json:"type"`
+
+	// Version The entity's version after the change (its last version for a delete).
+	Version int64 `json:"version"`
+}
+
+// Event_Data The entity after the change, as GET returns it; null for a delete.
+type Event_Data struct {
+	union json.RawMessage
+}
+
+// EventResource The kind of entity that changed.
+type EventResource string
+
+// EventType <resource>.<created|updated|deleted>.
+type EventType string
+
 // Graphics defines model for Graphics.
 type Graphics struct {
 	Listen      string       `json:"listen"`
@@ -1003,6 +1212,96 @@ type NFS struct {
 // NFSVersion NFS protocol version; only 3 is supported (default 3).
 type NFSVersion int64
 
+// Operation defines model for Operation.
+type Operation struct {
+	// CancelRequested Somebody asked to cancel it.
+	CancelRequested bool `json:"cancel_requested"`
+
+	// Cancellable A running operation of this kind stops when cancelled (a pending one always can be).
+	Cancellable bool      `json:"cancellable"`
+	CreatedAt   time.Time `json:"created_at"`
+
+	// Error Why it failed or was cancelled (status failed or cancelled).
+	Error      *OperationError    `json:"error,omitempty"`
+	FinishedAt *time.Time         `json:"finished_at,omitempty"`
+	Id         openapi_types.UUID `json:"id"`
+
+	// Kind <resource>.<verb>: storage.create, volume.extend, image.upload, vm.stop, ...
+	Kind string `json:"kind"`
+
+	// LeaseUntil Until when the owner's claim lasts unless renewed; an operation whose owner stopped renewing is failed by recovery.
+	LeaseUntil *time.Time `json:"lease_until,omitempty"`
+
+	// Owner The server process running it.
+	Owner    *string           `json:"owner,omitempty"`
+	Progress OperationProgress `json:"progress"`
+
+	// RequestId The X-Request-Id of that request.
+	RequestId *string `json:"request_id,omitempty"`
+
+	// Requester The name of the token whose request started the operation.
+	Requester *string `json:"requester,omitempty"`
+
+	// Result The entity it produced or changed (status succeeded).
+	Result    *OperationResult `json:"result,omitempty"`
+	StartedAt *time.Time       `json:"started_at,omitempty"`
+
+	// Status pending (waits for a worker), running, or final: succeeded, failed, cancelled.
+	Status OperationStatus `json:"status"`
+
+	// TargetId The entity acted on; absent until a create has chosen its id.
+	TargetId *openapi_types.UUID `json:"target_id,omitempty"`
+
+	// TargetType The kind of entity the operation acts on: storage, volume, image or vm.
+	TargetType string    `json:"target_type"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	Version    int64     `json:"version"`
+}
+
+// OperationStatus pending (waits for a worker), running, or final: succeeded, failed, cancelled.
+type OperationStatus string
+
+// OperationError defines model for OperationError.
+type OperationError struct {
+	// Detail What went wrong.
+	Detail string `json:"detail"`
+
+	// Kind The error kind, as in problems (not_found, in_use, timeout, ...), or cancelled.
+	Kind string `json:"kind"`
+
+	// Status The HTTP status a synchronous request would have answered.
+	Status *int64 `json:"status,omitempty"`
+
+	// Title The HTTP status text of the kind (Cancelled for a cancelled operation).
+	Title string `json:"title"`
+
+	// Type A URI reference to the problem type (about:blank).
+	Type string `json:"type"`
+}
+
+// OperationPage defines model for OperationPage.
+type OperationPage struct {
+	Items      []Operation `json:"items"`
+	NextCursor *string     `json:"next_cursor,omitempty"`
+}
+
+// OperationProgress defines model for OperationProgress.
+type OperationProgress struct {
+	BytesDone  *int64  `json:"bytes_done,omitempty"`
+	BytesTotal *int64  `json:"bytes_total,omitempty"`
+	Message    *string `json:"message,omitempty"`
+	Step       *int64  `json:"step,omitempty"`
+	Steps      *int64  `json:"steps,omitempty"`
+}
+
+// OperationResult defines model for OperationResult.
+type OperationResult struct {
+	Id openapi_types.UUID `json:"id"`
+
+	// Version The entity's version when the operation ended (absent when unknown).
+	Version *int64 `json:"version,omitempty"`
+}
+
 // Problem defines model for Problem.
 type Problem struct {
 	// Detail What went wrong in this occurrence.
@@ -1014,7 +1313,7 @@ type Problem struct {
 	// Instance The request path.
 	Instance *string `json:"instance,omitempty"`
 
-	// Kind The error kind: the SDK's not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed); the server's unauthenticated, forbidden, method_not_allowed, unsupported_media_type (415), internal (500).
+	// Kind The error kind: the SDK's not_found, already_exists, invalid, wrong_state, in_use, conflict, too_large, unavailable, unsupported, timeout, unrunnable (422: the VM cannot run on this host), backend_failed (502: the hypervisor failed), precondition_failed (412: If-Match names another version), gone (410); the server's unauthenticated, forbidden, method_not_allowed, unsupported_media_type (415), internal (500).
 	Kind *string `json:"kind,omitempty"`
 
 	// Reason A finer, stable classification within the kind, for unrunnable and backend_failed: cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited.
@@ -1022,6 +1321,9 @@ type Problem struct {
 
 	// Refs Entities the error points at.
 	Refs *[]Ref `json:"refs,omitempty"`
+
+	// RequestId The request's id, as in its X-Request-Id response header: quote it when reporting the problem; the server's log lines of the request carry it too.
+	RequestId *string `json:"request_id,omitempty"`
 
 	// Status The HTTP status code.
 	Status *int64 `json:"status,omitempty"`
@@ -1300,6 +1602,36 @@ type VolumePage struct {
 	NextCursor *string  `json:"next_cursor,omitempty"`
 }
 
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// Resource Only events about this kind of entity.
+	Resource *StreamEventsParamsResource `form:"resource,omitempty" json:"resource,omitempty"`
+
+	// ResourceId Only events about this entity.
+	ResourceId *openapi_types.UUID `form:"resource_id,omitempty" json:"resource_id,omitempty"`
+
+	// Type Only events of these types, comma-separated: <resource>.<created|updated|deleted>, for example volume.created,vm.updated.
+	Type *string `form:"type,omitempty" json:"type,omitempty"`
+
+	// Since Resume after this event id: every later event is sent, then the stream follows live. Absent or -1: only events from now on. Last-Event-ID wins over it.
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
+
+	// LastEventID The id of the last event received, as EventSource sends it when it reconnects: resume after it (wins over since).
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// StreamEventsParamsResource defines parameters for StreamEvents.
+type StreamEventsParamsResource string
+
+// GetHostParams defines parameters for GetHost.
+type GetHostParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
 // ListImagesParams defines parameters for ListImages.
 type ListImagesParams struct {
 	// Limit Page size, 1 to 1000 (default 100).
@@ -1316,6 +1648,9 @@ type ListImagesParams struct {
 
 	// Name Only images with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // ListImagesParamsStatus defines parameters for ListImages.
@@ -1341,6 +1676,102 @@ type UploadImageParams struct {
 
 	// Description The image's description (or a description form field).
 	Description *string `form:"description,omitempty" json:"description,omitempty"`
+
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// DeleteImageParams defines parameters for DeleteImage.
+type DeleteImageParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetImageParams defines parameters for GetImage.
+type GetImageParams struct {
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// EditImageParams defines parameters for EditImage.
+type EditImageParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// ListOperationsParams defines parameters for ListOperations.
+type ListOperationsParams struct {
+	// Limit Page size, 1 to 1000 (default 100).
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TargetId Only operations on this entity.
+	TargetId *openapi_types.UUID `form:"target_id,omitempty" json:"target_id,omitempty"`
+
+	// Kind Only operations of this kind (volume.create, vm.stop, ...).
+	Kind *string `form:"kind,omitempty" json:"kind,omitempty"`
+
+	// Status Only operations with this status.
+	Status *ListOperationsParamsStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// RequestId Only operations started by the request with this X-Request-Id.
+	RequestId *string `form:"request_id,omitempty" json:"request_id,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// ListOperationsParamsStatus defines parameters for ListOperations.
+type ListOperationsParamsStatus string
+
+// CancelOperationParams defines parameters for CancelOperation.
+type CancelOperationParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetOperationParams defines parameters for GetOperation.
+type GetOperationParams struct {
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// WaitOperationParams defines parameters for WaitOperation.
+type WaitOperationParams struct {
+	// Timeout Seconds to wait for the operation to end, 0 to 300 (default 30).
+	Timeout *int64 `form:"timeout,omitempty" json:"timeout,omitempty"`
+
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // ListStoragesParams defines parameters for ListStorages.
@@ -1359,6 +1790,9 @@ type ListStoragesParams struct {
 
 	// Name Only the storage with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // ListStoragesParamsStatus defines parameters for ListStorages.
@@ -1366,6 +1800,51 @@ type ListStoragesParamsStatus string
 
 // ListStoragesParamsType defines parameters for ListStorages.
 type ListStoragesParamsType string
+
+// CreateStorageParams defines parameters for CreateStorage.
+type CreateStorageParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// DeleteStorageParams defines parameters for DeleteStorage.
+type DeleteStorageParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetStorageParams defines parameters for GetStorage.
+type GetStorageParams struct {
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// EditStorageParams defines parameters for EditStorage.
+type EditStorageParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
 
 // ListVMsParams defines parameters for ListVMs.
 type ListVMsParams struct {
@@ -1383,6 +1862,9 @@ type ListVMsParams struct {
 
 	// Name Only the VM with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // ListVMsParamsStatus defines parameters for ListVMs.
@@ -1391,16 +1873,154 @@ type ListVMsParamsStatus string
 // ListVMsParamsPowerState defines parameters for ListVMs.
 type ListVMsParamsPowerState string
 
+// CreateVMParams defines parameters for CreateVM.
+type CreateVMParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
 // DeleteVMParams defines parameters for DeleteVM.
 type DeleteVMParams struct {
 	// DeleteVolumes Also delete the VM's volumes that no other VM uses.
 	DeleteVolumes *bool `form:"delete_volumes,omitempty" json:"delete_volumes,omitempty"`
+
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetVMParams defines parameters for GetVM.
+type GetVMParams struct {
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// EditVMParams defines parameters for EditVM.
+type EditVMParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetVMConsoleParams defines parameters for GetVMConsole.
+type GetVMConsoleParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // GetVMConsoleLogParams defines parameters for GetVMConsoleLog.
 type GetVMConsoleLogParams struct {
 	// Tail At most this many bytes from the end of the log (default 64 KiB).
 	Tail *int64 `form:"tail,omitempty" json:"tail,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// RebootVMParams defines parameters for RebootVM.
+type RebootVMParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// ResetVMParams defines parameters for ResetVM.
+type ResetVMParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// StartVMParams defines parameters for StartVM.
+type StartVMParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// StopVMParams defines parameters for StopVM.
+type StopVMParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// AttachVolumeParams defines parameters for AttachVolume.
+type AttachVolumeParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// DetachVolumeParams defines parameters for DetachVolume.
+type DetachVolumeParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // ListVolumesParams defines parameters for ListVolumes.
@@ -1422,6 +2042,9 @@ type ListVolumesParams struct {
 
 	// Attached true: only volumes attached to a VM; false: only free ones.
 	Attached *ListVolumesParamsAttached `form:"attached,omitempty" json:"attached,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
 // ListVolumesParamsStatus defines parameters for ListVolumes.
@@ -1429,6 +2052,78 @@ type ListVolumesParamsStatus string
 
 // ListVolumesParamsAttached defines parameters for ListVolumes.
 type ListVolumesParamsAttached string
+
+// CreateVolumeParams defines parameters for CreateVolume.
+type CreateVolumeParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// DeleteVolumeParams defines parameters for DeleteVolume.
+type DeleteVolumeParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetVolumeParams defines parameters for GetVolume.
+type GetVolumeParams struct {
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// EditVolumeParams defines parameters for EditVolume.
+type EditVolumeParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// ExtendVolumeParams defines parameters for ExtendVolume.
+type ExtendVolumeParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// HealthzParams defines parameters for Healthz.
+type HealthzParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// ReadyzParams defines parameters for Readyz.
+type ReadyzParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
 
 // UploadImageMultipartRequestBody defines body for UploadImage for multipart/form-data ContentType.
 type UploadImageMultipartRequestBody UploadImageMultipartBody
@@ -1462,6 +2157,146 @@ type EditVolumeJSONRequestBody = VolumeEdit
 
 // ExtendVolumeJSONRequestBody defines body for ExtendVolume for application/json ContentType.
 type ExtendVolumeJSONRequestBody = VolumeExtend
+
+// AsStorage returns the union data inside the Event_Data as a Storage
+func (t Event_Data) AsStorage() (Storage, error) {
+	var body Storage
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromStorage overwrites any union data inside the Event_Data as the provided Storage
+func (t *Event_Data) FromStorage(v Storage) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeStorage performs a merge with any union data inside the Event_Data, using the provided Storage
+func (t *Event_Data) MergeStorage(v Storage) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsVolume returns the union data inside the Event_Data as a Volume
+func (t Event_Data) AsVolume() (Volume, error) {
+	var body Volume
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromVolume overwrites any union data inside the Event_Data as the provided Volume
+func (t *Event_Data) FromVolume(v Volume) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeVolume performs a merge with any union data inside the Event_Data, using the provided Volume
+func (t *Event_Data) MergeVolume(v Volume) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsImage returns the union data inside the Event_Data as a Image
+func (t Event_Data) AsImage() (Image, error) {
+	var body Image
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromImage overwrites any union data inside the Event_Data as the provided Image
+func (t *Event_Data) FromImage(v Image) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeImage performs a merge with any union data inside the Event_Data, using the provided Image
+func (t *Event_Data) MergeImage(v Image) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsVM returns the union data inside the Event_Data as a VM
+func (t Event_Data) AsVM() (VM, error) {
+	var body VM
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromVM overwrites any union data inside the Event_Data as the provided VM
+func (t *Event_Data) FromVM(v VM) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeVM performs a merge with any union data inside the Event_Data, using the provided VM
+func (t *Event_Data) MergeVM(v VM) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsOperation returns the union data inside the Event_Data as a Operation
+func (t Event_Data) AsOperation() (Operation, error) {
+	var body Operation
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromOperation overwrites any union data inside the Event_Data as the provided Operation
+func (t *Event_Data) FromOperation(v Operation) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeOperation performs a merge with any union data inside the Event_Data, using the provided Operation
+func (t *Event_Data) MergeOperation(v Operation) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t Event_Data) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *Event_Data) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -1537,12 +2372,19 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// StreamEvents Follow changes (Server-Sent Events)
+	//
+	// Follows every change of storages, volumes, images, VMs and operations as Server-Sent Events (text/event-stream), in commit order. Each message has `id` (the event id), `event` (the event type, <resource>.<created|updated|deleted>) and `data` (the Event as JSON, with the entity as GET returns it). A comment line (`: ping`) is sent whenever the stream was idle for the server's heartbeat interval (15 s by default). Without since or Last-Event-ID the stream starts now; with one of them it first sends every event after that id, exactly once, so a client that reconnects with the last id it received misses nothing. Events are kept for a limited time (7 days by default): a resume from an id whose successors are gone, or from an id this server never handed out, is 410 (gone): list the entities again and follow from now. Filters combine. Role reader may follow the stream.
+	//
+	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHost What the hypervisor's host can run
 	//
 	// Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
 	//
 	// Corresponds with GET /api/v1/host (the `GetHost` operationId).
-	GetHost(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetHost(ctx context.Context, params *GetHostParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListImages List images
 	//
@@ -1553,7 +2395,7 @@ type ClientInterface interface {
 
 	// UploadImageWithBody Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
 	//
-	// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it).
+	// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1565,14 +2407,14 @@ type ClientInterface interface {
 	// Deletes an image no VM uses (409 in_use otherwise) and its file.
 	//
 	// Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
-	DeleteImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	DeleteImage(ctx context.Context, id openapi_types.UUID, params *DeleteImageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetImage Get an image
 	//
 	// Returns one image with the VMs that use it as a cdrom.
 	//
 	// Corresponds with GET /api/v1/images/{id} (the `GetImage` operationId).
-	GetImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetImage(ctx context.Context, id openapi_types.UUID, params *GetImageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditImageWithBody Rename or describe an image
 	//
@@ -1581,7 +2423,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-	EditImageWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditImageWithBody(ctx context.Context, id openapi_types.UUID, params *EditImageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditImage Rename or describe an image
 	//
@@ -1590,7 +2432,35 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-	EditImage(ctx context.Context, id openapi_types.UUID, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditImage(ctx context.Context, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListOperations List operations
+	//
+	// Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
+	//
+	// Corresponds with GET /api/v1/operations (the `ListOperations` operationId).
+	ListOperations(ctx context.Context, params *ListOperationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CancelOperation Cancel an operation
+	//
+	// Cancels an operation and returns it: a pending one is cancelled at once; a running one stops when its kind is cancellable (cancel_requested is set, and it ends cancelled soon after), else 409 wrong_state. An operation that has ended is returned as it is. Role admin only.
+	//
+	// Corresponds with DELETE /api/v1/operations/{id} (the `CancelOperation` operationId).
+	CancelOperation(ctx context.Context, id openapi_types.UUID, params *CancelOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetOperation Get an operation
+	//
+	// Returns one operation: its status, progress, requester, and its result (the entity it produced or changed) or its error.
+	//
+	// Corresponds with GET /api/v1/operations/{id} (the `GetOperation` operationId).
+	GetOperation(ctx context.Context, id openapi_types.UUID, params *GetOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// WaitOperation Wait for an operation to end
+	//
+	// Returns the operation once it has ended (status succeeded, failed or cancelled), waiting up to timeout seconds (default 30, at most 300, and never past the server's request timeout). When the time is up first it answers 200 with the operation as it is then, its status still pending or running: call it again.
+	//
+	// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
+	WaitOperation(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListStorages List storages
 	//
@@ -1606,7 +2476,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-	CreateStorageWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateStorageWithBody(ctx context.Context, params *CreateStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateStorage Create a storage (a local directory or device, or an NFS export)
 	//
@@ -1615,21 +2485,21 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-	CreateStorage(ctx context.Context, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateStorage(ctx context.Context, params *CreateStorageParams, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteStorage Delete a storage that holds no volumes or images
 	//
 	// Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.
 	//
 	// Corresponds with DELETE /api/v1/storages/{id} (the `DeleteStorage` operationId).
-	DeleteStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	DeleteStorage(ctx context.Context, id openapi_types.UUID, params *DeleteStorageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetStorage Get a storage
 	//
 	// Returns one storage with its capacity and free space.
 	//
 	// Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
-	GetStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetStorage(ctx context.Context, id openapi_types.UUID, params *GetStorageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditStorageWithBody Rename or describe a storage
 	//
@@ -1638,7 +2508,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-	EditStorageWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditStorageWithBody(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditStorage Rename or describe a storage
 	//
@@ -1647,7 +2517,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-	EditStorage(ctx context.Context, id openapi_types.UUID, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditStorage(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListVMs List VMs
 	//
@@ -1663,7 +2533,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-	CreateVMWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateVMWithBody(ctx context.Context, params *CreateVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateVM Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
 	//
@@ -1672,7 +2542,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-	CreateVM(ctx context.Context, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateVM(ctx context.Context, params *CreateVMParams, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteVM Delete a stopped VM
 	//
@@ -1686,7 +2556,7 @@ type ClientInterface interface {
 	// Returns one VM with its power state as the hypervisor last reported it.
 	//
 	// Corresponds with GET /api/v1/vms/{id} (the `GetVM` operationId).
-	GetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetVM(ctx context.Context, id openapi_types.UUID, params *GetVMParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditVMWithBody Change a stopped VM
 	//
@@ -1695,7 +2565,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-	EditVMWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditVMWithBody(ctx context.Context, id openapi_types.UUID, params *EditVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditVM Change a stopped VM
 	//
@@ -1704,14 +2574,14 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-	EditVM(ctx context.Context, id openapi_types.UUID, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditVM(ctx context.Context, id openapi_types.UUID, params *EditVMParams, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetVMConsole Where a running VM's graphical console listens (role admin)
 	//
 	// Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control of the guest: only role admin may call this (403 for a reader token).
 	//
 	// Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
-	GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetVMConsole(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetVMConsoleLog What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)
 	//
@@ -1725,21 +2595,21 @@ type ClientInterface interface {
 	// Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
-	RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RebootVM(ctx context.Context, id openapi_types.UUID, params *RebootVMParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ResetVM Reset a running VM at once, like a hardware reset button (the guest is not asked)
 	//
 	// Resets a running VM at once, like a hardware reset button; the guest is not asked.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
-	ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ResetVM(ctx context.Context, id openapi_types.UUID, params *ResetVMParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StartVM Start a VM
 	//
 	// Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now (retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited) and its detail carries the hypervisor's message.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/start (the `StartVM` operationId).
-	StartVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	StartVM(ctx context.Context, id openapi_types.UUID, params *StartVMParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StopVMWithBody Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 	//
@@ -1748,7 +2618,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-	StopVMWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	StopVMWithBody(ctx context.Context, id openapi_types.UUID, params *StopVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StopVM Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 	//
@@ -1757,7 +2627,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-	StopVM(ctx context.Context, id openapi_types.UUID, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	StopVM(ctx context.Context, id openapi_types.UUID, params *StopVMParams, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// AttachVolumeWithBody Attach a volume to a stopped VM
 	//
@@ -1766,7 +2636,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-	AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// AttachVolume Attach a volume to a stopped VM
 	//
@@ -1775,14 +2645,14 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-	AttachVolume(ctx context.Context, id openapi_types.UUID, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	AttachVolume(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DetachVolume Detach a volume from a stopped VM (the volume is kept)
 	//
 	// Detaches a volume from a VM that is shut off; the volume is kept.
 	//
 	// Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
-	DetachVolume(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	DetachVolume(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, params *DetachVolumeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListVolumes List volumes
 	//
@@ -1798,7 +2668,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-	CreateVolumeWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateVolumeWithBody(ctx context.Context, params *CreateVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateVolume Create a volume
 	//
@@ -1807,21 +2677,21 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-	CreateVolume(ctx context.Context, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateVolume(ctx context.Context, params *CreateVolumeParams, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteVolume Delete a volume no VM uses
 	//
 	// Deletes a volume no VM uses (409 in_use otherwise) and its file.
 	//
 	// Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
-	DeleteVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	DeleteVolume(ctx context.Context, id openapi_types.UUID, params *DeleteVolumeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetVolume Get a volume
 	//
 	// Returns one volume with the VMs that use it.
 	//
 	// Corresponds with GET /api/v1/volumes/{id} (the `GetVolume` operationId).
-	GetVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetVolume(ctx context.Context, id openapi_types.UUID, params *GetVolumeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditVolumeWithBody Change a volume's name, description or flags
 	//
@@ -1830,7 +2700,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-	EditVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditVolumeWithBody(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// EditVolume Change a volume's name, description or flags
 	//
@@ -1839,7 +2709,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-	EditVolume(ctx context.Context, id openapi_types.UUID, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	EditVolume(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ExtendVolumeWithBody Grow a volume
 	//
@@ -1848,7 +2718,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-	ExtendVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ExtendVolumeWithBody(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ExtendVolume Grow a volume
 	//
@@ -1857,21 +2727,38 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-	ExtendVolume(ctx context.Context, id openapi_types.UUID, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ExtendVolume(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Healthz Liveness: the process serves requests
 	//
 	// 200 while the process serves requests; it checks nothing else.
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
-	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	Healthz(ctx context.Context, params *HealthzParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Readyz Readiness: the store and the configured hypervisor answer
 	//
 	// 200 when the store answers and the hypervisor, if one is configured, can be reached. Otherwise 503, whose detail names each component that is down (store, hypervisor) and why. /healthz stays 200 meanwhile.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
-	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	Readyz(ctx context.Context, params *ReadyzParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// StreamEvents Follow changes (Server-Sent Events)
+//
+// Follows every change of storages, volumes, images, VMs and operations as Server-Sent Events (text/event-stream), in commit order. Each message has `id` (the event id), `event` (the event type, <resource>.<created|updated|deleted>) and `data` (the Event as JSON, with the entity as GET returns it). A comment line (`: ping`) is sent whenever the stream was idle for the server's heartbeat interval (15 s by default). Without since or Last-Event-ID the stream starts now; with one of them it first sends every event after that id, exactly once, so a client that reconnects with the last id it received misses nothing. Events are kept for a limited time (7 days by default): a resume from an id whose successors are gone, or from an id this server never handed out, is 410 (gone): list the entities again and follow from now. Filters combine. Role reader may follow the stream.
+//
+// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetHost What the hypervisor's host can run
@@ -1879,8 +2766,8 @@ type ClientInterface interface {
 // Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
 //
 // Corresponds with GET /api/v1/host (the `GetHost` operationId).
-func (c *Client) GetHost(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetHostRequest(c.Server)
+func (c *Client) GetHost(ctx context.Context, params *GetHostParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetHostRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1910,7 +2797,7 @@ func (c *Client) ListImages(ctx context.Context, params *ListImagesParams, reqEd
 
 // UploadImageWithBody Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
 //
-// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it).
+// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1932,8 +2819,8 @@ func (c *Client) UploadImageWithBody(ctx context.Context, params *UploadImagePar
 // Deletes an image no VM uses (409 in_use otherwise) and its file.
 //
 // Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
-func (c *Client) DeleteImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDeleteImageRequest(c.Server, id)
+func (c *Client) DeleteImage(ctx context.Context, id openapi_types.UUID, params *DeleteImageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteImageRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1949,8 +2836,8 @@ func (c *Client) DeleteImage(ctx context.Context, id openapi_types.UUID, reqEdit
 // Returns one image with the VMs that use it as a cdrom.
 //
 // Corresponds with GET /api/v1/images/{id} (the `GetImage` operationId).
-func (c *Client) GetImage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetImageRequest(c.Server, id)
+func (c *Client) GetImage(ctx context.Context, id openapi_types.UUID, params *GetImageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetImageRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1968,8 +2855,8 @@ func (c *Client) GetImage(ctx context.Context, id openapi_types.UUID, reqEditors
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-func (c *Client) EditImageWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditImageRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) EditImageWithBody(ctx context.Context, id openapi_types.UUID, params *EditImageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditImageRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1987,8 +2874,76 @@ func (c *Client) EditImageWithBody(ctx context.Context, id openapi_types.UUID, c
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-func (c *Client) EditImage(ctx context.Context, id openapi_types.UUID, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditImageRequest(c.Server, id, body)
+func (c *Client) EditImage(ctx context.Context, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditImageRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListOperations List operations
+//
+// Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
+//
+// Corresponds with GET /api/v1/operations (the `ListOperations` operationId).
+func (c *Client) ListOperations(ctx context.Context, params *ListOperationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListOperationsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CancelOperation Cancel an operation
+//
+// Cancels an operation and returns it: a pending one is cancelled at once; a running one stops when its kind is cancellable (cancel_requested is set, and it ends cancelled soon after), else 409 wrong_state. An operation that has ended is returned as it is. Role admin only.
+//
+// Corresponds with DELETE /api/v1/operations/{id} (the `CancelOperation` operationId).
+func (c *Client) CancelOperation(ctx context.Context, id openapi_types.UUID, params *CancelOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCancelOperationRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetOperation Get an operation
+//
+// Returns one operation: its status, progress, requester, and its result (the entity it produced or changed) or its error.
+//
+// Corresponds with GET /api/v1/operations/{id} (the `GetOperation` operationId).
+func (c *Client) GetOperation(ctx context.Context, id openapi_types.UUID, params *GetOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetOperationRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// WaitOperation Wait for an operation to end
+//
+// Returns the operation once it has ended (status succeeded, failed or cancelled), waiting up to timeout seconds (default 30, at most 300, and never past the server's request timeout). When the time is up first it answers 200 with the operation as it is then, its status still pending or running: call it again.
+//
+// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
+func (c *Client) WaitOperation(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewWaitOperationRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2023,8 +2978,8 @@ func (c *Client) ListStorages(ctx context.Context, params *ListStoragesParams, r
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-func (c *Client) CreateStorageWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateStorageRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateStorageWithBody(ctx context.Context, params *CreateStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateStorageRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2042,8 +2997,8 @@ func (c *Client) CreateStorageWithBody(ctx context.Context, contentType string, 
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-func (c *Client) CreateStorage(ctx context.Context, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateStorageRequest(c.Server, body)
+func (c *Client) CreateStorage(ctx context.Context, params *CreateStorageParams, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateStorageRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2059,8 +3014,8 @@ func (c *Client) CreateStorage(ctx context.Context, body CreateStorageJSONReques
 // Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.
 //
 // Corresponds with DELETE /api/v1/storages/{id} (the `DeleteStorage` operationId).
-func (c *Client) DeleteStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDeleteStorageRequest(c.Server, id)
+func (c *Client) DeleteStorage(ctx context.Context, id openapi_types.UUID, params *DeleteStorageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteStorageRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2076,8 +3031,8 @@ func (c *Client) DeleteStorage(ctx context.Context, id openapi_types.UUID, reqEd
 // Returns one storage with its capacity and free space.
 //
 // Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
-func (c *Client) GetStorage(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetStorageRequest(c.Server, id)
+func (c *Client) GetStorage(ctx context.Context, id openapi_types.UUID, params *GetStorageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetStorageRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2095,8 +3050,8 @@ func (c *Client) GetStorage(ctx context.Context, id openapi_types.UUID, reqEdito
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-func (c *Client) EditStorageWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditStorageRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) EditStorageWithBody(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditStorageRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2114,8 +3069,8 @@ func (c *Client) EditStorageWithBody(ctx context.Context, id openapi_types.UUID,
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-func (c *Client) EditStorage(ctx context.Context, id openapi_types.UUID, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditStorageRequest(c.Server, id, body)
+func (c *Client) EditStorage(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditStorageRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2150,8 +3105,8 @@ func (c *Client) ListVMs(ctx context.Context, params *ListVMsParams, reqEditors 
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-func (c *Client) CreateVMWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateVMRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateVMWithBody(ctx context.Context, params *CreateVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateVMRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2169,8 +3124,8 @@ func (c *Client) CreateVMWithBody(ctx context.Context, contentType string, body 
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-func (c *Client) CreateVM(ctx context.Context, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateVMRequest(c.Server, body)
+func (c *Client) CreateVM(ctx context.Context, params *CreateVMParams, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateVMRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2203,8 +3158,8 @@ func (c *Client) DeleteVM(ctx context.Context, id openapi_types.UUID, params *De
 // Returns one VM with its power state as the hypervisor last reported it.
 //
 // Corresponds with GET /api/v1/vms/{id} (the `GetVM` operationId).
-func (c *Client) GetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetVMRequest(c.Server, id)
+func (c *Client) GetVM(ctx context.Context, id openapi_types.UUID, params *GetVMParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetVMRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2222,8 +3177,8 @@ func (c *Client) GetVM(ctx context.Context, id openapi_types.UUID, reqEditors ..
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-func (c *Client) EditVMWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditVMRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) EditVMWithBody(ctx context.Context, id openapi_types.UUID, params *EditVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditVMRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2241,8 +3196,8 @@ func (c *Client) EditVMWithBody(ctx context.Context, id openapi_types.UUID, cont
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-func (c *Client) EditVM(ctx context.Context, id openapi_types.UUID, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditVMRequest(c.Server, id, body)
+func (c *Client) EditVM(ctx context.Context, id openapi_types.UUID, params *EditVMParams, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditVMRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2258,8 +3213,8 @@ func (c *Client) EditVM(ctx context.Context, id openapi_types.UUID, body EditVMJ
 // Returns where a running VM's graphical console (VNC or SPICE) listens. The console is control of the guest: only role admin may call this (403 for a reader token).
 //
 // Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
-func (c *Client) GetVMConsole(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetVMConsoleRequest(c.Server, id)
+func (c *Client) GetVMConsole(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetVMConsoleRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2292,8 +3247,8 @@ func (c *Client) GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, par
 // Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
 //
 // Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
-func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRebootVMRequest(c.Server, id)
+func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, params *RebootVMParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRebootVMRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2309,8 +3264,8 @@ func (c *Client) RebootVM(ctx context.Context, id openapi_types.UUID, reqEditors
 // Resets a running VM at once, like a hardware reset button; the guest is not asked.
 //
 // Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
-func (c *Client) ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewResetVMRequest(c.Server, id)
+func (c *Client) ResetVM(ctx context.Context, id openapi_types.UUID, params *ResetVMParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResetVMRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2326,8 +3281,8 @@ func (c *Client) ResetVM(ctx context.Context, id openapi_types.UUID, reqEditors 
 // Boots a shut-off VM. A start the hypervisor refuses answers by cause: 422 kind unrunnable when the VM's definition cannot run on this host (a CPU mode or model, firmware, machine or domain type the host does not offer: fix the VM), 502 kind backend_failed when QEMU itself failed (a file it cannot open, an NFS server refusing its access, QEMU exiting at once: fix the host or storage), 503 only when the hypervisor cannot be reached now (retry later). The problem's reason names the cause (cpu, firmware, machine, domain_type, file_access, nfs_access, qemu_exited) and its detail carries the hypervisor's message.
 //
 // Corresponds with POST /api/v1/vms/{id}/start (the `StartVM` operationId).
-func (c *Client) StartVM(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStartVMRequest(c.Server, id)
+func (c *Client) StartVM(ctx context.Context, id openapi_types.UUID, params *StartVMParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartVMRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2345,8 +3300,8 @@ func (c *Client) StartVM(ctx context.Context, id openapi_types.UUID, reqEditors 
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-func (c *Client) StopVMWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStopVMRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) StopVMWithBody(ctx context.Context, id openapi_types.UUID, params *StopVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopVMRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2364,8 +3319,8 @@ func (c *Client) StopVMWithBody(ctx context.Context, id openapi_types.UUID, cont
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-func (c *Client) StopVM(ctx context.Context, id openapi_types.UUID, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStopVMRequest(c.Server, id, body)
+func (c *Client) StopVM(ctx context.Context, id openapi_types.UUID, params *StopVMParams, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopVMRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2383,8 +3338,8 @@ func (c *Client) StopVM(ctx context.Context, id openapi_types.UUID, body StopVMJ
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-func (c *Client) AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewAttachVolumeRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAttachVolumeRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2402,8 +3357,8 @@ func (c *Client) AttachVolumeWithBody(ctx context.Context, id openapi_types.UUID
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-func (c *Client) AttachVolume(ctx context.Context, id openapi_types.UUID, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewAttachVolumeRequest(c.Server, id, body)
+func (c *Client) AttachVolume(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAttachVolumeRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2419,8 +3374,8 @@ func (c *Client) AttachVolume(ctx context.Context, id openapi_types.UUID, body A
 // Detaches a volume from a VM that is shut off; the volume is kept.
 //
 // Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
-func (c *Client) DetachVolume(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDetachVolumeRequest(c.Server, id, volumeId)
+func (c *Client) DetachVolume(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, params *DetachVolumeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDetachVolumeRequest(c.Server, id, volumeId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2455,8 +3410,8 @@ func (c *Client) ListVolumes(ctx context.Context, params *ListVolumesParams, req
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-func (c *Client) CreateVolumeWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateVolumeRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateVolumeWithBody(ctx context.Context, params *CreateVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateVolumeRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2474,8 +3429,8 @@ func (c *Client) CreateVolumeWithBody(ctx context.Context, contentType string, b
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-func (c *Client) CreateVolume(ctx context.Context, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateVolumeRequest(c.Server, body)
+func (c *Client) CreateVolume(ctx context.Context, params *CreateVolumeParams, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateVolumeRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2491,8 +3446,8 @@ func (c *Client) CreateVolume(ctx context.Context, body CreateVolumeJSONRequestB
 // Deletes a volume no VM uses (409 in_use otherwise) and its file.
 //
 // Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
-func (c *Client) DeleteVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDeleteVolumeRequest(c.Server, id)
+func (c *Client) DeleteVolume(ctx context.Context, id openapi_types.UUID, params *DeleteVolumeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteVolumeRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2508,8 +3463,8 @@ func (c *Client) DeleteVolume(ctx context.Context, id openapi_types.UUID, reqEdi
 // Returns one volume with the VMs that use it.
 //
 // Corresponds with GET /api/v1/volumes/{id} (the `GetVolume` operationId).
-func (c *Client) GetVolume(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetVolumeRequest(c.Server, id)
+func (c *Client) GetVolume(ctx context.Context, id openapi_types.UUID, params *GetVolumeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetVolumeRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2527,8 +3482,8 @@ func (c *Client) GetVolume(ctx context.Context, id openapi_types.UUID, reqEditor
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-func (c *Client) EditVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditVolumeRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) EditVolumeWithBody(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditVolumeRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2546,8 +3501,8 @@ func (c *Client) EditVolumeWithBody(ctx context.Context, id openapi_types.UUID, 
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-func (c *Client) EditVolume(ctx context.Context, id openapi_types.UUID, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewEditVolumeRequest(c.Server, id, body)
+func (c *Client) EditVolume(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEditVolumeRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2565,8 +3520,8 @@ func (c *Client) EditVolume(ctx context.Context, id openapi_types.UUID, body Edi
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-func (c *Client) ExtendVolumeWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewExtendVolumeRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) ExtendVolumeWithBody(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExtendVolumeRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2584,8 +3539,8 @@ func (c *Client) ExtendVolumeWithBody(ctx context.Context, id openapi_types.UUID
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-func (c *Client) ExtendVolume(ctx context.Context, id openapi_types.UUID, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewExtendVolumeRequest(c.Server, id, body)
+func (c *Client) ExtendVolume(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExtendVolumeRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2601,8 +3556,8 @@ func (c *Client) ExtendVolume(ctx context.Context, id openapi_types.UUID, body E
 // 200 while the process serves requests; it checks nothing else.
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
-func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewHealthzRequest(c.Server)
+func (c *Client) Healthz(ctx context.Context, params *HealthzParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHealthzRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2618,8 +3573,8 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 // 200 when the store answers and the hypervisor, if one is configured, can be reached. Otherwise 503, whose detail names each component that is down (store, hypervisor) and why. /healthz stays 200 meanwhile.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewReadyzRequest(c.Server)
+func (c *Client) Readyz(ctx context.Context, params *ReadyzParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReadyzRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2630,8 +3585,124 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 	return c.Client.Do(req)
 }
 
+// NewStreamEventsRequest constructs an http.Request for the StreamEvents method
+func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Resource != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "resource", *params.Resource, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ResourceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "resource_id", *params.ResourceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Type != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "type", *params.Type, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetHostRequest constructs an http.Request for the GetHost method
-func NewGetHostRequest(server string) (*http.Request, error) {
+func NewGetHostRequest(server string, params *GetHostParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2652,6 +3723,21 @@ func NewGetHostRequest(server string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2756,6 +3842,21 @@ func NewListImagesRequest(server string, params *ListImagesParams) (*http.Reques
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
@@ -2836,11 +3937,48 @@ func NewUploadImageRequestWithBody(server string, params *UploadImageParams, con
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewDeleteImageRequest constructs an http.Request for the DeleteImage method
-func NewDeleteImageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewDeleteImageRequest(server string, id openapi_types.UUID, params *DeleteImageParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2870,11 +4008,48 @@ func NewDeleteImageRequest(server string, id openapi_types.UUID) (*http.Request,
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewGetImageRequest constructs an http.Request for the GetImage method
-func NewGetImageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewGetImageRequest(server string, id openapi_types.UUID, params *GetImageParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2904,22 +4079,48 @@ func NewGetImageRequest(server string, id openapi_types.UUID) (*http.Request, er
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewEditImageRequest calls the generic EditImage builder with application/json body
-func NewEditImageRequest(server string, id openapi_types.UUID, body EditImageJSONRequestBody) (*http.Request, error) {
+func NewEditImageRequest(server string, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewEditImageRequestWithBody(server, id, "application/json", bodyReader)
+	return NewEditImageRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewEditImageRequestWithBody constructs an http.Request for the EditImage method, with any body, and a specified content type
-func NewEditImageRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewEditImageRequestWithBody(server string, id openapi_types.UUID, params *EditImageParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2950,6 +4151,368 @@ func NewEditImageRequestWithBody(server string, id openapi_types.UUID, contentTy
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListOperationsRequest constructs an http.Request for the ListOperations method
+func NewListOperationsRequest(server string, params *ListOperationsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/operations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TargetId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "target_id", *params.TargetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Kind != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "kind", *params.Kind, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.RequestId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "request_id", *params.RequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewCancelOperationRequest constructs an http.Request for the CancelOperation method
+func NewCancelOperationRequest(server string, id openapi_types.UUID, params *CancelOperationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/operations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetOperationRequest constructs an http.Request for the GetOperation method
+func NewGetOperationRequest(server string, id openapi_types.UUID, params *GetOperationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/operations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewWaitOperationRequest constructs an http.Request for the WaitOperation method
+func NewWaitOperationRequest(server string, id openapi_types.UUID, params *WaitOperationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/operations/%s/wait", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Timeout != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "timeout", *params.Timeout, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
 
 	return req, nil
 }
@@ -3053,22 +4616,37 @@ func NewListStoragesRequest(server string, params *ListStoragesParams) (*http.Re
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewCreateStorageRequest calls the generic CreateStorage builder with application/json body
-func NewCreateStorageRequest(server string, body CreateStorageJSONRequestBody) (*http.Request, error) {
+func NewCreateStorageRequest(server string, params *CreateStorageParams, body CreateStorageJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateStorageRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateStorageRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateStorageRequestWithBody constructs an http.Request for the CreateStorage method, with any body, and a specified content type
-func NewCreateStorageRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateStorageRequestWithBody(server string, params *CreateStorageParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3093,11 +4671,48 @@ func NewCreateStorageRequestWithBody(server string, contentType string, body io.
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewDeleteStorageRequest constructs an http.Request for the DeleteStorage method
-func NewDeleteStorageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewDeleteStorageRequest(server string, id openapi_types.UUID, params *DeleteStorageParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3127,11 +4742,48 @@ func NewDeleteStorageRequest(server string, id openapi_types.UUID) (*http.Reques
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewGetStorageRequest constructs an http.Request for the GetStorage method
-func NewGetStorageRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewGetStorageRequest(server string, id openapi_types.UUID, params *GetStorageParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3161,22 +4813,48 @@ func NewGetStorageRequest(server string, id openapi_types.UUID) (*http.Request, 
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewEditStorageRequest calls the generic EditStorage builder with application/json body
-func NewEditStorageRequest(server string, id openapi_types.UUID, body EditStorageJSONRequestBody) (*http.Request, error) {
+func NewEditStorageRequest(server string, id openapi_types.UUID, params *EditStorageParams, body EditStorageJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewEditStorageRequestWithBody(server, id, "application/json", bodyReader)
+	return NewEditStorageRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewEditStorageRequestWithBody constructs an http.Request for the EditStorage method, with any body, and a specified content type
-func NewEditStorageRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewEditStorageRequestWithBody(server string, id openapi_types.UUID, params *EditStorageParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3207,6 +4885,43 @@ func NewEditStorageRequestWithBody(server string, id openapi_types.UUID, content
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
 
 	return req, nil
 }
@@ -3310,22 +5025,37 @@ func NewListVMsRequest(server string, params *ListVMsParams) (*http.Request, err
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewCreateVMRequest calls the generic CreateVM builder with application/json body
-func NewCreateVMRequest(server string, body CreateVMJSONRequestBody) (*http.Request, error) {
+func NewCreateVMRequest(server string, params *CreateVMParams, body CreateVMJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateVMRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateVMRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateVMRequestWithBody constructs an http.Request for the CreateVM method, with any body, and a specified content type
-func NewCreateVMRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateVMRequestWithBody(server string, params *CreateVMParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3349,6 +5079,43 @@ func NewCreateVMRequestWithBody(server string, contentType string, body io.Reade
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
 
 	return req, nil
 }
@@ -3411,11 +5178,48 @@ func NewDeleteVMRequest(server string, id openapi_types.UUID, params *DeleteVMPa
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewGetVMRequest constructs an http.Request for the GetVM method
-func NewGetVMRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewGetVMRequest(server string, id openapi_types.UUID, params *GetVMParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3445,22 +5249,48 @@ func NewGetVMRequest(server string, id openapi_types.UUID) (*http.Request, error
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewEditVMRequest calls the generic EditVM builder with application/json body
-func NewEditVMRequest(server string, id openapi_types.UUID, body EditVMJSONRequestBody) (*http.Request, error) {
+func NewEditVMRequest(server string, id openapi_types.UUID, params *EditVMParams, body EditVMJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewEditVMRequestWithBody(server, id, "application/json", bodyReader)
+	return NewEditVMRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewEditVMRequestWithBody constructs an http.Request for the EditVM method, with any body, and a specified content type
-func NewEditVMRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewEditVMRequestWithBody(server string, id openapi_types.UUID, params *EditVMParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3492,11 +5322,48 @@ func NewEditVMRequestWithBody(server string, id openapi_types.UUID, contentType 
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewGetVMConsoleRequest constructs an http.Request for the GetVMConsole method
-func NewGetVMConsoleRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewGetVMConsoleRequest(server string, id openapi_types.UUID, params *GetVMConsoleParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3524,6 +5391,21 @@ func NewGetVMConsoleRequest(server string, id openapi_types.UUID) (*http.Request
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -3587,11 +5469,26 @@ func NewGetVMConsoleLogRequest(server string, id openapi_types.UUID, params *Get
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewRebootVMRequest constructs an http.Request for the RebootVM method
-func NewRebootVMRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewRebootVMRequest(server string, id openapi_types.UUID, params *RebootVMParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3621,11 +5518,59 @@ func NewRebootVMRequest(server string, id openapi_types.UUID) (*http.Request, er
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewResetVMRequest constructs an http.Request for the ResetVM method
-func NewResetVMRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewResetVMRequest(server string, id openapi_types.UUID, params *ResetVMParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3655,11 +5600,59 @@ func NewResetVMRequest(server string, id openapi_types.UUID) (*http.Request, err
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewStartVMRequest constructs an http.Request for the StartVM method
-func NewStartVMRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewStartVMRequest(server string, id openapi_types.UUID, params *StartVMParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3689,22 +5682,70 @@ func NewStartVMRequest(server string, id openapi_types.UUID) (*http.Request, err
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewStopVMRequest calls the generic StopVM builder with application/json body
-func NewStopVMRequest(server string, id openapi_types.UUID, body StopVMJSONRequestBody) (*http.Request, error) {
+func NewStopVMRequest(server string, id openapi_types.UUID, params *StopVMParams, body StopVMJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewStopVMRequestWithBody(server, id, "application/json", bodyReader)
+	return NewStopVMRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewStopVMRequestWithBody constructs an http.Request for the StopVM method, with any body, and a specified content type
-func NewStopVMRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewStopVMRequestWithBody(server string, id openapi_types.UUID, params *StopVMParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3736,22 +5777,70 @@ func NewStopVMRequestWithBody(server string, id openapi_types.UUID, contentType 
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewAttachVolumeRequest calls the generic AttachVolume builder with application/json body
-func NewAttachVolumeRequest(server string, id openapi_types.UUID, body AttachVolumeJSONRequestBody) (*http.Request, error) {
+func NewAttachVolumeRequest(server string, id openapi_types.UUID, params *AttachVolumeParams, body AttachVolumeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewAttachVolumeRequestWithBody(server, id, "application/json", bodyReader)
+	return NewAttachVolumeRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewAttachVolumeRequestWithBody constructs an http.Request for the AttachVolume method, with any body, and a specified content type
-func NewAttachVolumeRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewAttachVolumeRequestWithBody(server string, id openapi_types.UUID, params *AttachVolumeParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3783,11 +5872,59 @@ func NewAttachVolumeRequestWithBody(server string, id openapi_types.UUID, conten
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewDetachVolumeRequest constructs an http.Request for the DetachVolume method
-func NewDetachVolumeRequest(server string, id openapi_types.UUID, volumeId openapi_types.UUID) (*http.Request, error) {
+func NewDetachVolumeRequest(server string, id openapi_types.UUID, volumeId openapi_types.UUID, params *DetachVolumeParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3822,6 +5959,43 @@ func NewDetachVolumeRequest(server string, id openapi_types.UUID, volumeId opena
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
 	}
 
 	return req, nil
@@ -3938,22 +6112,37 @@ func NewListVolumesRequest(server string, params *ListVolumesParams) (*http.Requ
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewCreateVolumeRequest calls the generic CreateVolume builder with application/json body
-func NewCreateVolumeRequest(server string, body CreateVolumeJSONRequestBody) (*http.Request, error) {
+func NewCreateVolumeRequest(server string, params *CreateVolumeParams, body CreateVolumeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateVolumeRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateVolumeRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateVolumeRequestWithBody constructs an http.Request for the CreateVolume method, with any body, and a specified content type
-func NewCreateVolumeRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateVolumeRequestWithBody(server string, params *CreateVolumeParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3978,11 +6167,48 @@ func NewCreateVolumeRequestWithBody(server string, contentType string, body io.R
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewDeleteVolumeRequest constructs an http.Request for the DeleteVolume method
-func NewDeleteVolumeRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewDeleteVolumeRequest(server string, id openapi_types.UUID, params *DeleteVolumeParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4012,11 +6238,48 @@ func NewDeleteVolumeRequest(server string, id openapi_types.UUID) (*http.Request
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewGetVolumeRequest constructs an http.Request for the GetVolume method
-func NewGetVolumeRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewGetVolumeRequest(server string, id openapi_types.UUID, params *GetVolumeParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4046,22 +6309,48 @@ func NewGetVolumeRequest(server string, id openapi_types.UUID) (*http.Request, e
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewEditVolumeRequest calls the generic EditVolume builder with application/json body
-func NewEditVolumeRequest(server string, id openapi_types.UUID, body EditVolumeJSONRequestBody) (*http.Request, error) {
+func NewEditVolumeRequest(server string, id openapi_types.UUID, params *EditVolumeParams, body EditVolumeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewEditVolumeRequestWithBody(server, id, "application/json", bodyReader)
+	return NewEditVolumeRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewEditVolumeRequestWithBody constructs an http.Request for the EditVolume method, with any body, and a specified content type
-func NewEditVolumeRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewEditVolumeRequestWithBody(server string, id openapi_types.UUID, params *EditVolumeParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4093,22 +6382,59 @@ func NewEditVolumeRequestWithBody(server string, id openapi_types.UUID, contentT
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewExtendVolumeRequest calls the generic ExtendVolume builder with application/json body
-func NewExtendVolumeRequest(server string, id openapi_types.UUID, body ExtendVolumeJSONRequestBody) (*http.Request, error) {
+func NewExtendVolumeRequest(server string, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewExtendVolumeRequestWithBody(server, id, "application/json", bodyReader)
+	return NewExtendVolumeRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewExtendVolumeRequestWithBody constructs an http.Request for the ExtendVolume method, with any body, and a specified content type
-func NewExtendVolumeRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewExtendVolumeRequestWithBody(server string, id openapi_types.UUID, params *ExtendVolumeParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4140,11 +6466,59 @@ func NewExtendVolumeRequestWithBody(server string, id openapi_types.UUID, conten
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewHealthzRequest constructs an http.Request for the Healthz method
-func NewHealthzRequest(server string) (*http.Request, error) {
+func NewHealthzRequest(server string, params *HealthzParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -4167,11 +6541,26 @@ func NewHealthzRequest(server string) (*http.Request, error) {
 		return nil, err
 	}
 
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
 	return req, nil
 }
 
 // NewReadyzRequest constructs an http.Request for the Readyz method
-func NewReadyzRequest(server string) (*http.Request, error) {
+func NewReadyzRequest(server string, params *ReadyzParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -4192,6 +6581,21 @@ func NewReadyzRequest(server string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -4241,6 +6645,15 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// StreamEventsWithResponse Follow changes (Server-Sent Events)
+	//
+	// Follows every change of storages, volumes, images, VMs and operations as Server-Sent Events (text/event-stream), in commit order. Each message has `id` (the event id), `event` (the event type, <resource>.<created|updated|deleted>) and `data` (the Event as JSON, with the entity as GET returns it). A comment line (`: ping`) is sent whenever the stream was idle for the server's heartbeat interval (15 s by default). Without since or Last-Event-ID the stream starts now; with one of them it first sends every event after that id, exactly once, so a client that reconnects with the last id it received misses nothing. Events are kept for a limited time (7 days by default): a resume from an id whose successors are gone, or from an id this server never handed out, is 410 (gone): list the entities again and follow from now. Filters combine. Role reader may follow the stream.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
+
 	// GetHostWithResponse What the hypervisor's host can run
 	//
 	// Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
@@ -4248,7 +6661,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/host (the `GetHost` operationId).
-	GetHostWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHostResponse, error)
+	GetHostWithResponse(ctx context.Context, params *GetHostParams, reqEditors ...RequestEditorFn) (*GetHostResponse, error)
 
 	// ListImagesWithResponse List images
 	//
@@ -4261,7 +6674,7 @@ type ClientWithResponsesInterface interface {
 
 	// UploadImageWithBodyWithResponse Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
 	//
-	// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it).
+	// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4275,7 +6688,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
-	DeleteImageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteImageResponse, error)
+	DeleteImageWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteImageParams, reqEditors ...RequestEditorFn) (*DeleteImageResponse, error)
 
 	// GetImageWithResponse Get an image
 	//
@@ -4284,7 +6697,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/images/{id} (the `GetImage` operationId).
-	GetImageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetImageResponse, error)
+	GetImageWithResponse(ctx context.Context, id openapi_types.UUID, params *GetImageParams, reqEditors ...RequestEditorFn) (*GetImageResponse, error)
 
 	// EditImageWithBodyWithResponse Rename or describe an image
 	//
@@ -4293,7 +6706,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-	EditImageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditImageResponse, error)
+	EditImageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditImageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditImageResponse, error)
 
 	// EditImageWithResponse Rename or describe an image
 	//
@@ -4302,7 +6715,43 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-	EditImageWithResponse(ctx context.Context, id openapi_types.UUID, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditImageResponse, error)
+	EditImageWithResponse(ctx context.Context, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditImageResponse, error)
+
+	// ListOperationsWithResponse List operations
+	//
+	// Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/operations (the `ListOperations` operationId).
+	ListOperationsWithResponse(ctx context.Context, params *ListOperationsParams, reqEditors ...RequestEditorFn) (*ListOperationsResponse, error)
+
+	// CancelOperationWithResponse Cancel an operation
+	//
+	// Cancels an operation and returns it: a pending one is cancelled at once; a running one stops when its kind is cancellable (cancel_requested is set, and it ends cancelled soon after), else 409 wrong_state. An operation that has ended is returned as it is. Role admin only.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/operations/{id} (the `CancelOperation` operationId).
+	CancelOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *CancelOperationParams, reqEditors ...RequestEditorFn) (*CancelOperationResponse, error)
+
+	// GetOperationWithResponse Get an operation
+	//
+	// Returns one operation: its status, progress, requester, and its result (the entity it produced or changed) or its error.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/operations/{id} (the `GetOperation` operationId).
+	GetOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *GetOperationParams, reqEditors ...RequestEditorFn) (*GetOperationResponse, error)
+
+	// WaitOperationWithResponse Wait for an operation to end
+	//
+	// Returns the operation once it has ended (status succeeded, failed or cancelled), waiting up to timeout seconds (default 30, at most 300, and never past the server's request timeout). When the time is up first it answers 200 with the operation as it is then, its status still pending or running: call it again.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
+	WaitOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*WaitOperationResponse, error)
 
 	// ListStoragesWithResponse List storages
 	//
@@ -4320,7 +6769,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-	CreateStorageWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error)
+	CreateStorageWithBodyWithResponse(ctx context.Context, params *CreateStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error)
 
 	// CreateStorageWithResponse Create a storage (a local directory or device, or an NFS export)
 	//
@@ -4329,7 +6778,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-	CreateStorageWithResponse(ctx context.Context, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error)
+	CreateStorageWithResponse(ctx context.Context, params *CreateStorageParams, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error)
 
 	// DeleteStorageWithResponse Delete a storage that holds no volumes or images
 	//
@@ -4338,7 +6787,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/storages/{id} (the `DeleteStorage` operationId).
-	DeleteStorageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteStorageResponse, error)
+	DeleteStorageWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteStorageParams, reqEditors ...RequestEditorFn) (*DeleteStorageResponse, error)
 
 	// GetStorageWithResponse Get a storage
 	//
@@ -4347,7 +6796,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
-	GetStorageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetStorageResponse, error)
+	GetStorageWithResponse(ctx context.Context, id openapi_types.UUID, params *GetStorageParams, reqEditors ...RequestEditorFn) (*GetStorageResponse, error)
 
 	// EditStorageWithBodyWithResponse Rename or describe a storage
 	//
@@ -4356,7 +6805,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-	EditStorageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditStorageResponse, error)
+	EditStorageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditStorageResponse, error)
 
 	// EditStorageWithResponse Rename or describe a storage
 	//
@@ -4365,7 +6814,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-	EditStorageWithResponse(ctx context.Context, id openapi_types.UUID, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditStorageResponse, error)
+	EditStorageWithResponse(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditStorageResponse, error)
 
 	// ListVMsWithResponse List VMs
 	//
@@ -4383,7 +6832,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-	CreateVMWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMResponse, error)
+	CreateVMWithBodyWithResponse(ctx context.Context, params *CreateVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMResponse, error)
 
 	// CreateVMWithResponse Define a VM with existing or new volumes, images as cdroms, interfaces and graphics
 	//
@@ -4392,7 +6841,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-	CreateVMWithResponse(ctx context.Context, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVMResponse, error)
+	CreateVMWithResponse(ctx context.Context, params *CreateVMParams, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVMResponse, error)
 
 	// DeleteVMWithResponse Delete a stopped VM
 	//
@@ -4410,7 +6859,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/vms/{id} (the `GetVM` operationId).
-	GetVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVMResponse, error)
+	GetVMWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMParams, reqEditors ...RequestEditorFn) (*GetVMResponse, error)
 
 	// EditVMWithBodyWithResponse Change a stopped VM
 	//
@@ -4419,7 +6868,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-	EditVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVMResponse, error)
+	EditVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVMResponse, error)
 
 	// EditVMWithResponse Change a stopped VM
 	//
@@ -4428,7 +6877,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-	EditVMWithResponse(ctx context.Context, id openapi_types.UUID, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVMResponse, error)
+	EditVMWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVMParams, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVMResponse, error)
 
 	// GetVMConsoleWithResponse Where a running VM's graphical console listens (role admin)
 	//
@@ -4437,7 +6886,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
-	GetVMConsoleWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVMConsoleResponse, error)
+	GetVMConsoleWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleParams, reqEditors ...RequestEditorFn) (*GetVMConsoleResponse, error)
 
 	// GetVMConsoleLogWithResponse What the VM wrote on its serial console (boot messages, a kernel panic), kept across boots (role admin)
 	//
@@ -4455,7 +6904,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
-	RebootVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*RebootVMResponse, error)
+	RebootVMWithResponse(ctx context.Context, id openapi_types.UUID, params *RebootVMParams, reqEditors ...RequestEditorFn) (*RebootVMResponse, error)
 
 	// ResetVMWithResponse Reset a running VM at once, like a hardware reset button (the guest is not asked)
 	//
@@ -4464,7 +6913,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
-	ResetVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*ResetVMResponse, error)
+	ResetVMWithResponse(ctx context.Context, id openapi_types.UUID, params *ResetVMParams, reqEditors ...RequestEditorFn) (*ResetVMResponse, error)
 
 	// StartVMWithResponse Start a VM
 	//
@@ -4473,7 +6922,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/start (the `StartVM` operationId).
-	StartVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*StartVMResponse, error)
+	StartVMWithResponse(ctx context.Context, id openapi_types.UUID, params *StartVMParams, reqEditors ...RequestEditorFn) (*StartVMResponse, error)
 
 	// StopVMWithBodyWithResponse Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 	//
@@ -4482,7 +6931,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-	StopVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopVMResponse, error)
+	StopVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *StopVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopVMResponse, error)
 
 	// StopVMWithResponse Stop a VM: gracefully (waiting up to timeout seconds) or, with force, at once
 	//
@@ -4491,7 +6940,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-	StopVMWithResponse(ctx context.Context, id openapi_types.UUID, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*StopVMResponse, error)
+	StopVMWithResponse(ctx context.Context, id openapi_types.UUID, params *StopVMParams, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*StopVMResponse, error)
 
 	// AttachVolumeWithBodyWithResponse Attach a volume to a stopped VM
 	//
@@ -4500,7 +6949,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-	AttachVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error)
+	AttachVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error)
 
 	// AttachVolumeWithResponse Attach a volume to a stopped VM
 	//
@@ -4509,7 +6958,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-	AttachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error)
+	AttachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error)
 
 	// DetachVolumeWithResponse Detach a volume from a stopped VM (the volume is kept)
 	//
@@ -4518,7 +6967,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
-	DetachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*DetachVolumeResponse, error)
+	DetachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, params *DetachVolumeParams, reqEditors ...RequestEditorFn) (*DetachVolumeResponse, error)
 
 	// ListVolumesWithResponse List volumes
 	//
@@ -4536,7 +6985,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-	CreateVolumeWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error)
+	CreateVolumeWithBodyWithResponse(ctx context.Context, params *CreateVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error)
 
 	// CreateVolumeWithResponse Create a volume
 	//
@@ -4545,7 +6994,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-	CreateVolumeWithResponse(ctx context.Context, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error)
+	CreateVolumeWithResponse(ctx context.Context, params *CreateVolumeParams, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error)
 
 	// DeleteVolumeWithResponse Delete a volume no VM uses
 	//
@@ -4554,7 +7003,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
-	DeleteVolumeWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteVolumeResponse, error)
+	DeleteVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteVolumeParams, reqEditors ...RequestEditorFn) (*DeleteVolumeResponse, error)
 
 	// GetVolumeWithResponse Get a volume
 	//
@@ -4563,7 +7012,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/volumes/{id} (the `GetVolume` operationId).
-	GetVolumeWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVolumeResponse, error)
+	GetVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVolumeParams, reqEditors ...RequestEditorFn) (*GetVolumeResponse, error)
 
 	// EditVolumeWithBodyWithResponse Change a volume's name, description or flags
 	//
@@ -4572,7 +7021,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-	EditVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error)
+	EditVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error)
 
 	// EditVolumeWithResponse Change a volume's name, description or flags
 	//
@@ -4581,7 +7030,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-	EditVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error)
+	EditVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error)
 
 	// ExtendVolumeWithBodyWithResponse Grow a volume
 	//
@@ -4590,7 +7039,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-	ExtendVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error)
+	ExtendVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error)
 
 	// ExtendVolumeWithResponse Grow a volume
 	//
@@ -4599,7 +7048,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-	ExtendVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error)
+	ExtendVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error)
 
 	// HealthzWithResponse Liveness: the process serves requests
 	//
@@ -4608,7 +7057,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
-	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
+	HealthzWithResponse(ctx context.Context, params *HealthzParams, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
 
 	// ReadyzWithResponse Readiness: the store and the configured hypervisor answer
 	//
@@ -4617,7 +7066,95 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
-	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
+	ReadyzWithResponse(ctx context.Context, params *ReadyzParams, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
+}
+
+// StreamEventsResponse200Headers the declared response headers of an HTTP 200 response for StreamEvents
+type StreamEventsResponse200Headers struct {
+	XRequestId *string
+}
+
+type StreamEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *StreamEventsResponse200Headers
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON410() *Problem {
+	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetHostResponse200Headers the declared response headers of an HTTP 200 response for GetHost
+type GetHostResponse200Headers struct {
+	XRequestId *string
 }
 
 type GetHostResponse struct {
@@ -4637,6 +7174,8 @@ type GetHostResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
 	ApplicationproblemJSON504 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetHostResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4703,6 +7242,11 @@ func (r GetHostResponse) ContentType() string {
 	return ""
 }
 
+// ListImagesResponse200Headers the declared response headers of an HTTP 200 response for ListImages
+type ListImagesResponse200Headers struct {
+	XRequestId *string
+}
+
 type ListImagesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4716,6 +7260,8 @@ type ListImagesResponse struct {
 	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListImagesResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4774,7 +7320,20 @@ func (r ListImagesResponse) ContentType() string {
 
 // UploadImageResponse201Headers the declared response headers of an HTTP 201 response for UploadImage
 type UploadImageResponse201Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// UploadImageResponse202Headers the declared response headers of an HTTP 202 response for UploadImage
+type UploadImageResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type UploadImageResponse struct {
@@ -4782,6 +7341,8 @@ type UploadImageResponse struct {
 	HTTPResponse *http.Response
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Image
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -4806,11 +7367,18 @@ type UploadImageResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *UploadImageResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *UploadImageResponse202Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
 func (r UploadImageResponse) GetJSON201() *Image {
 	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r UploadImageResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -4897,9 +7465,25 @@ func (r UploadImageResponse) ContentType() string {
 	return ""
 }
 
+// DeleteImageResponse202Headers the declared response headers of an HTTP 202 response for DeleteImage
+type DeleteImageResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
+}
+
+// DeleteImageResponse204Headers the declared response headers of an HTTP 204 response for DeleteImage
+type DeleteImageResponse204Headers struct {
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
 type DeleteImageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -4910,6 +7494,8 @@ type DeleteImageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -4920,6 +7506,15 @@ type DeleteImageResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
 	ApplicationproblemJSON504 *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteImageResponse202Headers
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteImageResponse204Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteImageResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -4945,6 +7540,11 @@ func (r DeleteImageResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r DeleteImageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteImageResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -5003,7 +7603,15 @@ func (r DeleteImageResponse) ContentType() string {
 
 // GetImageResponse200Headers the declared response headers of an HTTP 200 response for GetImage
 type GetImageResponse200Headers struct {
-	Location *string
+	ETag       *string
+	Location   *string
+	XRequestId *string
+}
+
+// GetImageResponse304Headers the declared response headers of an HTTP 304 response for GetImage
+type GetImageResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
 }
 
 type GetImageResponse struct {
@@ -5023,6 +7631,8 @@ type GetImageResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetImageResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetImageResponse304Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5086,7 +7696,18 @@ func (r GetImageResponse) ContentType() string {
 
 // EditImageResponse200Headers the declared response headers of an HTTP 200 response for EditImage
 type EditImageResponse200Headers struct {
-	Location *string
+	ETag        *string
+	Location    *string
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
+// EditImageResponse202Headers the declared response headers of an HTTP 202 response for EditImage
+type EditImageResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
 }
 
 type EditImageResponse struct {
@@ -5094,6 +7715,8 @@ type EditImageResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Image
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5104,6 +7727,8 @@ type EditImageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -5116,11 +7741,18 @@ type EditImageResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *EditImageResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *EditImageResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r EditImageResponse) GetJSON200() *Image {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r EditImageResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5146,6 +7778,11 @@ func (r EditImageResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r EditImageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r EditImageResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -5202,6 +7839,404 @@ func (r EditImageResponse) ContentType() string {
 	return ""
 }
 
+// ListOperationsResponse200Headers the declared response headers of an HTTP 200 response for ListOperations
+type ListOperationsResponse200Headers struct {
+	XRequestId *string
+}
+
+type ListOperationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *OperationPage
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListOperationsResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListOperationsResponse) GetJSON200() *OperationPage {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListOperationsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListOperationsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListOperationsResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListOperationsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListOperationsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListOperationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListOperationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListOperationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListOperationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CancelOperationResponse200Headers the declared response headers of an HTTP 200 response for CancelOperation
+type CancelOperationResponse200Headers struct {
+	ETag       *string
+	XRequestId *string
+}
+
+type CancelOperationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CancelOperationResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CancelOperationResponse) GetJSON200() *Operation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CancelOperationResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CancelOperationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CancelOperationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CancelOperationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CancelOperationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetOperationResponse200Headers the declared response headers of an HTTP 200 response for GetOperation
+type GetOperationResponse200Headers struct {
+	ETag       *string
+	XRequestId *string
+}
+
+// GetOperationResponse304Headers the declared response headers of an HTTP 304 response for GetOperation
+type GetOperationResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
+}
+
+type GetOperationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Operation
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetOperationResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetOperationResponse304Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetOperationResponse) GetJSON200() *Operation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetOperationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetOperationResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetOperationResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetOperationResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetOperationResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetOperationResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetOperationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetOperationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetOperationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetOperationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// WaitOperationResponse200Headers the declared response headers of an HTTP 200 response for WaitOperation
+type WaitOperationResponse200Headers struct {
+	ETag       *string
+	XRequestId *string
+}
+
+// WaitOperationResponse304Headers the declared response headers of an HTTP 304 response for WaitOperation
+type WaitOperationResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
+}
+
+type WaitOperationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Operation
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *WaitOperationResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *WaitOperationResponse304Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r WaitOperationResponse) GetJSON200() *Operation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r WaitOperationResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r WaitOperationResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r WaitOperationResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r WaitOperationResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r WaitOperationResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r WaitOperationResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r WaitOperationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r WaitOperationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r WaitOperationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r WaitOperationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListStoragesResponse200Headers the declared response headers of an HTTP 200 response for ListStorages
+type ListStoragesResponse200Headers struct {
+	XRequestId *string
+}
+
 type ListStoragesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5215,6 +8250,8 @@ type ListStoragesResponse struct {
 	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListStoragesResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5273,7 +8310,20 @@ func (r ListStoragesResponse) ContentType() string {
 
 // CreateStorageResponse201Headers the declared response headers of an HTTP 201 response for CreateStorage
 type CreateStorageResponse201Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// CreateStorageResponse202Headers the declared response headers of an HTTP 202 response for CreateStorage
+type CreateStorageResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type CreateStorageResponse struct {
@@ -5281,6 +8331,8 @@ type CreateStorageResponse struct {
 	HTTPResponse *http.Response
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Storage
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5305,11 +8357,18 @@ type CreateStorageResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateStorageResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateStorageResponse202Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
 func (r CreateStorageResponse) GetJSON201() *Storage {
 	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateStorageResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5396,9 +8455,25 @@ func (r CreateStorageResponse) ContentType() string {
 	return ""
 }
 
+// DeleteStorageResponse202Headers the declared response headers of an HTTP 202 response for DeleteStorage
+type DeleteStorageResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
+}
+
+// DeleteStorageResponse204Headers the declared response headers of an HTTP 204 response for DeleteStorage
+type DeleteStorageResponse204Headers struct {
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
 type DeleteStorageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5409,6 +8484,8 @@ type DeleteStorageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -5419,6 +8496,15 @@ type DeleteStorageResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
 	ApplicationproblemJSON504 *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteStorageResponse202Headers
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteStorageResponse204Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteStorageResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5444,6 +8530,11 @@ func (r DeleteStorageResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r DeleteStorageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteStorageResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -5502,7 +8593,15 @@ func (r DeleteStorageResponse) ContentType() string {
 
 // GetStorageResponse200Headers the declared response headers of an HTTP 200 response for GetStorage
 type GetStorageResponse200Headers struct {
-	Location *string
+	ETag       *string
+	Location   *string
+	XRequestId *string
+}
+
+// GetStorageResponse304Headers the declared response headers of an HTTP 304 response for GetStorage
+type GetStorageResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
 }
 
 type GetStorageResponse struct {
@@ -5522,6 +8621,8 @@ type GetStorageResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetStorageResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetStorageResponse304Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5585,7 +8686,18 @@ func (r GetStorageResponse) ContentType() string {
 
 // EditStorageResponse200Headers the declared response headers of an HTTP 200 response for EditStorage
 type EditStorageResponse200Headers struct {
-	Location *string
+	ETag        *string
+	Location    *string
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
+// EditStorageResponse202Headers the declared response headers of an HTTP 202 response for EditStorage
+type EditStorageResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
 }
 
 type EditStorageResponse struct {
@@ -5593,6 +8705,8 @@ type EditStorageResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Storage
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5603,6 +8717,8 @@ type EditStorageResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -5615,11 +8731,18 @@ type EditStorageResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *EditStorageResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *EditStorageResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r EditStorageResponse) GetJSON200() *Storage {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r EditStorageResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5645,6 +8768,11 @@ func (r EditStorageResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r EditStorageResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r EditStorageResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -5701,6 +8829,11 @@ func (r EditStorageResponse) ContentType() string {
 	return ""
 }
 
+// ListVMsResponse200Headers the declared response headers of an HTTP 200 response for ListVMs
+type ListVMsResponse200Headers struct {
+	XRequestId *string
+}
+
 type ListVMsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5714,6 +8847,8 @@ type ListVMsResponse struct {
 	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListVMsResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5772,7 +8907,20 @@ func (r ListVMsResponse) ContentType() string {
 
 // CreateVMResponse201Headers the declared response headers of an HTTP 201 response for CreateVM
 type CreateVMResponse201Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// CreateVMResponse202Headers the declared response headers of an HTTP 202 response for CreateVM
+type CreateVMResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type CreateVMResponse struct {
@@ -5780,6 +8928,8 @@ type CreateVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5808,11 +8958,18 @@ type CreateVMResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateVMResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateVMResponse202Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
 func (r CreateVMResponse) GetJSON201() *VM {
 	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateVMResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5909,9 +9066,25 @@ func (r CreateVMResponse) ContentType() string {
 	return ""
 }
 
+// DeleteVMResponse202Headers the declared response headers of an HTTP 202 response for DeleteVM
+type DeleteVMResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
+}
+
+// DeleteVMResponse204Headers the declared response headers of an HTTP 204 response for DeleteVM
+type DeleteVMResponse204Headers struct {
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
 type DeleteVMResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5922,6 +9095,8 @@ type DeleteVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -5936,6 +9111,15 @@ type DeleteVMResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
 	ApplicationproblemJSON504 *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteVMResponse202Headers
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteVMResponse204Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteVMResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5961,6 +9145,11 @@ func (r DeleteVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r DeleteVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteVMResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -6029,7 +9218,15 @@ func (r DeleteVMResponse) ContentType() string {
 
 // GetVMResponse200Headers the declared response headers of an HTTP 200 response for GetVM
 type GetVMResponse200Headers struct {
-	Location *string
+	ETag       *string
+	Location   *string
+	XRequestId *string
+}
+
+// GetVMResponse304Headers the declared response headers of an HTTP 304 response for GetVM
+type GetVMResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
 }
 
 type GetVMResponse struct {
@@ -6049,6 +9246,8 @@ type GetVMResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetVMResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetVMResponse304Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6112,7 +9311,18 @@ func (r GetVMResponse) ContentType() string {
 
 // EditVMResponse200Headers the declared response headers of an HTTP 200 response for EditVM
 type EditVMResponse200Headers struct {
-	Location *string
+	ETag        *string
+	Location    *string
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
+// EditVMResponse202Headers the declared response headers of an HTTP 202 response for EditVM
+type EditVMResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
 }
 
 type EditVMResponse struct {
@@ -6120,6 +9330,8 @@ type EditVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -6130,6 +9342,8 @@ type EditVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -6148,11 +9362,18 @@ type EditVMResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *EditVMResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *EditVMResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r EditVMResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r EditVMResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -6178,6 +9399,11 @@ func (r EditVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r EditVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r EditVMResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -6249,6 +9475,11 @@ func (r EditVMResponse) ContentType() string {
 	return ""
 }
 
+// GetVMConsoleResponse200Headers the declared response headers of an HTTP 200 response for GetVMConsole
+type GetVMConsoleResponse200Headers struct {
+	XRequestId *string
+}
+
 type GetVMConsoleResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6274,6 +9505,8 @@ type GetVMConsoleResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
 	ApplicationproblemJSON504 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetVMConsoleResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6363,6 +9596,7 @@ func (r GetVMConsoleResponse) ContentType() string {
 // GetVMConsoleLogResponse200Headers the declared response headers of an HTTP 200 response for GetVMConsoleLog
 type GetVMConsoleLogResponse200Headers struct {
 	ContentType *string
+	XRequestId  *string
 }
 
 type GetVMConsoleLogResponse struct {
@@ -6473,7 +9707,20 @@ func (r GetVMConsoleLogResponse) ContentType() string {
 
 // RebootVMResponse200Headers the declared response headers of an HTTP 200 response for RebootVM
 type RebootVMResponse200Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// RebootVMResponse202Headers the declared response headers of an HTTP 202 response for RebootVM
+type RebootVMResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type RebootVMResponse struct {
@@ -6481,6 +9728,10 @@ type RebootVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -6489,6 +9740,8 @@ type RebootVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -6503,11 +9756,23 @@ type RebootVMResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *RebootVMResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *RebootVMResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r RebootVMResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r RebootVMResponse) GetJSON202() *Operation {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RebootVMResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -6528,6 +9793,11 @@ func (r RebootVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r RebootVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r RebootVMResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6591,7 +9861,20 @@ func (r RebootVMResponse) ContentType() string {
 
 // ResetVMResponse200Headers the declared response headers of an HTTP 200 response for ResetVM
 type ResetVMResponse200Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// ResetVMResponse202Headers the declared response headers of an HTTP 202 response for ResetVM
+type ResetVMResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type ResetVMResponse struct {
@@ -6599,6 +9882,10 @@ type ResetVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -6607,6 +9894,8 @@ type ResetVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -6621,11 +9910,23 @@ type ResetVMResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ResetVMResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *ResetVMResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ResetVMResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ResetVMResponse) GetJSON202() *Operation {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -6646,6 +9947,11 @@ func (r ResetVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r ResetVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r ResetVMResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6709,7 +10015,20 @@ func (r ResetVMResponse) ContentType() string {
 
 // StartVMResponse200Headers the declared response headers of an HTTP 200 response for StartVM
 type StartVMResponse200Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// StartVMResponse202Headers the declared response headers of an HTTP 202 response for StartVM
+type StartVMResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type StartVMResponse struct {
@@ -6717,6 +10036,10 @@ type StartVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -6725,6 +10048,8 @@ type StartVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -6739,11 +10064,23 @@ type StartVMResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *StartVMResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *StartVMResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r StartVMResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r StartVMResponse) GetJSON202() *Operation {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StartVMResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -6764,6 +10101,11 @@ func (r StartVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r StartVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r StartVMResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6827,7 +10169,20 @@ func (r StartVMResponse) ContentType() string {
 
 // StopVMResponse200Headers the declared response headers of an HTTP 200 response for StopVM
 type StopVMResponse200Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// StopVMResponse202Headers the declared response headers of an HTTP 202 response for StopVM
+type StopVMResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type StopVMResponse struct {
@@ -6835,6 +10190,8 @@ type StopVMResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -6845,6 +10202,8 @@ type StopVMResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -6863,11 +10222,18 @@ type StopVMResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *StopVMResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *StopVMResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r StopVMResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r StopVMResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -6893,6 +10259,11 @@ func (r StopVMResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r StopVMResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r StopVMResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -6966,7 +10337,20 @@ func (r StopVMResponse) ContentType() string {
 
 // AttachVolumeResponse200Headers the declared response headers of an HTTP 200 response for AttachVolume
 type AttachVolumeResponse200Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// AttachVolumeResponse202Headers the declared response headers of an HTTP 202 response for AttachVolume
+type AttachVolumeResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type AttachVolumeResponse struct {
@@ -6974,6 +10358,8 @@ type AttachVolumeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -6984,6 +10370,8 @@ type AttachVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -7002,11 +10390,18 @@ type AttachVolumeResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *AttachVolumeResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *AttachVolumeResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r AttachVolumeResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r AttachVolumeResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -7032,6 +10427,11 @@ func (r AttachVolumeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r AttachVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r AttachVolumeResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -7105,7 +10505,18 @@ func (r AttachVolumeResponse) ContentType() string {
 
 // DetachVolumeResponse200Headers the declared response headers of an HTTP 200 response for DetachVolume
 type DetachVolumeResponse200Headers struct {
-	Location *string
+	ETag        *string
+	Location    *string
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
+// DetachVolumeResponse202Headers the declared response headers of an HTTP 202 response for DetachVolume
+type DetachVolumeResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
 }
 
 type DetachVolumeResponse struct {
@@ -7113,6 +10524,8 @@ type DetachVolumeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *VM
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7123,6 +10536,8 @@ type DetachVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -7139,11 +10554,18 @@ type DetachVolumeResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *DetachVolumeResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DetachVolumeResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r DetachVolumeResponse) GetJSON200() *VM {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DetachVolumeResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -7169,6 +10591,11 @@ func (r DetachVolumeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r DetachVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DetachVolumeResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -7235,6 +10662,11 @@ func (r DetachVolumeResponse) ContentType() string {
 	return ""
 }
 
+// ListVolumesResponse200Headers the declared response headers of an HTTP 200 response for ListVolumes
+type ListVolumesResponse200Headers struct {
+	XRequestId *string
+}
+
 type ListVolumesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7248,6 +10680,8 @@ type ListVolumesResponse struct {
 	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListVolumesResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7306,7 +10740,20 @@ func (r ListVolumesResponse) ContentType() string {
 
 // CreateVolumeResponse201Headers the declared response headers of an HTTP 201 response for CreateVolume
 type CreateVolumeResponse201Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// CreateVolumeResponse202Headers the declared response headers of an HTTP 202 response for CreateVolume
+type CreateVolumeResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type CreateVolumeResponse struct {
@@ -7314,6 +10761,8 @@ type CreateVolumeResponse struct {
 	HTTPResponse *http.Response
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Volume
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7340,11 +10789,18 @@ type CreateVolumeResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateVolumeResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateVolumeResponse202Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
 func (r CreateVolumeResponse) GetJSON201() *Volume {
 	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateVolumeResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -7436,9 +10892,25 @@ func (r CreateVolumeResponse) ContentType() string {
 	return ""
 }
 
+// DeleteVolumeResponse202Headers the declared response headers of an HTTP 202 response for DeleteVolume
+type DeleteVolumeResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
+}
+
+// DeleteVolumeResponse204Headers the declared response headers of an HTTP 204 response for DeleteVolume
+type DeleteVolumeResponse204Headers struct {
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
 type DeleteVolumeResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7449,6 +10921,8 @@ type DeleteVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -7459,6 +10933,15 @@ type DeleteVolumeResponse struct {
 	ApplicationproblemJSON503 *Problem
 	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
 	ApplicationproblemJSON504 *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteVolumeResponse202Headers
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteVolumeResponse204Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteVolumeResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -7484,6 +10967,11 @@ func (r DeleteVolumeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r DeleteVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteVolumeResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -7542,7 +11030,15 @@ func (r DeleteVolumeResponse) ContentType() string {
 
 // GetVolumeResponse200Headers the declared response headers of an HTTP 200 response for GetVolume
 type GetVolumeResponse200Headers struct {
-	Location *string
+	ETag       *string
+	Location   *string
+	XRequestId *string
+}
+
+// GetVolumeResponse304Headers the declared response headers of an HTTP 304 response for GetVolume
+type GetVolumeResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
 }
 
 type GetVolumeResponse struct {
@@ -7562,6 +11058,8 @@ type GetVolumeResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetVolumeResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetVolumeResponse304Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7625,7 +11123,18 @@ func (r GetVolumeResponse) ContentType() string {
 
 // EditVolumeResponse200Headers the declared response headers of an HTTP 200 response for EditVolume
 type EditVolumeResponse200Headers struct {
-	Location *string
+	ETag        *string
+	Location    *string
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
+// EditVolumeResponse202Headers the declared response headers of an HTTP 202 response for EditVolume
+type EditVolumeResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
 }
 
 type EditVolumeResponse struct {
@@ -7633,6 +11142,8 @@ type EditVolumeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Volume
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7643,6 +11154,8 @@ type EditVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -7655,11 +11168,18 @@ type EditVolumeResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *EditVolumeResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *EditVolumeResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r EditVolumeResponse) GetJSON200() *Volume {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r EditVolumeResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -7685,6 +11205,11 @@ func (r EditVolumeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r EditVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r EditVolumeResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -7743,7 +11268,20 @@ func (r EditVolumeResponse) ContentType() string {
 
 // ExtendVolumeResponse200Headers the declared response headers of an HTTP 200 response for ExtendVolume
 type ExtendVolumeResponse200Headers struct {
-	Location *string
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// ExtendVolumeResponse202Headers the declared response headers of an HTTP 202 response for ExtendVolume
+type ExtendVolumeResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
 }
 
 type ExtendVolumeResponse struct {
@@ -7751,6 +11289,8 @@ type ExtendVolumeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Volume
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7761,6 +11301,8 @@ type ExtendVolumeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -7777,11 +11319,18 @@ type ExtendVolumeResponse struct {
 	ApplicationproblemJSON504 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ExtendVolumeResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *ExtendVolumeResponse202Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ExtendVolumeResponse) GetJSON200() *Volume {
 	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ExtendVolumeResponse) GetJSON202() *Operation {
+	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -7807,6 +11356,11 @@ func (r ExtendVolumeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r ExtendVolumeResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r ExtendVolumeResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -7873,6 +11427,11 @@ func (r ExtendVolumeResponse) ContentType() string {
 	return ""
 }
 
+// HealthzResponse200Headers the declared response headers of an HTTP 200 response for Healthz
+type HealthzResponse200Headers struct {
+	XRequestId *string
+}
+
 type HealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7882,6 +11441,8 @@ type HealthzResponse struct {
 	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HealthzResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7928,6 +11489,11 @@ func (r HealthzResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse200Headers the declared response headers of an HTTP 200 response for Readyz
+type ReadyzResponse200Headers struct {
+	XRequestId *string
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7939,6 +11505,8 @@ type ReadyzResponse struct {
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ReadyzResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7990,6 +11558,21 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// StreamEventsWithResponse Follow changes (Server-Sent Events)
+//
+// Follows every change of storages, volumes, images, VMs and operations as Server-Sent Events (text/event-stream), in commit order. Each message has `id` (the event id), `event` (the event type, <resource>.<created|updated|deleted>) and `data` (the Event as JSON, with the entity as GET returns it). A comment line (`: ping`) is sent whenever the stream was idle for the server's heartbeat interval (15 s by default). Without since or Last-Event-ID the stream starts now; with one of them it first sends every event after that id, exactly once, so a client that reconnects with the last id it received misses nothing. Events are kept for a limited time (7 days by default): a resume from an id whose successors are gone, or from an id this server never handed out, is 410 (gone): list the entities again and follow from now. Filters combine. Role reader may follow the stream.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
+	rsp, err := c.StreamEvents(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamEventsResponse(rsp)
+}
+
 // GetHostWithResponse What the hypervisor's host can run
 //
 // Reports what the hypervisor's host offers to VMs: domain types, CPU modes and usable CPU models, machine types, firmware, virtual networks and bridges, memory and CPUs. Every answer is read from the hypervisor now. 503 when no hypervisor is configured or it cannot be reached; 422 (unsupported) when the hypervisor driver cannot report its host.
@@ -7997,8 +11580,8 @@ func (r ReadyzResponse) ContentType() string {
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/host (the `GetHost` operationId).
-func (c *ClientWithResponses) GetHostWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHostResponse, error) {
-	rsp, err := c.GetHost(ctx, reqEditors...)
+func (c *ClientWithResponses) GetHostWithResponse(ctx context.Context, params *GetHostParams, reqEditors ...RequestEditorFn) (*GetHostResponse, error) {
+	rsp, err := c.GetHost(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8022,7 +11605,7 @@ func (c *ClientWithResponses) ListImagesWithResponse(ctx context.Context, params
 
 // UploadImageWithBodyWithResponse Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
 //
-// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it).
+// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8042,8 +11625,8 @@ func (c *ClientWithResponses) UploadImageWithBodyWithResponse(ctx context.Contex
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/images/{id} (the `DeleteImage` operationId).
-func (c *ClientWithResponses) DeleteImageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteImageResponse, error) {
-	rsp, err := c.DeleteImage(ctx, id, reqEditors...)
+func (c *ClientWithResponses) DeleteImageWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteImageParams, reqEditors ...RequestEditorFn) (*DeleteImageResponse, error) {
+	rsp, err := c.DeleteImage(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8057,8 +11640,8 @@ func (c *ClientWithResponses) DeleteImageWithResponse(ctx context.Context, id op
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/images/{id} (the `GetImage` operationId).
-func (c *ClientWithResponses) GetImageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetImageResponse, error) {
-	rsp, err := c.GetImage(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetImageWithResponse(ctx context.Context, id openapi_types.UUID, params *GetImageParams, reqEditors ...RequestEditorFn) (*GetImageResponse, error) {
+	rsp, err := c.GetImage(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8072,8 +11655,8 @@ func (c *ClientWithResponses) GetImageWithResponse(ctx context.Context, id opena
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-func (c *ClientWithResponses) EditImageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditImageResponse, error) {
-	rsp, err := c.EditImageWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) EditImageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditImageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditImageResponse, error) {
+	rsp, err := c.EditImageWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8087,12 +11670,72 @@ func (c *ClientWithResponses) EditImageWithBodyWithResponse(ctx context.Context,
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
-func (c *ClientWithResponses) EditImageWithResponse(ctx context.Context, id openapi_types.UUID, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditImageResponse, error) {
-	rsp, err := c.EditImage(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) EditImageWithResponse(ctx context.Context, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditImageResponse, error) {
+	rsp, err := c.EditImage(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
 	return ParseEditImageResponse(rsp)
+}
+
+// ListOperationsWithResponse List operations
+//
+// Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/operations (the `ListOperations` operationId).
+func (c *ClientWithResponses) ListOperationsWithResponse(ctx context.Context, params *ListOperationsParams, reqEditors ...RequestEditorFn) (*ListOperationsResponse, error) {
+	rsp, err := c.ListOperations(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListOperationsResponse(rsp)
+}
+
+// CancelOperationWithResponse Cancel an operation
+//
+// Cancels an operation and returns it: a pending one is cancelled at once; a running one stops when its kind is cancellable (cancel_requested is set, and it ends cancelled soon after), else 409 wrong_state. An operation that has ended is returned as it is. Role admin only.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/operations/{id} (the `CancelOperation` operationId).
+func (c *ClientWithResponses) CancelOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *CancelOperationParams, reqEditors ...RequestEditorFn) (*CancelOperationResponse, error) {
+	rsp, err := c.CancelOperation(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCancelOperationResponse(rsp)
+}
+
+// GetOperationWithResponse Get an operation
+//
+// Returns one operation: its status, progress, requester, and its result (the entity it produced or changed) or its error.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/operations/{id} (the `GetOperation` operationId).
+func (c *ClientWithResponses) GetOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *GetOperationParams, reqEditors ...RequestEditorFn) (*GetOperationResponse, error) {
+	rsp, err := c.GetOperation(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetOperationResponse(rsp)
+}
+
+// WaitOperationWithResponse Wait for an operation to end
+//
+// Returns the operation once it has ended (status succeeded, failed or cancelled), waiting up to timeout seconds (default 30, at most 300, and never past the server's request timeout). When the time is up first it answers 200 with the operation as it is then, its status still pending or running: call it again.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
+func (c *ClientWithResponses) WaitOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*WaitOperationResponse, error) {
+	rsp, err := c.WaitOperation(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseWaitOperationResponse(rsp)
 }
 
 // ListStoragesWithResponse List storages
@@ -8117,8 +11760,8 @@ func (c *ClientWithResponses) ListStoragesWithResponse(ctx context.Context, para
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-func (c *ClientWithResponses) CreateStorageWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error) {
-	rsp, err := c.CreateStorageWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateStorageWithBodyWithResponse(ctx context.Context, params *CreateStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error) {
+	rsp, err := c.CreateStorageWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8132,8 +11775,8 @@ func (c *ClientWithResponses) CreateStorageWithBodyWithResponse(ctx context.Cont
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/storages (the `CreateStorage` operationId).
-func (c *ClientWithResponses) CreateStorageWithResponse(ctx context.Context, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error) {
-	rsp, err := c.CreateStorage(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateStorageWithResponse(ctx context.Context, params *CreateStorageParams, body CreateStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateStorageResponse, error) {
+	rsp, err := c.CreateStorage(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8147,8 +11790,8 @@ func (c *ClientWithResponses) CreateStorageWithResponse(ctx context.Context, bod
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/storages/{id} (the `DeleteStorage` operationId).
-func (c *ClientWithResponses) DeleteStorageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteStorageResponse, error) {
-	rsp, err := c.DeleteStorage(ctx, id, reqEditors...)
+func (c *ClientWithResponses) DeleteStorageWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteStorageParams, reqEditors ...RequestEditorFn) (*DeleteStorageResponse, error) {
+	rsp, err := c.DeleteStorage(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8162,8 +11805,8 @@ func (c *ClientWithResponses) DeleteStorageWithResponse(ctx context.Context, id 
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/storages/{id} (the `GetStorage` operationId).
-func (c *ClientWithResponses) GetStorageWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetStorageResponse, error) {
-	rsp, err := c.GetStorage(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetStorageWithResponse(ctx context.Context, id openapi_types.UUID, params *GetStorageParams, reqEditors ...RequestEditorFn) (*GetStorageResponse, error) {
+	rsp, err := c.GetStorage(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8177,8 +11820,8 @@ func (c *ClientWithResponses) GetStorageWithResponse(ctx context.Context, id ope
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-func (c *ClientWithResponses) EditStorageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditStorageResponse, error) {
-	rsp, err := c.EditStorageWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) EditStorageWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditStorageResponse, error) {
+	rsp, err := c.EditStorageWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8192,8 +11835,8 @@ func (c *ClientWithResponses) EditStorageWithBodyWithResponse(ctx context.Contex
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/storages/{id} (the `EditStorage` operationId).
-func (c *ClientWithResponses) EditStorageWithResponse(ctx context.Context, id openapi_types.UUID, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditStorageResponse, error) {
-	rsp, err := c.EditStorage(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) EditStorageWithResponse(ctx context.Context, id openapi_types.UUID, params *EditStorageParams, body EditStorageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditStorageResponse, error) {
+	rsp, err := c.EditStorage(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8222,8 +11865,8 @@ func (c *ClientWithResponses) ListVMsWithResponse(ctx context.Context, params *L
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-func (c *ClientWithResponses) CreateVMWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMResponse, error) {
-	rsp, err := c.CreateVMWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateVMWithBodyWithResponse(ctx context.Context, params *CreateVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMResponse, error) {
+	rsp, err := c.CreateVMWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8237,8 +11880,8 @@ func (c *ClientWithResponses) CreateVMWithBodyWithResponse(ctx context.Context, 
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms (the `CreateVM` operationId).
-func (c *ClientWithResponses) CreateVMWithResponse(ctx context.Context, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVMResponse, error) {
-	rsp, err := c.CreateVM(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateVMWithResponse(ctx context.Context, params *CreateVMParams, body CreateVMJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVMResponse, error) {
+	rsp, err := c.CreateVM(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8267,8 +11910,8 @@ func (c *ClientWithResponses) DeleteVMWithResponse(ctx context.Context, id opena
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/vms/{id} (the `GetVM` operationId).
-func (c *ClientWithResponses) GetVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVMResponse, error) {
-	rsp, err := c.GetVM(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetVMWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMParams, reqEditors ...RequestEditorFn) (*GetVMResponse, error) {
+	rsp, err := c.GetVM(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8282,8 +11925,8 @@ func (c *ClientWithResponses) GetVMWithResponse(ctx context.Context, id openapi_
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-func (c *ClientWithResponses) EditVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVMResponse, error) {
-	rsp, err := c.EditVMWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) EditVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVMResponse, error) {
+	rsp, err := c.EditVMWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8297,8 +11940,8 @@ func (c *ClientWithResponses) EditVMWithBodyWithResponse(ctx context.Context, id
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/vms/{id} (the `EditVM` operationId).
-func (c *ClientWithResponses) EditVMWithResponse(ctx context.Context, id openapi_types.UUID, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVMResponse, error) {
-	rsp, err := c.EditVM(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) EditVMWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVMParams, body EditVMJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVMResponse, error) {
+	rsp, err := c.EditVM(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8312,8 +11955,8 @@ func (c *ClientWithResponses) EditVMWithResponse(ctx context.Context, id openapi
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/vms/{id}/console (the `GetVMConsole` operationId).
-func (c *ClientWithResponses) GetVMConsoleWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVMConsoleResponse, error) {
-	rsp, err := c.GetVMConsole(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetVMConsoleWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleParams, reqEditors ...RequestEditorFn) (*GetVMConsoleResponse, error) {
+	rsp, err := c.GetVMConsole(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8342,8 +11985,8 @@ func (c *ClientWithResponses) GetVMConsoleLogWithResponse(ctx context.Context, i
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/reboot (the `RebootVM` operationId).
-func (c *ClientWithResponses) RebootVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*RebootVMResponse, error) {
-	rsp, err := c.RebootVM(ctx, id, reqEditors...)
+func (c *ClientWithResponses) RebootVMWithResponse(ctx context.Context, id openapi_types.UUID, params *RebootVMParams, reqEditors ...RequestEditorFn) (*RebootVMResponse, error) {
+	rsp, err := c.RebootVM(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8357,8 +12000,8 @@ func (c *ClientWithResponses) RebootVMWithResponse(ctx context.Context, id opena
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/reset (the `ResetVM` operationId).
-func (c *ClientWithResponses) ResetVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*ResetVMResponse, error) {
-	rsp, err := c.ResetVM(ctx, id, reqEditors...)
+func (c *ClientWithResponses) ResetVMWithResponse(ctx context.Context, id openapi_types.UUID, params *ResetVMParams, reqEditors ...RequestEditorFn) (*ResetVMResponse, error) {
+	rsp, err := c.ResetVM(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8372,8 +12015,8 @@ func (c *ClientWithResponses) ResetVMWithResponse(ctx context.Context, id openap
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/start (the `StartVM` operationId).
-func (c *ClientWithResponses) StartVMWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*StartVMResponse, error) {
-	rsp, err := c.StartVM(ctx, id, reqEditors...)
+func (c *ClientWithResponses) StartVMWithResponse(ctx context.Context, id openapi_types.UUID, params *StartVMParams, reqEditors ...RequestEditorFn) (*StartVMResponse, error) {
+	rsp, err := c.StartVM(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8387,8 +12030,8 @@ func (c *ClientWithResponses) StartVMWithResponse(ctx context.Context, id openap
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-func (c *ClientWithResponses) StopVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopVMResponse, error) {
-	rsp, err := c.StopVMWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) StopVMWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *StopVMParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopVMResponse, error) {
+	rsp, err := c.StopVMWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8402,8 +12045,8 @@ func (c *ClientWithResponses) StopVMWithBodyWithResponse(ctx context.Context, id
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/stop (the `StopVM` operationId).
-func (c *ClientWithResponses) StopVMWithResponse(ctx context.Context, id openapi_types.UUID, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*StopVMResponse, error) {
-	rsp, err := c.StopVM(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) StopVMWithResponse(ctx context.Context, id openapi_types.UUID, params *StopVMParams, body StopVMJSONRequestBody, reqEditors ...RequestEditorFn) (*StopVMResponse, error) {
+	rsp, err := c.StopVM(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8417,8 +12060,8 @@ func (c *ClientWithResponses) StopVMWithResponse(ctx context.Context, id openapi
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-func (c *ClientWithResponses) AttachVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error) {
-	rsp, err := c.AttachVolumeWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) AttachVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error) {
+	rsp, err := c.AttachVolumeWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8432,8 +12075,8 @@ func (c *ClientWithResponses) AttachVolumeWithBodyWithResponse(ctx context.Conte
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/vms/{id}/volumes (the `AttachVolume` operationId).
-func (c *ClientWithResponses) AttachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error) {
-	rsp, err := c.AttachVolume(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) AttachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *AttachVolumeParams, body AttachVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*AttachVolumeResponse, error) {
+	rsp, err := c.AttachVolume(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8447,8 +12090,8 @@ func (c *ClientWithResponses) AttachVolumeWithResponse(ctx context.Context, id o
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/vms/{id}/volumes/{volume_id} (the `DetachVolume` operationId).
-func (c *ClientWithResponses) DetachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, reqEditors ...RequestEditorFn) (*DetachVolumeResponse, error) {
-	rsp, err := c.DetachVolume(ctx, id, volumeId, reqEditors...)
+func (c *ClientWithResponses) DetachVolumeWithResponse(ctx context.Context, id openapi_types.UUID, volumeId openapi_types.UUID, params *DetachVolumeParams, reqEditors ...RequestEditorFn) (*DetachVolumeResponse, error) {
+	rsp, err := c.DetachVolume(ctx, id, volumeId, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8477,8 +12120,8 @@ func (c *ClientWithResponses) ListVolumesWithResponse(ctx context.Context, param
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-func (c *ClientWithResponses) CreateVolumeWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error) {
-	rsp, err := c.CreateVolumeWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateVolumeWithBodyWithResponse(ctx context.Context, params *CreateVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error) {
+	rsp, err := c.CreateVolumeWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8492,8 +12135,8 @@ func (c *ClientWithResponses) CreateVolumeWithBodyWithResponse(ctx context.Conte
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes (the `CreateVolume` operationId).
-func (c *ClientWithResponses) CreateVolumeWithResponse(ctx context.Context, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error) {
-	rsp, err := c.CreateVolume(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateVolumeWithResponse(ctx context.Context, params *CreateVolumeParams, body CreateVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVolumeResponse, error) {
+	rsp, err := c.CreateVolume(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8507,8 +12150,8 @@ func (c *ClientWithResponses) CreateVolumeWithResponse(ctx context.Context, body
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/v1/volumes/{id} (the `DeleteVolume` operationId).
-func (c *ClientWithResponses) DeleteVolumeWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteVolumeResponse, error) {
-	rsp, err := c.DeleteVolume(ctx, id, reqEditors...)
+func (c *ClientWithResponses) DeleteVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteVolumeParams, reqEditors ...RequestEditorFn) (*DeleteVolumeResponse, error) {
+	rsp, err := c.DeleteVolume(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8522,8 +12165,8 @@ func (c *ClientWithResponses) DeleteVolumeWithResponse(ctx context.Context, id o
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/volumes/{id} (the `GetVolume` operationId).
-func (c *ClientWithResponses) GetVolumeWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetVolumeResponse, error) {
-	rsp, err := c.GetVolume(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVolumeParams, reqEditors ...RequestEditorFn) (*GetVolumeResponse, error) {
+	rsp, err := c.GetVolume(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8537,8 +12180,8 @@ func (c *ClientWithResponses) GetVolumeWithResponse(ctx context.Context, id open
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-func (c *ClientWithResponses) EditVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error) {
-	rsp, err := c.EditVolumeWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) EditVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error) {
+	rsp, err := c.EditVolumeWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8552,8 +12195,8 @@ func (c *ClientWithResponses) EditVolumeWithBodyWithResponse(ctx context.Context
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /api/v1/volumes/{id} (the `EditVolume` operationId).
-func (c *ClientWithResponses) EditVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error) {
-	rsp, err := c.EditVolume(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) EditVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *EditVolumeParams, body EditVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*EditVolumeResponse, error) {
+	rsp, err := c.EditVolume(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8567,8 +12210,8 @@ func (c *ClientWithResponses) EditVolumeWithResponse(ctx context.Context, id ope
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-func (c *ClientWithResponses) ExtendVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error) {
-	rsp, err := c.ExtendVolumeWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) ExtendVolumeWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error) {
+	rsp, err := c.ExtendVolumeWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8582,8 +12225,8 @@ func (c *ClientWithResponses) ExtendVolumeWithBodyWithResponse(ctx context.Conte
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
-func (c *ClientWithResponses) ExtendVolumeWithResponse(ctx context.Context, id openapi_types.UUID, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error) {
-	rsp, err := c.ExtendVolume(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) ExtendVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error) {
+	rsp, err := c.ExtendVolume(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8597,8 +12240,8 @@ func (c *ClientWithResponses) ExtendVolumeWithResponse(ctx context.Context, id o
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
-func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error) {
-	rsp, err := c.Healthz(ctx, reqEditors...)
+func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, params *HealthzParams, reqEditors ...RequestEditorFn) (*HealthzResponse, error) {
+	rsp, err := c.Healthz(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -8612,12 +12255,86 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
-func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error) {
-	rsp, err := c.Readyz(ctx, reqEditors...)
+func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, params *ReadyzParams, reqEditors ...RequestEditorFn) (*ReadyzResponse, error) {
+	rsp, err := c.Readyz(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
 	return ParseReadyzResponse(rsp)
+}
+
+// ParseStreamEventsResponse parses an HTTP response from a StreamEventsWithResponse call
+func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers StreamEventsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseGetHostResponse parses an HTTP response from a GetHostWithResponse call
@@ -8685,6 +12402,19 @@ func ParseGetHostResponse(rsp *http.Response) (*GetHostResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetHostResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8739,6 +12469,19 @@ func ParseListImagesResponse(rsp *http.Response) (*ListImagesResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListImagesResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8762,6 +12505,13 @@ func ParseUploadImageResponse(rsp *http.Response) (*UploadImageResponse, error) 
 			return nil, err
 		}
 		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -8845,6 +12595,20 @@ func ParseUploadImageResponse(rsp *http.Response) (*UploadImageResponse, error) 
 	switch {
 	case rsp.StatusCode == 201:
 		var headers UploadImageResponse201Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8852,7 +12616,59 @@ func ParseUploadImageResponse(rsp *http.Response) (*UploadImageResponse, error) 
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers UploadImageResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -8872,8 +12688,526 @@ func ParseDeleteImageResponse(rsp *http.Response) (*DeleteImageResponse, error) 
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
 	case rsp.StatusCode == 204:
 		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteImageResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 204:
+		var headers DeleteImageResponse204Headers
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers204 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetImageResponse parses an HTTP response from a GetImageWithResponse call
+func ParseGetImageResponse(rsp *http.Response) (*GetImageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetImageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Image
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetImageResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetImageResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseEditImageResponse parses an HTTP response from a EditImageWithResponse call
+func ParseEditImageResponse(rsp *http.Response) (*EditImageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &EditImageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Image
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers EditImageResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers EditImageResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListOperationsResponse parses an HTTP response from a ListOperationsWithResponse call
+func ParseListOperationsResponse(rsp *http.Response) (*ListOperationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListOperationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest OperationPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListOperationsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCancelOperationResponse parses an HTTP response from a CancelOperationWithResponse call
+func ParseCancelOperationResponse(rsp *http.Response) (*CancelOperationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CancelOperationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -8938,38 +13272,54 @@ func ParseDeleteImageResponse(rsp *http.Response) (*DeleteImageResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON504 = &dest
+	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CancelOperationResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
 }
 
-// ParseGetImageResponse parses an HTTP response from a GetImageWithResponse call
-func ParseGetImageResponse(rsp *http.Response) (*GetImageResponse, error) {
+// ParseGetOperationResponse parses an HTTP response from a GetOperationWithResponse call
+func ParseGetOperationResponse(rsp *http.Response) (*GetOperationResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
 	defer func() { _ = rsp.Body.Close() }()
 	if err != nil {
 		return nil, err
 	}
 
-	response := &GetImageResponse{
+	response := &GetOperationResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
 	}
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Image
+		var dest Operation
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -9006,51 +13356,78 @@ func ParseGetImageResponse(rsp *http.Response) (*GetImageResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
 	case rsp.StatusCode == 200:
-		var headers GetImageResponse200Headers
-		if values := rsp.Header.Values("Location"); len(values) > 0 {
+		var headers GetOperationResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
-			headers.Location = &value
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetOperationResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
 	}
 
 	return response, nil
 }
 
-// ParseEditImageResponse parses an HTTP response from a EditImageWithResponse call
-func ParseEditImageResponse(rsp *http.Response) (*EditImageResponse, error) {
+// ParseWaitOperationResponse parses an HTTP response from a WaitOperationWithResponse call
+func ParseWaitOperationResponse(rsp *http.Response) (*WaitOperationResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
 	defer func() { _ = rsp.Body.Close() }()
 	if err != nil {
 		return nil, err
 	}
 
-	response := &EditImageResponse{
+	response := &WaitOperationResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
 	}
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Image
+		var dest Operation
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON400 = &dest
+	case rsp.StatusCode == 304:
+		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -9059,40 +13436,12 @@ func ParseEditImageResponse(rsp *http.Response) (*EditImageResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON403 = &dest
-
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON409 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON413 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -9115,19 +13464,50 @@ func ParseEditImageResponse(rsp *http.Response) (*EditImageResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
 	case rsp.StatusCode == 200:
-		var headers EditImageResponse200Headers
-		if values := rsp.Header.Values("Location"); len(values) > 0 {
+		var headers WaitOperationResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
-			headers.Location = &value
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers WaitOperationResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
 	}
 
 	return response, nil
@@ -9184,6 +13564,19 @@ func ParseListStoragesResponse(rsp *http.Response) (*ListStoragesResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListStoragesResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9207,6 +13600,13 @@ func ParseCreateStorageResponse(rsp *http.Response) (*CreateStorageResponse, err
 			return nil, err
 		}
 		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -9290,6 +13690,20 @@ func ParseCreateStorageResponse(rsp *http.Response) (*CreateStorageResponse, err
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateStorageResponse201Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9297,7 +13711,59 @@ func ParseCreateStorageResponse(rsp *http.Response) (*CreateStorageResponse, err
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers CreateStorageResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -9317,6 +13783,13 @@ func ParseDeleteStorageResponse(rsp *http.Response) (*DeleteStorageResponse, err
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
 	case rsp.StatusCode == 204:
 		break // No content-type
 
@@ -9355,6 +13828,13 @@ func ParseDeleteStorageResponse(rsp *http.Response) (*DeleteStorageResponse, err
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9392,6 +13872,57 @@ func ParseDeleteStorageResponse(rsp *http.Response) (*DeleteStorageResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteStorageResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 204:
+		var headers DeleteStorageResponse204Headers
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers204 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9415,6 +13946,9 @@ func ParseGetStorageResponse(rsp *http.Response) (*GetStorageResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -9456,6 +13990,13 @@ func ParseGetStorageResponse(rsp *http.Response) (*GetStorageResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetStorageResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9463,7 +14004,31 @@ func ParseGetStorageResponse(rsp *http.Response) (*GetStorageResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetStorageResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
 	}
 
 	return response, nil
@@ -9489,6 +14054,13 @@ func ParseEditStorageResponse(rsp *http.Response) (*EditStorageResponse, error) 
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -9524,6 +14096,13 @@ func ParseEditStorageResponse(rsp *http.Response) (*EditStorageResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -9565,6 +14144,13 @@ func ParseEditStorageResponse(rsp *http.Response) (*EditStorageResponse, error) 
 	switch {
 	case rsp.StatusCode == 200:
 		var headers EditStorageResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9572,7 +14158,52 @@ func ParseEditStorageResponse(rsp *http.Response) (*EditStorageResponse, error) 
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers EditStorageResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -9629,6 +14260,19 @@ func ParseListVMsResponse(rsp *http.Response) (*ListVMsResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListVMsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9652,6 +14296,13 @@ func ParseCreateVMResponse(rsp *http.Response) (*CreateVMResponse, error) {
 			return nil, err
 		}
 		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -9749,6 +14400,20 @@ func ParseCreateVMResponse(rsp *http.Response) (*CreateVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateVMResponse201Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9756,7 +14421,59 @@ func ParseCreateVMResponse(rsp *http.Response) (*CreateVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers CreateVMResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -9776,6 +14493,13 @@ func ParseDeleteVMResponse(rsp *http.Response) (*DeleteVMResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
 	case rsp.StatusCode == 204:
 		break // No content-type
 
@@ -9813,6 +14537,13 @@ func ParseDeleteVMResponse(rsp *http.Response) (*DeleteVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -9865,6 +14596,57 @@ func ParseDeleteVMResponse(rsp *http.Response) (*DeleteVMResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteVMResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 204:
+		var headers DeleteVMResponse204Headers
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers204 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9888,6 +14670,9 @@ func ParseGetVMResponse(rsp *http.Response) (*GetVMResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -9929,6 +14714,13 @@ func ParseGetVMResponse(rsp *http.Response) (*GetVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetVMResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9936,7 +14728,31 @@ func ParseGetVMResponse(rsp *http.Response) (*GetVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetVMResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
 	}
 
 	return response, nil
@@ -9962,6 +14778,13 @@ func ParseEditVMResponse(rsp *http.Response) (*EditVMResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -9997,6 +14820,13 @@ func ParseEditVMResponse(rsp *http.Response) (*EditVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -10059,6 +14889,13 @@ func ParseEditVMResponse(rsp *http.Response) (*EditVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers EditVMResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10066,7 +14903,52 @@ func ParseEditVMResponse(rsp *http.Response) (*EditVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers EditVMResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -10163,6 +15045,19 @@ func ParseGetVMConsoleResponse(rsp *http.Response) (*GetVMConsoleResponse, error
 		}
 		response.ApplicationproblemJSON504 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetVMConsoleResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
@@ -10264,6 +15159,13 @@ func ParseGetVMConsoleLogResponse(rsp *http.Response) (*GetVMConsoleLogResponse,
 			}
 			headers.ContentType = &value
 		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
 	}
 
@@ -10290,6 +15192,20 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -10318,6 +15234,13 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -10366,6 +15289,20 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers RebootVMResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10373,7 +15310,59 @@ func ParseRebootVMResponse(rsp *http.Response) (*RebootVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers RebootVMResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -10399,6 +15388,20 @@ func ParseResetVMResponse(rsp *http.Response) (*ResetVMResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -10427,6 +15430,13 @@ func ParseResetVMResponse(rsp *http.Response) (*ResetVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -10475,6 +15485,20 @@ func ParseResetVMResponse(rsp *http.Response) (*ResetVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers ResetVMResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10482,7 +15506,59 @@ func ParseResetVMResponse(rsp *http.Response) (*ResetVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers ResetVMResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -10508,6 +15584,20 @@ func ParseStartVMResponse(rsp *http.Response) (*StartVMResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -10536,6 +15626,13 @@ func ParseStartVMResponse(rsp *http.Response) (*StartVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -10584,6 +15681,20 @@ func ParseStartVMResponse(rsp *http.Response) (*StartVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers StartVMResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10591,7 +15702,59 @@ func ParseStartVMResponse(rsp *http.Response) (*StartVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers StartVMResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -10617,6 +15780,13 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -10652,6 +15822,13 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -10714,6 +15891,20 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers StopVMResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10721,7 +15912,59 @@ func ParseStopVMResponse(rsp *http.Response) (*StopVMResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers StopVMResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -10747,6 +15990,13 @@ func ParseAttachVolumeResponse(rsp *http.Response) (*AttachVolumeResponse, error
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -10782,6 +16032,13 @@ func ParseAttachVolumeResponse(rsp *http.Response) (*AttachVolumeResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -10844,6 +16101,20 @@ func ParseAttachVolumeResponse(rsp *http.Response) (*AttachVolumeResponse, error
 	switch {
 	case rsp.StatusCode == 200:
 		var headers AttachVolumeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10851,7 +16122,59 @@ func ParseAttachVolumeResponse(rsp *http.Response) (*AttachVolumeResponse, error
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers AttachVolumeResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -10877,6 +16200,13 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -10912,6 +16242,13 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -10967,6 +16304,13 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 	switch {
 	case rsp.StatusCode == 200:
 		var headers DetachVolumeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10974,7 +16318,52 @@ func ParseDetachVolumeResponse(rsp *http.Response) (*DetachVolumeResponse, error
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers DetachVolumeResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -11031,6 +16420,19 @@ func ParseListVolumesResponse(rsp *http.Response) (*ListVolumesResponse, error) 
 
 	}
 
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListVolumesResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
 	return response, nil
 }
 
@@ -11054,6 +16456,13 @@ func ParseCreateVolumeResponse(rsp *http.Response) (*CreateVolumeResponse, error
 			return nil, err
 		}
 		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -11144,6 +16553,20 @@ func ParseCreateVolumeResponse(rsp *http.Response) (*CreateVolumeResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateVolumeResponse201Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -11151,7 +16574,59 @@ func ParseCreateVolumeResponse(rsp *http.Response) (*CreateVolumeResponse, error
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers CreateVolumeResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -11171,6 +16646,13 @@ func ParseDeleteVolumeResponse(rsp *http.Response) (*DeleteVolumeResponse, error
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
 	case rsp.StatusCode == 204:
 		break // No content-type
 
@@ -11209,6 +16691,13 @@ func ParseDeleteVolumeResponse(rsp *http.Response) (*DeleteVolumeResponse, error
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -11246,6 +16735,57 @@ func ParseDeleteVolumeResponse(rsp *http.Response) (*DeleteVolumeResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteVolumeResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 204:
+		var headers DeleteVolumeResponse204Headers
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers204 = &headers
+	}
+
 	return response, nil
 }
 
@@ -11269,6 +16809,9 @@ func ParseGetVolumeResponse(rsp *http.Response) (*GetVolumeResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -11310,6 +16853,13 @@ func ParseGetVolumeResponse(rsp *http.Response) (*GetVolumeResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetVolumeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -11317,7 +16867,31 @@ func ParseGetVolumeResponse(rsp *http.Response) (*GetVolumeResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetVolumeResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
 	}
 
 	return response, nil
@@ -11343,6 +16917,13 @@ func ParseEditVolumeResponse(rsp *http.Response) (*EditVolumeResponse, error) {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -11378,6 +16959,13 @@ func ParseEditVolumeResponse(rsp *http.Response) (*EditVolumeResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -11419,6 +17007,13 @@ func ParseEditVolumeResponse(rsp *http.Response) (*EditVolumeResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		var headers EditVolumeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -11426,7 +17021,52 @@ func ParseEditVolumeResponse(rsp *http.Response) (*EditVolumeResponse, error) {
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers EditVolumeResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -11452,6 +17092,13 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
@@ -11487,6 +17134,13 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -11542,6 +17196,20 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 	switch {
 	case rsp.StatusCode == 200:
 		var headers ExtendVolumeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -11549,7 +17217,59 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 			}
 			headers.Location = &value
 		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers ExtendVolumeResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -11590,6 +17310,19 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.ApplicationproblemJSONDefault = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HealthzResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
@@ -11637,6 +17370,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ReadyzResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
