@@ -441,11 +441,14 @@ func (s *System) startWatch(ctx context.Context) func() {
 }
 
 // MonitorOnce refreshes every storage, then every volume and image, recovers what stopped processes left,
-// and prunes events and operations past their retention.
+// and prunes events and operations past their retention and expired idempotency keys.
 func (s *System) MonitorOnce(ctx context.Context) {
 	err := errors.Join(s.Storages.RefreshAll(ctx), s.Volumes.RefreshAll(ctx), s.Images.RefreshAll(ctx), s.Recover(ctx),
 		s.Events.Prune(ctx))
 	if _, perr := s.Operations.Prune(ctx, time.Now().Add(-s.cfg.OperationRetention)); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	if _, perr := s.Store.Idempotency().Prune(ctx, time.Now().UTC()); perr != nil {
 		err = errors.Join(err, perr)
 	}
 	if err != nil && ctx.Err() == nil {

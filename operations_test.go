@@ -273,3 +273,27 @@ func TestMonitorsStoreOnlyChanges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, last, after, "no event for a cycle that found nothing new")
 }
+
+// TestAsyncExpectedVersionTravelsWithTheOperation: an expected version given with an asynchronous call is
+// checked by the worker, so a stale one fails the operation and changes nothing.
+func TestAsyncExpectedVersionTravelsWithTheOperation(t *testing.T) {
+	e := sdktest.New(t, nil)
+	st := e.Storage(t, "pool")
+	vol := e.Volume(t, st.ID, "v", 1<<20)
+	desc := "changed"
+	op, err := operation.Async(openvair.ExpectVersion(e.Ctx, vol.ID, vol.Version+5), e.Sys.Operations, func(ctx context.Context) error {
+		_, err := e.Sys.Volumes.Edit(ctx, vol.ID, volume.EditRequest{Description: &desc})
+		return err
+	})
+	require.NoError(t, err)
+	wctx, cancel := context.WithTimeout(e.Ctx, 10*time.Second)
+	defer cancel()
+	done, err := e.Sys.Operations.Wait(wctx, op.ID)
+	require.NoError(t, err)
+	assert.Equal(t, operation.StatusFailed, done.Status)
+	require.NotNil(t, done.Error)
+	assert.Equal(t, "precondition_failed", done.Error.Kind)
+	got, err := e.Sys.Volumes.Get(e.Ctx, vol.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vol.Version, got.Version, "nothing changed")
+}

@@ -187,6 +187,9 @@ func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image
 	defer body.Close()
 
 	var content io.Reader = body
+	if mediaType != "multipart/form-data" && r.ContentLength > 0 {
+		req.ContentLength = r.ContentLength // the total of the upload operation's progress
+	}
 	if mediaType == "multipart/form-data" {
 		part, err := s.filePart(multipart.NewReader(body, params["boundary"]), &req, &sid)
 		if err != nil {

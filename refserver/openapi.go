@@ -169,8 +169,8 @@ func documentHeaders(api huma.API) {
 			if isSDKWrite(op) {
 				op.Parameters = append(op.Parameters, &huma.Param{Name: "Prefer", In: "header",
 					Description: "respond-async: answer 202 Accepted with the operation at once when the work can run on any " +
-						"worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A " +
-						"write with If-Match always runs before the answer.",
+						"worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The " +
+						"worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).",
 					Schema: &huma.Schema{Type: "string", Examples: []any{respondAsync}}})
 				for code, resp := range op.Responses {
 					if len(code) == 3 && code[0] == '2' {

@@ -68,10 +68,8 @@ func (s *server) operationMiddleware(ctx huma.Context, next func(huma.Context)) 
 	}
 	c, sink := reqctx.WithOpSink(ctx.Context())
 	r, _ := humago.Unwrap(ctx)
-	// An If-Match is checked at the entity's first write under the request's context, which a worker
-	// running the operation later does not have: a conditional write runs synchronously (the client sees
-	// no Preference-Applied).
-	if _, _, conditional := reqctx.ExpectedVersion(c); prefersAsync(r.Header.Values("Prefer")) && !conditional {
+	// An If-Match travels with an asynchronous operation: the worker checks it at the entity's first write.
+	if prefersAsync(r.Header.Values("Prefer")) {
 		c = operation.WithAsync(c)
 	}
 	next(&operationContext{wrappedContext: huma.WithContext(ctx, c), sink: sink})

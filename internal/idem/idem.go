@@ -46,6 +46,8 @@ type Store interface {
 	// Abandon deletes a running record that owner holds (the request failed before doing anything, so
 	// a retry may run it again).
 	Abandon(ctx context.Context, scope, key, owner string) error
+	// Renew extends to until the lease of a running record that owner holds, while its request runs.
+	Renew(ctx context.Context, scope, key, owner string, until time.Time) error
 	// Prune deletes records that expired before now and returns how many.
 	Prune(ctx context.Context, now time.Time) (int, error)
 }

@@ -245,13 +245,35 @@ func (s *Service) newOp(ctx context.Context, spec Spec, status Status) (*Operati
 		op.StartedAt = &now
 	}
 	if spec.Payload != nil {
-		raw, err := json.Marshal(spec.Payload)
+		env := envelope{Args: spec.Payload}
+		if id, v, ok := reqctx.ExpectedVersion(ctx); ok {
+			env.Expect = &expectation{ID: id, Version: v}
+		}
+		raw, err := json.Marshal(env)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s payload: %w", spec.Kind, err)
 		}
 		op.Payload = raw
 	}
 	return op, nil
+}
+
+// envelope is the stored payload of an asynchronous operation: the request, and the caller's expected
+// version (If-Match), which the worker checks as the caller would have.
+type envelope struct {
+	Args   any          `json:"args"`
+	Expect *expectation `json:"expect,omitempty"`
+}
+
+type expectation struct {
+	ID      uuid.UUID `json:"id"`
+	Version int64     `json:"version"`
+}
+
+// storedEnvelope decodes an envelope, leaving the request raw for the kind's handler.
+type storedEnvelope struct {
+	Args   json.RawMessage `json:"args"`
+	Expect *expectation    `json:"expect,omitempty"`
 }
 
 // start records a running operation owned by this process.

@@ -2,6 +2,7 @@ package operation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -40,11 +41,19 @@ func (s *Service) Execute(ctx context.Context, id uuid.UUID) error {
 	s.mu.Unlock()
 	ctx = reqctx.WithMeta(ctx, reqctx.Meta{RequestID: op.RequestID, Requester: op.Requester})
 	ctx = context.WithValue(ctx, execKey{}, &execMark{})
+	var env storedEnvelope
+	perr := json.Unmarshal(op.Payload, &env)
+	if perr == nil && env.Expect != nil {
+		ctx = reqctx.WithExpectedVersion(ctx, env.Expect.ID, env.Expect.Version)
+	}
 	_, _ = s.run(ctx, op, func(ctx context.Context) (*Result, error) {
-		if h == nil {
+		switch {
+		case h == nil:
 			return nil, errkind.New(errkind.Unsupported, "operation", op.ID.String(), "this process cannot run %s operations", op.Kind)
+		case perr != nil:
+			return nil, errkind.Wrap(errkind.Invalid, perr, "operation", op.ID.String(), "undecodable %s payload", op.Kind)
 		}
-		return h(ctx, op.Payload)
+		return h(ctx, env.Args)
 	})
 	return nil
 }

@@ -334,6 +334,20 @@ func (r idemStore) Abandon(ctx context.Context, scope, key, owner string) error 
 	return nil
 }
 
+// Renew extends to until the lease of the running record owner holds (nothing happens otherwise).
+func (r idemStore) Renew(ctx context.Context, scope, key, owner string, until time.Time) error {
+	unlock, onUndo := r.s.write(ctx)
+	defer unlock()
+	recs := r.s.records()
+	k := idemKey{scope, key}
+	if cur, ok := recs.keys[k]; ok && cur.Owner == owner && cur.State == idem.StateRunning {
+		c := cloneRecord(cur)
+		c.LeaseUntil = until
+		set(recs.keys, k, c, onUndo)
+	}
+	return nil
+}
+
 // Prune deletes the records whose ExpiresAt is before now.
 func (r idemStore) Prune(ctx context.Context, now time.Time) (int, error) {
 	unlock, onUndo := r.s.write(ctx)

@@ -306,6 +306,20 @@ func testIdempotency(t *testing.T, open Opener) {
 	assert.Equal(t, first, begin(rec("alice", "k1", "p2", t0.Add(time.Second))), "a retry gets the running record")
 	assert.Nil(t, begin(rec("bob", "k1", "p2", t0)), "keys of other requesters never meet")
 
+	// Renew: only the owner's running record; a renewed lease keeps a retry out past the old one.
+	renewed := rec("alice", "k9", "p1", t0)
+	assert.Nil(t, begin(renewed))
+	require.NoError(t, r.Renew(ctx, "alice", "k9", "p2", t0.Add(time.Hour)), "another owner's renew changes nothing")
+	assert.Nil(t, begin(rec("alice", "k9", "p3", t0.Add(2*time.Minute))), "the lease ran out: taken over")
+	held := rec("alice", "k10", "p1", t0)
+	assert.Nil(t, begin(held))
+	require.NoError(t, r.Renew(ctx, "alice", "k10", "p1", t0.Add(time.Hour)))
+	got := begin(rec("alice", "k10", "p3", t0.Add(2*time.Minute)))
+	require.NotNil(t, got, "renewed: still held")
+	assert.Equal(t, "p1", got.Owner)
+	require.NoError(t, r.Abandon(ctx, "alice", "k9", "p3"))
+	require.NoError(t, r.Abandon(ctx, "alice", "k10", "p1"))
+
 	// Finish: only the owner of the running record.
 	done := *first
 	done.Status, done.Header, done.Body = http.StatusCreated, http.Header{"Location": {"/api/v1/volumes/1"}}, []byte(`{"id":1}`)

@@ -118,6 +118,15 @@ func (r idemStore) Abandon(ctx context.Context, scope, key, owner string) error 
 	})
 }
 
+// Renew extends to until the lease of the running record owner holds (nothing happens otherwise).
+func (r idemStore) Renew(ctx context.Context, scope, key, owner string, until time.Time) error {
+	return r.s.write(ctx, func(ctx context.Context, c conn) error {
+		_, err := c.exec(ctx, "UPDATE idempotency_keys SET lease_until = ? WHERE scope = ? AND key = ? AND owner = ? AND state = ?",
+			nanos(until), scope, key, owner, idem.StateRunning)
+		return err
+	})
+}
+
 // Prune deletes the records whose ExpiresAt is before now.
 func (r idemStore) Prune(ctx context.Context, now time.Time) (int, error) {
 	var n int64

@@ -1677,7 +1677,7 @@ type UploadImageParams struct {
 	// Description The image's description (or a description form field).
 	Description *string `form:"description,omitempty" json:"description,omitempty"`
 
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1689,7 +1689,7 @@ type UploadImageParams struct {
 
 // DeleteImageParams defines parameters for DeleteImage.
 type DeleteImageParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -1710,7 +1710,7 @@ type GetImageParams struct {
 
 // EditImageParams defines parameters for EditImage.
 type EditImageParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -1803,7 +1803,7 @@ type ListStoragesParamsType string
 
 // CreateStorageParams defines parameters for CreateStorage.
 type CreateStorageParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1815,7 +1815,7 @@ type CreateStorageParams struct {
 
 // DeleteStorageParams defines parameters for DeleteStorage.
 type DeleteStorageParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -1836,7 +1836,7 @@ type GetStorageParams struct {
 
 // EditStorageParams defines parameters for EditStorage.
 type EditStorageParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -1875,7 +1875,7 @@ type ListVMsParamsPowerState string
 
 // CreateVMParams defines parameters for CreateVM.
 type CreateVMParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1890,7 +1890,7 @@ type DeleteVMParams struct {
 	// DeleteVolumes Also delete the VM's volumes that no other VM uses.
 	DeleteVolumes *bool `form:"delete_volumes,omitempty" json:"delete_volumes,omitempty"`
 
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -1911,7 +1911,7 @@ type GetVMParams struct {
 
 // EditVMParams defines parameters for EditVM.
 type EditVMParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -1938,7 +1938,7 @@ type GetVMConsoleLogParams struct {
 
 // RebootVMParams defines parameters for RebootVM.
 type RebootVMParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1953,7 +1953,7 @@ type RebootVMParams struct {
 
 // ResetVMParams defines parameters for ResetVM.
 type ResetVMParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1968,7 +1968,7 @@ type ResetVMParams struct {
 
 // StartVMParams defines parameters for StartVM.
 type StartVMParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1983,7 +1983,7 @@ type StartVMParams struct {
 
 // StopVMParams defines parameters for StopVM.
 type StopVMParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -1998,7 +1998,7 @@ type StopVMParams struct {
 
 // AttachVolumeParams defines parameters for AttachVolume.
 type AttachVolumeParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -2013,7 +2013,7 @@ type AttachVolumeParams struct {
 
 // DetachVolumeParams defines parameters for DetachVolume.
 type DetachVolumeParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -2055,7 +2055,7 @@ type ListVolumesParamsAttached string
 
 // CreateVolumeParams defines parameters for CreateVolume.
 type CreateVolumeParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
@@ -2067,7 +2067,7 @@ type CreateVolumeParams struct {
 
 // DeleteVolumeParams defines parameters for DeleteVolume.
 type DeleteVolumeParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -2088,7 +2088,7 @@ type GetVolumeParams struct {
 
 // EditVolumeParams defines parameters for EditVolume.
 type EditVolumeParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
@@ -2100,7 +2100,7 @@ type EditVolumeParams struct {
 
 // ExtendVolumeParams defines parameters for ExtendVolume.
 type ExtendVolumeParams struct {
-	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. A write with If-Match always runs before the answer.
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
 	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
