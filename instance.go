@@ -47,7 +47,8 @@ func openInstance(dataDir string) (*instance, error) {
 	id := strings.TrimSpace(string(raw))
 	if _, perr := uuid.Parse(id); perr != nil {
 		id = uuid.NewString()
-		if err := f.Truncate(0); err == nil {
+		err := f.Truncate(0)
+		if err == nil {
 			_, err = f.WriteAt([]byte(id+"\n"), 0)
 		}
 		if err == nil {

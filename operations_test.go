@@ -297,3 +297,33 @@ func TestAsyncExpectedVersionTravelsWithTheOperation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, vol.Version, got.Version, "nothing changed")
 }
+
+// TestInstanceIdentity: a process has a stable identity per data directory, so after a restart it fails at
+// once what it left running; a second process on the same directory gets an identity of its own.
+func TestInstanceIdentity(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := openvair.Config{DSN: "sqlite://" + filepath.Join(dir, "ov.db"), DataDir: dir}
+	first, err := openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	owner := first.Operations.Owner()
+	second, err := openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	assert.NotEqual(t, owner, second.Operations.Owner(), "the data directory is held by the first process")
+	require.NoError(t, second.Close())
+
+	// What a kill -9 leaves: an operation of this process, running, with a lease far from over.
+	now := time.Now().UTC()
+	left := &operation.Operation{ID: uuid.Must(uuid.NewV7()), Kind: volume.OpCreate, TargetType: "volume",
+		Status: operation.StatusRunning, Owner: owner, LeaseUntil: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now, StartedAt: &now}
+	require.NoError(t, first.Store.Operations().Create(ctx, left))
+	require.NoError(t, first.Close())
+
+	again, err := openvair.Open(ctx, cfg)
+	require.NoError(t, err)
+	defer again.Close()
+	assert.Equal(t, owner, again.Operations.Owner(), "the identity survives a restart")
+	got, err := again.Operations.Get(ctx, left.ID)
+	require.NoError(t, err)
+	assert.Equal(t, operation.StatusFailed, got.Status, "what the earlier life left running is failed at once")
+}

@@ -28,9 +28,7 @@ func entityTags(v string) (tags []string, ok bool) {
 	rest := strings.TrimSpace(v)
 	for rest != "" {
 		start := rest
-		if strings.HasPrefix(rest, "W/") {
-			rest = rest[2:]
-		}
+		rest = strings.TrimPrefix(rest, "W/")
 		if !strings.HasPrefix(rest, `"`) {
 			return nil, false
 		}
