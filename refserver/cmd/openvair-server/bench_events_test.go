@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -459,35 +458,5 @@ func bevBuild(b *testing.B) (string, error) {
 // returns the process and the admin token.
 func bevStart(b *testing.B, bin, dataDir string, extraArgs []string) (*crashProc, string) {
 	b.Helper()
-	var p *crashProc
-	var lastErr error
-	for range 3 { // a port taken between probe and bind: try another
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		args := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-data-dir", dataDir, "-libvirt-uri", "none"}, extraArgs...)
-		p = &crashProc{logs: &lockedWriter{w: &bytes.Buffer{}}, exited: make(chan struct{}), url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-		p.cmd = exec.Command(bin, args...)
-		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := p.cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		go func(p *crashProc) { _ = p.cmd.Wait(); close(p.exited) }(p)
-		b.Cleanup(p.kill)
-		token, err := p.waitReady(dataDir, time.Minute)
-		if err == nil {
-			return p, token
-		}
-		lastErr = err
-		p.kill()
-		if !strings.Contains(p.logs.String(), "address already in use") {
-			break
-		}
-	}
-	b.Fatalf("server did not become ready: %v\n--- server log ---\n%s", lastErr, crashTail(p.logs.String(), 4000))
-	return nil, ""
+	return crashStartWith(b, bin, dataDir, "", extraArgs, nil)
 }

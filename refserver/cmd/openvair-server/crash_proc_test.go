@@ -58,7 +58,7 @@ type crashProc struct {
 }
 
 // crashFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func crashFreePort(t *testing.T) int {
+func crashFreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -76,7 +76,7 @@ func crashStart(t *testing.T, bin, dataDir, dsn string) (*crashProc, string) {
 
 // crashStartWith is crashStart with more command-line arguments and environment variables (KEY=VALUE, added
 // to this process's environment).
-func crashStartWith(t *testing.T, bin, dataDir, dsn string, extraArgs, extraEnv []string) (*crashProc, string) {
+func crashStartWith(t testing.TB, bin, dataDir, dsn string, extraArgs, extraEnv []string) (*crashProc, string) {
 	t.Helper()
 	var p *crashProc
 	var lastErr error
