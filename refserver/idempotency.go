@@ -186,9 +186,10 @@ func (s *server) idempotencyMiddleware(ctx huma.Context, next func(huma.Context)
 	done = true
 	stopRenew()
 
-	// A 2xx or 4xx was decided: the work was done (or refused), even when the client went away while the
-	// answer was written, so a retry must get it again rather than do it twice. A 499 is a call the
-	// client's departure interrupted, a 5xx one that failed: a retry may run them again.
+	// A 2xx or 4xx was decided: the work was done (or refused), even when the client has gone by now, so a
+	// retry must get it again rather than do it twice. A 499 is a call the client's departure interrupted, a
+	// 5xx one that failed: a retry may run them again.
+	defer rc.send() // after the answer is stored (or released)
 	status := rc.status
 	keep := (status >= 200 && status < 300 || status >= 400 && status < 500) && status != statusClientGone && !rc.overflow
 	if !keep {
@@ -296,24 +297,25 @@ func (e errReader) Read([]byte) (int, error) {
 	return 0, e.err
 }
 
-// recordingContext records the response as it is written: its status, the headers a replay repeats, and
-// its body.
+// recordingContext holds the answer of the first request with a key — status, the replayed headers and the
+// body — until it is stored: the client receives it only once a retry would get it again, so a process
+// killed in between leaves a retry to run the request, never a client that saw an answer a retry would not.
 type recordingContext struct {
 	wrappedContext
 	status   int
 	header   http.Header
 	body     bytes.Buffer
-	overflow bool // the body was larger than maxStoredResponse
+	overflow bool // the body was larger than maxStoredResponse: it is sent but not stored
 }
 
 // Unwrap returns the wrapped context.
 func (c *recordingContext) Unwrap() huma.Context { return c.wrappedContext }
 
-// SetStatus records the status and the headers sent with it.
-func (c *recordingContext) SetStatus(code int) {
-	c.record(code)
-	c.wrappedContext.SetStatus(code)
-}
+// SetStatus records the status and the headers set so far; both are sent by send.
+func (c *recordingContext) SetStatus(code int) { c.record(code) }
+
+// Status returns the recorded status.
+func (c *recordingContext) Status() int { return c.status }
 
 func (c *recordingContext) record(code int) {
 	if c.status != 0 {
@@ -329,25 +331,26 @@ func (c *recordingContext) record(code int) {
 	}
 }
 
-// BodyWriter writes to the client and keeps a copy.
-func (c *recordingContext) BodyWriter() io.Writer {
-	return &recordingWriter{c: c, w: c.wrappedContext.BodyWriter()}
-}
+// BodyWriter keeps the body for send.
+func (c *recordingContext) BodyWriter() io.Writer { return recordingWriter{c} }
 
-type recordingWriter struct {
-	c *recordingContext
-	w io.Writer
-}
+type recordingWriter struct{ c *recordingContext }
 
-func (rw *recordingWriter) Write(b []byte) (int, error) {
+func (rw recordingWriter) Write(b []byte) (int, error) {
 	if rw.c.status == 0 {
 		rw.c.record(http.StatusOK)
 	}
-	n, err := rw.w.Write(b)
-	if rw.c.body.Len()+n > maxStoredResponse {
-		rw.c.overflow = true
-	} else {
-		rw.c.body.Write(b[:n])
+	rw.c.overflow = rw.c.overflow || rw.c.body.Len()+len(b) > maxStoredResponse
+	return rw.c.body.Write(b)
+}
+
+// send writes the held answer to the client.
+func (c *recordingContext) send() {
+	if c.status == 0 {
+		return
 	}
-	return n, err
+	c.wrappedContext.SetStatus(c.status)
+	if c.body.Len() > 0 {
+		_, _ = c.wrappedContext.BodyWriter().Write(c.body.Bytes())
+	}
 }

@@ -108,14 +108,29 @@ func TestIfMatch(t *testing.T) {
 	}
 	unchanged()
 
-	// A conditional write is not run asynchronously (the worker would not check the version).
-	e.do("PATCH", path, e.admin, map[string]any{"description": "async"}, "If-Match", stale, "Prefer", "respond-async").
-		problemIs(t, 412, "precondition_failed")
+	// A conditional write runs asynchronously too: its worker checks the version, and a stale one fails the
+	// operation with nothing changed.
+	waitFor := func(r resp) map[string]any {
+		t.Helper()
+		require.Equal(t, 202, r.Status, "%s", r.Body)
+		assert.Equal(t, "respond-async", r.Header.Get("Preference-Applied"))
+		var op map[string]any
+		require.NoError(t, json.Unmarshal(r.Body, &op))
+		w := e.do("GET", "/api/v1/operations/"+op["id"].(string)+"/wait?timeout=30", e.admin, nil)
+		require.Equal(t, 200, w.Status, "%s", w.Body)
+		require.NoError(t, json.Unmarshal(w.Body, &op))
+		return op
+	}
+	op := waitFor(e.do("PATCH", path, e.admin, map[string]any{"description": "async"}, "If-Match", stale, "Prefer", "respond-async"))
+	assert.Equal(t, "failed", op["status"])
+	assert.Equal(t, "precondition_failed", op["error"].(map[string]any)["kind"])
 	unchanged()
-	r = e.do("PATCH", path, e.admin, map[string]any{"description": "async"}, "If-Match", quoted(cur.Version), "Prefer", "respond-async")
-	require.Equal(t, 200, r.Status, "%s", r.Body)
-	assert.Empty(t, r.Header.Get("Preference-Applied"))
+	op = waitFor(e.do("PATCH", path, e.admin, map[string]any{"description": "async"}, "If-Match", quoted(cur.Version), "Prefer", "respond-async"))
+	assert.Equal(t, "succeeded", op["status"])
+	r = e.do("GET", path, e.admin, nil)
+	require.Equal(t, 200, r.Status)
 	require.NoError(t, json.Unmarshal(r.Body, &cur))
+	assert.Equal(t, "async", cur.Description)
 
 	// The current version and * pass.
 	r = e.do("POST", path+"/extend", e.admin, map[string]any{"size": 4 << 20}, "If-Match", quoted(cur.Version))
