@@ -327,3 +327,32 @@ func TestInstanceIdentity(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, operation.StatusFailed, got.Status, "what the earlier life left running is failed at once")
 }
+
+// TestAsyncFormsOfLongCalls: the asynchronous forms of the long calls return a pending or running operation
+// at once, and the work is done when it ends.
+func TestAsyncFormsOfLongCalls(t *testing.T) {
+	e := sdktest.New(t, nil)
+	wait := func(op *openvair.Operation, err error) *openvair.Operation {
+		t.Helper()
+		require.NoError(t, err)
+		wctx, cancel := context.WithTimeout(e.Ctx, 10*time.Second)
+		defer cancel()
+		done, err := e.Sys.Operations.Wait(wctx, op.ID)
+		require.NoError(t, err)
+		require.Equal(t, operation.StatusSucceeded, done.Status, "%s: %+v", done.Kind, done.Error)
+		return done
+	}
+	st := wait(e.Sys.Storages.CreateAsync(e.Ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS,
+		LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}}))
+	m := wait(e.Sys.VMs.CreateAsync(e.Ctx, sdktest.VMRequest("web", vm.DiskRequest{New: &volume.CreateRequest{Name: "root",
+		StorageID: st.Result.ID, Format: volume.FormatQCOW2, Size: 1 << 20}})))
+	wait(e.Sys.VMs.StartAsync(e.Ctx, m.Result.ID))
+	got, err := e.Sys.VMs.Get(e.Ctx, m.Result.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vm.PowerRunning, got.PowerState)
+	wait(e.Sys.VMs.StopAsync(e.Ctx, m.Result.ID, vm.StopOptions{Force: true}))
+	wait(e.Sys.VMs.DeleteAsync(e.Ctx, m.Result.ID, vm.DeleteOptions{DeleteVolumes: true}))
+	wait(e.Sys.Storages.DeleteAsync(e.Ctx, st.Result.ID))
+	_, err = e.Sys.Storages.Get(e.Ctx, st.Result.ID)
+	assert.ErrorIs(t, err, openvair.ErrNotFound)
+}

@@ -69,3 +69,9 @@ func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 func (s *Service) DeleteAsync(ctx context.Context, id uuid.UUID) (*operation.Operation, error) {
 	return operation.Async(ctx, s.ops, func(ctx context.Context) error { return s.Delete(ctx, id) })
 }
+
+// CreateAsync starts Create as an operation that a worker runs (mounting an NFS export can take a while),
+// and returns it at once.
+func (s *Service) CreateAsync(ctx context.Context, req CreateRequest) (*operation.Operation, error) {
+	return operation.Async(ctx, s.ops, func(ctx context.Context) error { _, err := s.Create(ctx, req); return err })
+}

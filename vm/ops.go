@@ -199,3 +199,8 @@ func (s *Service) StopAsync(ctx context.Context, id uuid.UUID, opts StopOptions)
 func (s *Service) DeleteAsync(ctx context.Context, id uuid.UUID, opts DeleteOptions) (*operation.Operation, error) {
 	return operation.Async(ctx, s.ops, func(ctx context.Context) error { return s.Delete(ctx, id, opts) })
 }
+
+// StartAsync starts Start as an operation that a worker runs, and returns it at once.
+func (s *Service) StartAsync(ctx context.Context, id uuid.UUID) (*operation.Operation, error) {
+	return operation.Async(ctx, s.ops, func(ctx context.Context) error { _, err := s.Start(ctx, id); return err })
+}
