@@ -343,9 +343,17 @@ func (s *System) openDrivers() error {
 // removed and interrupted operations leave their entity in error with a reason. Entities a live operation
 // works on are left alone, whichever process runs it. Open calls it, and so does Run on the process that
 // holds the monitors, at every monitor cycle.
-func (s *System) Recover(ctx context.Context) error {
+func (s *System) Recover(ctx context.Context) error { return s.recover(ctx, s.Images.Recover) }
+
+// recoverInterrupted is what Recover does at every monitor cycle: fail the operations of stopped processes
+// and clean up their entities, without sweeping upload files from the storages (which Open does).
+func (s *System) recoverInterrupted(ctx context.Context) error {
+	return s.recover(ctx, s.Images.RecoverInterrupted)
+}
+
+func (s *System) recover(ctx context.Context, images func(context.Context) error) error {
 	_, err := s.Operations.FailExpired(ctx)
-	return errors.Join(err, s.Storages.Recover(ctx), s.Volumes.Recover(ctx), s.Images.Recover(ctx), s.VMs.Recover(ctx))
+	return errors.Join(err, s.Storages.Recover(ctx), s.Volumes.Recover(ctx), images(ctx), s.VMs.Recover(ctx))
 }
 
 // openSecrets returns the box that keeps graphics passwords encrypted at rest: its key lives in
@@ -443,7 +451,7 @@ func (s *System) startWatch(ctx context.Context) func() {
 // MonitorOnce refreshes every storage, then every volume and image, recovers what stopped processes left,
 // and prunes events and operations past their retention and expired idempotency keys.
 func (s *System) MonitorOnce(ctx context.Context) {
-	err := errors.Join(s.Storages.RefreshAll(ctx), s.Volumes.RefreshAll(ctx), s.Images.RefreshAll(ctx), s.Recover(ctx),
+	err := errors.Join(s.Storages.RefreshAll(ctx), s.Volumes.RefreshAll(ctx), s.Images.RefreshAll(ctx), s.recoverInterrupted(ctx),
 		s.Events.Prune(ctx))
 	if _, perr := s.Operations.Prune(ctx, time.Now().Add(-s.cfg.OperationRetention)); perr != nil {
 		err = errors.Join(err, perr)

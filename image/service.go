@@ -324,12 +324,29 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 	})
 }
 
-// Recover finishes what a crash interrupted: an interrupted upload is removed (file and row); an
-// interrupted delete whose file is already gone is completed (the row is removed), one whose file is still
-// there leaves the image in error with a reason (delete it again). Then the partial files of uploads are
-// removed from every storage whose backend is a driver.UploadSweeper (none of this process's uploads runs
-// yet when Open calls it; a running one would be kept). Open calls it.
+// Recover finishes what a crash interrupted (see RecoverInterrupted), then removes the partial files of
+// uploads from every storage whose backend is a driver.UploadSweeper, except storages where a live upload
+// runs (in this process or another). Open calls it; the monitors call RecoverInterrupted only, so that
+// storages are not swept at every cycle.
 func (s *Service) Recover(ctx context.Context) error {
+	uploading, err := s.recoverInterrupted(ctx)
+	if err != nil {
+		return err
+	}
+	return s.sweepUploads(ctx, uploading)
+}
+
+// RecoverInterrupted finishes what a stopped process interrupted, leaving alone images a live operation
+// works on: an interrupted upload is removed (file and row); an interrupted delete whose file is already
+// gone is completed (the row is removed), one whose file is still there leaves the image in error with a
+// reason (delete it again).
+func (s *Service) RecoverInterrupted(ctx context.Context) error {
+	_, err := s.recoverInterrupted(ctx)
+	return err
+}
+
+// recoverInterrupted is RecoverInterrupted that also returns the storages where a live upload runs.
+func (s *Service) recoverInterrupted(ctx context.Context) (map[uuid.UUID]bool, error) {
 	uploading := map[uuid.UUID]bool{} // storages with a live upload: their partial files are not swept
 	for _, status := range []Status{StatusUploading, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
@@ -361,10 +378,10 @@ func (s *Service) Recover(ctx context.Context) error {
 			s.fail(ctx, img.ID, fmt.Sprintf("interrupted while %s", status))
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return s.sweepUploads(ctx, uploading)
+	return uploading, nil
 }
 
 // sweepUploads asks the backend of every storage that is not being created or deleted to remove the
