@@ -73,6 +73,11 @@ func TestNestedCallsAreChildOperations(t *testing.T) {
 		assert.Equal(t, "bob", op.Requester)
 	}
 	assert.Equal(t, m.ID, kinds[vm.OpCreate])
+	for _, op := range p.Items {
+		if op.Kind == vm.OpCreate {
+			assert.Equal(t, operation.Progress{Step: 3, Steps: 3, Message: "defining the domain"}, op.Progress, "a VM create reports its steps")
+		}
+	}
 	require.Len(t, m.Disks, 1)
 	assert.Equal(t, m.Disks[0].VolumeID, kinds[volume.OpCreate], "the volume the VM create made has its own operation")
 }

@@ -165,9 +165,11 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*VM, error) {
 	}
 	rev := &revert.Reverter{}
 	defer rev.Fail(ctx)
+	s.ops.Step(ctx, 1, 3, "creating the volumes")
 	if err := s.createVolumes(ctx, rev, sp.Disks); err != nil {
 		return nil, err
 	}
+	s.ops.Step(ctx, 2, 3, "recording the VM")
 	now := s.now().UTC()
 	v := &VM{ID: uuid.Must(uuid.NewV7()), Status: StatusCreating, PowerState: PowerShutOff, PowerStateObservedAt: now,
 		CreatedAt: now, UpdatedAt: now}
@@ -193,6 +195,7 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*VM, error) {
 		return nil, err
 	}
 	rev.Add(func(ctx context.Context) { s.logErr("remove VM of a failed create", v.ID, s.Repo.Delete(ctx, v.ID)) })
+	s.ops.Step(ctx, 3, 3, "defining the domain")
 	if err := s.define(ctx, hv, v); err != nil {
 		return nil, err
 	}
