@@ -190,10 +190,9 @@ type vms struct {
 	tracked[*vm.VM]
 }
 
-func (r vms) Get(ctx context.Context, id uuid.UUID) (*vm.VM, error) { return r.Repository.Get(ctx, id) }
-func (r vms) Create(ctx context.Context, v *vm.VM) error            { return r.tracked.Create(ctx, v) }
-func (r vms) Update(ctx context.Context, v *vm.VM) error            { return r.tracked.Update(ctx, v) }
-func (r vms) Delete(ctx context.Context, id uuid.UUID) error        { return r.tracked.Delete(ctx, id) }
+func (r vms) Create(ctx context.Context, v *vm.VM) error     { return r.tracked.Create(ctx, v) }
+func (r vms) Update(ctx context.Context, v *vm.VM) error     { return r.tracked.Update(ctx, v) }
+func (r vms) Delete(ctx context.Context, id uuid.UUID) error { return r.tracked.Delete(ctx, id) }
 
 // operations emits an event for every stored change of an operation (status, progress, outcome).
 type operations struct {
