@@ -2,10 +2,13 @@
 // devices, NFS exports), volumes (qcow2/raw disks), images (ISO and disk images) and VMs on libvirt.
 //
 // Open wires a persistence store and drivers, chosen by name, into four services — System.Storages,
-// System.Volumes, System.Images and System.VMs — which hold every business rule. Every operation is
-// synchronous: when a call returns, its effect is stored and visible to the next read. Errors carry a kind
-// that callers test with errors.Is (ErrNotFound, ErrInUse, ...) and details they read with errors.As
-// (*Error, *ValidationError).
+// System.Volumes, System.Images and System.VMs — which hold every business rule. Every mutating call is an
+// operation recorded with the data (System.Operations: list, wait, cancel) and every change an event in
+// commit order (System.Events: subscribe and resume). Calls are synchronous — when one returns, its effect
+// is stored and visible to the next read — and the long ones also have an asynchronous form (CreateAsync,
+// StopAsync, ...) that returns the pending operation at once, run by a River worker of any process sharing
+// the store. Errors carry a kind that callers test with errors.Is (ErrNotFound, ErrInUse, ...) and details
+// they read with errors.As (*Error, *ValidationError).
 package openvair
 
 import (
