@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,6 +63,8 @@ type Locator interface {
 
 // Hypervisor is what the VM service needs from a hypervisor driver.
 type Hypervisor interface {
+	// Info tells what the hypervisor can do; the service refuses what it cannot before any I/O.
+	Info() driver.HypervisorInfo
 	Define(ctx context.Context, spec driver.DomainSpec) error
 	Undefine(ctx context.Context, id uuid.UUID) error
 	Start(ctx context.Context, id uuid.UUID) error
@@ -161,6 +164,9 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*VM, error) {
 	}
 	hv, err := s.hypervisor()
 	if err != nil {
+		return nil, err
+	}
+	if err := supported(hv.Info(), sp.Firmware, sp.Graphics.Type); err != nil {
 		return nil, err
 	}
 	rev := &revert.Reverter{}
@@ -377,12 +383,31 @@ func (s *Service) domainSpec(ctx context.Context, v *VM) (driver.DomainSpec, err
 	return spec, nil
 }
 
+// supported refuses a firmware or graphics type the hypervisor does not declare (ErrUnsupported naming the
+// capability).
+func supported(info driver.HypervisorInfo, firmware, graphics string) error {
+	caps := info.Capabilities
+	if firmware == "uefi" && !caps.UEFI {
+		return errkind.New(errkind.Unsupported, "vm", "", "hypervisor %s has no UEFI firmware (capability uefi)", info.Name)
+	}
+	if graphics != "" && graphics != "none" && !slices.Contains(caps.Graphics, graphics) {
+		return errkind.New(errkind.Unsupported, "vm", "", "hypervisor %s offers no %s graphics (capability graphics: %v)",
+			info.Name, graphics, caps.Graphics)
+	}
+	return nil
+}
+
 func (s *Service) locate(ctx context.Context, storageID uuid.UUID, kind driver.ObjectKind, id uuid.UUID) (driver.DiskSource, error) {
 	st, err := s.Storages.Get(ctx, storageID)
 	if err != nil {
 		return driver.DiskSource{}, err
 	}
-	return s.Locator.DiskSource(st.Pool(), kind, id)
+	src, err := s.Locator.DiskSource(st.Pool(), kind, id)
+	if err == nil && src.Type == "network" && src.Protocol == "nfs" && s.Hypervisor != nil && !s.Hypervisor.Info().Capabilities.NFSDisks {
+		return src, errkind.New(errkind.Unsupported, "storage", storageID.String(),
+			"hypervisor %s cannot open disks on NFS storage %q directly (capability nfs_disks)", s.Hypervisor.Info().Name, st.Name)
+	}
+	return src, err
 }
 
 // editRequest changes a VM that is shut off. Volumes asked for with New are created; the domain is redefined;
@@ -444,6 +469,9 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 		req.apply(&sp)
 		sp.normalize()
 		if err := sp.validate(); err != nil {
+			return err
+		}
+		if err := supported(hv.Info(), sp.Firmware, sp.Graphics.Type); err != nil {
 			return err
 		}
 		if err := cur.SetStatus(StatusEditing, ""); err != nil {

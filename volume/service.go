@@ -175,6 +175,20 @@ func (s *Service) usableStorage(ctx context.Context, id uuid.UUID, size int64) (
 	return st, nil
 }
 
+// canExtend refuses, before any I/O, to extend volumes on a backend that does not declare the extend
+// capability.
+func (s *Service) canExtend(st *storage.Storage) error {
+	b, err := s.backends.VolumeBackend(st.Type)
+	if err != nil {
+		return err
+	}
+	if info := b.Info(); !info.Capabilities.Extend {
+		return errkind.New(errkind.Unsupported, "storage", st.ID.String(),
+			"backend %s cannot extend volumes (capability extend)", info.Name)
+	}
+	return nil
+}
+
 func (s *Service) backend(st *storage.Storage, format Format) (Backend, error) {
 	b, err := s.backends.VolumeBackend(st.Type)
 	if err != nil {
@@ -242,6 +256,9 @@ func (s *Service) extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 			}
 		}
 		if st, err = s.usableStorage(ctx, cur.StorageID, newSize-cur.Size); err != nil {
+			return err
+		}
+		if err := s.canExtend(st); err != nil {
 			return err
 		}
 		if err := cur.SetStatus(StatusExtending, ""); err != nil {
