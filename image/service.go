@@ -329,11 +329,11 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 // runs (in this process or another). Open calls it; the monitors call RecoverInterrupted only, so that
 // storages are not swept at every cycle.
 func (s *Service) Recover(ctx context.Context) error {
-	uploading, err := s.recoverInterrupted(ctx)
+	uploading, _, err := s.recoverInterrupted(ctx)
 	if err != nil {
 		return err
 	}
-	return s.sweepUploads(ctx, uploading)
+	return s.sweepUploads(ctx, func(st *storage.Storage) bool { return !uploading[st.ID] })
 }
 
 // RecoverInterrupted finishes what a stopped process interrupted, leaving alone images a live operation
@@ -341,13 +341,20 @@ func (s *Service) Recover(ctx context.Context) error {
 // gone is completed (the row is removed), one whose file is still there leaves the image in error with a
 // reason (delete it again).
 func (s *Service) RecoverInterrupted(ctx context.Context) error {
-	_, err := s.recoverInterrupted(ctx)
-	return err
+	uploading, recovered, err := s.recoverInterrupted(ctx)
+	if err != nil || len(recovered) == 0 {
+		return err
+	}
+	// The storages where an upload was just recovered are swept of its partial file, unless a live upload
+	// runs there too.
+	return s.sweepUploads(ctx, func(st *storage.Storage) bool { return recovered[st.ID] && !uploading[st.ID] })
 }
 
-// recoverInterrupted is RecoverInterrupted that also returns the storages where a live upload runs.
-func (s *Service) recoverInterrupted(ctx context.Context) (map[uuid.UUID]bool, error) {
-	uploading := map[uuid.UUID]bool{} // storages with a live upload: their partial files are not swept
+// recoverInterrupted is RecoverInterrupted without the sweep: it returns the storages where a live upload
+// runs, and those where it removed an interrupted upload.
+func (s *Service) recoverInterrupted(ctx context.Context) (uploading, recovered map[uuid.UUID]bool, err error) {
+	uploading = map[uuid.UUID]bool{} // storages with a live upload: their partial files are not swept
+	recovered = map[uuid.UUID]bool{}
 	for _, status := range []Status{StatusUploading, StatusDeleting} {
 		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
 			if s.ops.Busy(ctx, img.ID) {
@@ -363,6 +370,7 @@ func (s *Service) recoverInterrupted(ctx context.Context) (map[uuid.UUID]bool, e
 				})
 				if err == nil {
 					s.logErr("recover: remove an interrupted upload", img.ID, s.repo.Delete(ctx, img.ID))
+					recovered[img.StorageID] = true
 					return
 				}
 			case StatusDeleting:
@@ -378,21 +386,21 @@ func (s *Service) recoverInterrupted(ctx context.Context) (map[uuid.UUID]bool, e
 			s.fail(ctx, img.ID, fmt.Sprintf("interrupted while %s", status))
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return uploading, nil
+	return uploading, recovered, nil
 }
 
-// sweepUploads asks the backend of every storage that is not being created or deleted to remove the
-// leftovers of interrupted uploads. A storage that cannot be swept now is logged and skipped: its leftovers
-// are removed at the next recovery.
-func (s *Service) sweepUploads(ctx context.Context, skip map[uuid.UUID]bool) error {
+// sweepUploads asks the backend of every storage that want selects and that is not being created or deleted to
+// remove the leftovers of interrupted uploads. A storage that cannot be swept now is logged and skipped: its
+// leftovers are removed at the next recovery.
+func (s *Service) sweepUploads(ctx context.Context, want func(*storage.Storage) bool) error {
 	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*storage.Storage, string, error) {
 		page, err := s.storages.List(ctx, storage.ListOptions{Cursor: cursor})
 		return page.Items, page.NextCursor, err
 	}, func(st *storage.Storage) {
-		if (st.Status != storage.StatusAvailable && st.Status != storage.StatusError) || skip[st.ID] {
+		if (st.Status != storage.StatusAvailable && st.Status != storage.StatusError) || !want(st) {
 			return
 		}
 		b, err := s.backends.ImageBackend(st.Type)

@@ -36,6 +36,8 @@ type Transactor interface {
 
 // Backend is what the storage service needs from a storage driver.
 type Backend interface {
+	// Info tells what the backend can do; the service refuses what it cannot before any I/O.
+	Info() driver.StorageInfo
 	Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
 	Teardown(ctx context.Context, pool driver.PoolSpec) error
 	Status(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
@@ -99,6 +101,10 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*Storage, erro
 	backend, err := s.backends.StorageBackend(req.Type)
 	if err != nil {
 		return nil, err
+	}
+	if info := backend.Info(); req.LocalFS != nil && req.LocalFS.Device != "" && !info.Capabilities.BlockDevice {
+		return nil, errkind.New(errkind.Unsupported, "storage", "",
+			"backend %s cannot format and mount block devices (capability block_device)", info.Name)
 	}
 	now := s.now().UTC()
 	st := &Storage{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, Type: req.Type,
