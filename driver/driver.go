@@ -7,6 +7,8 @@
 // The contracts are deliberately plain: every method takes a context and must return once it is done;
 // missing objects are reported with ErrNotFound, unreachable backends with ErrUnavailable. Optional
 // capabilities are discovered through Info and through the optional interfaces (StateWatcher, StateLister).
+// What a driver is built on (a libvirt connection, its error type) is reached through As and ErrorAs, the
+// escape hatch for what the contracts do not cover; code that uses it is tied to that driver.
 package driver
 
 import (
@@ -201,6 +203,14 @@ type StorageBackend interface {
 
 	// DiskSource tells a hypervisor where to find an object.
 	DiskSource(pool PoolSpec, kind ObjectKind, id uuid.UUID) DiskSource
+
+	// Close releases what the backend keeps open for its own use: cached connections to servers, sessions,
+	// descriptors. It leaves the storages as they are: a device Prepare mounted stays mounted (Teardown
+	// unmounts it), and the files stay. A new backend opened with the same configuration finds every storage
+	// and object again. Close is idempotent, and safe on a backend that never connected or whose connection
+	// failed. Calls after Close are not part of the contract: a backend may refuse them (ErrUnavailable) or
+	// connect again.
+	Close() error
 }
 
 // PowerState is a VM's power state as the hypervisor sees it.
@@ -344,6 +354,12 @@ type Hypervisor interface {
 	State(ctx context.Context, id uuid.UUID) (DomainState, error)
 	// Console reports where the domain's graphical console listens.
 	Console(ctx context.Context, id uuid.UUID) (Console, error)
+
+	// Close releases what the driver keeps open: its connection to the hypervisor, event subscriptions
+	// (their channels close). The domains are left as they are: running VMs keep running. Close is
+	// idempotent, and safe on a driver that never connected or whose connection failed. Calls after Close
+	// are not part of the contract: a driver may refuse them (ErrUnavailable) or connect again.
+	Close() error
 }
 
 // StateEvent is a power state change reported by a hypervisor.
@@ -379,4 +395,55 @@ type UploadSweeper interface {
 	// process left behind, whatever their age. It never removes the partial file of an upload in progress
 	// in this process. A missing storage directory is not an error.
 	SweepUploads(ctx context.Context, pool PoolSpec) error
+}
+
+// Aser is implemented by drivers that give access to what they are built on, for what the contracts do not
+// cover. Each driver documents the target types it accepts (the libvirt driver: **golibvirt.Libvirt, its
+// live connection). Code that uses it depends on that driver: it is an escape hatch, not a contract.
+type Aser interface {
+	// As sets *target (target is a pointer to a type the driver documents) to the driver's underlying value
+	// and reports whether it did. It reports false for a target type the driver does not know and when the
+	// value is not available (a connection that is down).
+	As(target any) bool
+}
+
+// As calls x.As(target) when x (a StorageBackend, a Hypervisor) implements Aser, and reports false
+// otherwise. For example, with the libvirt driver:
+//
+//	var l *golibvirt.Libvirt
+//	if driver.As(hv, &l) {
+//		v, err := l.ConnectGetLibVersion()
+//		...
+//	}
+func As(x any, target any) bool {
+	if target == nil {
+		return false
+	}
+	a, ok := x.(Aser)
+	return ok && a.As(target)
+}
+
+// ErrorAser is implemented by drivers whose errors carry an error of the library or system they are built
+// on (the libvirt driver: golibvirt.Error, with libvirt's error code), for callers that need more than the
+// error kind. Each driver documents the target types it accepts.
+type ErrorAser interface {
+	// ErrorAs finds in err's chain (err was returned by this driver) the first error that matches target, a
+	// pointer to a type the driver documents, sets *target to it and reports whether it found one, like
+	// errors.As. It reports false for a target type the driver does not know.
+	ErrorAs(err error, target any) bool
+}
+
+// ErrorAs calls x.ErrorAs(err, target) when x implements ErrorAser, and reports false otherwise or when err
+// is nil. For example, with the libvirt driver:
+//
+//	var lerr golibvirt.Error
+//	if driver.ErrorAs(hv, err, &lerr) && golibvirt.ErrorNumber(lerr.Code) == golibvirt.ErrNoDomain {
+//		...
+//	}
+func ErrorAs(x any, err error, target any) bool {
+	if err == nil || target == nil {
+		return false
+	}
+	a, ok := x.(ErrorAser)
+	return ok && a.ErrorAs(err, target)
 }

@@ -2,6 +2,7 @@ package drivertest
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,13 @@ type HypervisorHarness struct {
 	// DestroyBehind powers a running domain off directly through the backend, behind the driver's back.
 	// Nil skips the cases that need it.
 	DestroyBehind func(ctx context.Context, id uuid.UUID) error
+	// FirmwareIgnored is set when the hypervisor runs domains without loading any firmware (libvirt's test
+	// driver): it runs a UEFI domain whatever Capabilities.UEFI says, and the UEFIWithoutFirmware case is
+	// skipped.
+	FirmwareIgnored bool
+	// Open, optional, opens a new instance of the driver under test with the same configuration as
+	// Hypervisor. The suite closes what it opens. Without it the Close case is skipped.
+	Open func(t testing.TB) driver.Hypervisor
 	// Timeout bounds each wait for a state or an event (default 30s).
 	Timeout time.Duration
 }
@@ -57,6 +65,8 @@ func RunHypervisorSuite(t *testing.T, h HypervisorHarness) {
 		{"MissingDomain", hvTestMissing},
 		{"StatesLists", hvTestStates},
 		{"WatchStates", hvTestWatch},
+		{"UEFIWithoutFirmware", hvTestUEFI},
+		{"Close", hvTestClose},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, h) })
@@ -347,4 +357,91 @@ func hvTestWatch(t *testing.T, h HypervisorHarness) {
 			require.Fail(t, "event channel not closed after its context ended")
 		}
 	}
+}
+
+// hvTestUEFI: a hypervisor that says it has no UEFI firmware (Capabilities.UEFI false) must refuse to run a
+// domain with firmware "uefi", at Define or at Start, with ErrUnrunnable or ErrUnsupported, and leave it
+// not running.
+func hvTestUEFI(t *testing.T, h HypervisorHarness) {
+	if h.Hypervisor.Info().Capabilities.UEFI {
+		t.Skip("the hypervisor offers UEFI")
+	}
+	if h.FirmwareIgnored {
+		t.Skip("the hypervisor loads no firmware (HypervisorHarness.FirmwareIgnored)")
+	}
+	ctx := hvCtx(t, h)
+	id := uuid.New()
+	spec := h.Spec(t, id)
+	spec.ID = id
+	spec.Name = "drivertest " + t.Name()
+	spec.Firmware = "uefi"
+	err := h.Hypervisor.Define(ctx, spec)
+	if err == nil {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+			defer cancel()
+			if st, err := hvPower(ctx, h, id); err == nil && st != driver.PowerShutOff && st != driver.PowerMissing {
+				_ = h.Hypervisor.Destroy(ctx, id)
+			}
+			assert.NoError(t, h.Hypervisor.Undefine(ctx, id), "cleanup undefine")
+		})
+		err = h.Hypervisor.Start(ctx, id)
+	}
+	require.Error(t, err, "a UEFI domain on a hypervisor without UEFI firmware must be refused (Define or Start)")
+	t.Logf("refused: %v", err)
+	assert.True(t, errors.Is(err, driver.ErrUnrunnable) || errors.Is(err, driver.ErrUnsupported),
+		"refused with ErrUnrunnable or ErrUnsupported, got: %v", err)
+	st, err := hvPower(ctx, h, id)
+	require.NoError(t, err)
+	assert.Contains(t, []driver.PowerState{driver.PowerShutOff, driver.PowerMissing}, st, "the refused domain does not run")
+}
+
+// hvTestClose: Close of an instance never used, of one used (its event channel closes), twice each; the
+// domains it defined outlive it.
+func hvTestClose(t *testing.T, h HypervisorHarness) {
+	if h.Open == nil {
+		t.Skip("harness cannot open another instance (HypervisorHarness.Open)")
+	}
+	unused := h.Open(t)
+	require.NoError(t, unused.Close(), "Close of a driver that never connected")
+	require.NoError(t, unused.Close(), "Close is idempotent")
+
+	ctx := hvCtx(t, h)
+	other := h.Open(t)
+	id := uuid.New()
+	spec := h.Spec(t, id)
+	spec.ID = id
+	spec.Name = "drivertest " + t.Name()
+	require.NoError(t, other.Define(ctx, spec))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+		defer cancel()
+		assert.NoError(t, h.Hypervisor.Undefine(ctx, id), "cleanup undefine")
+	})
+	var ch <-chan driver.StateEvent
+	if w, ok := other.(driver.StateWatcher); ok {
+		var err error
+		ch, err = w.WatchStates(ctx)
+		require.NoError(t, err)
+	}
+	require.NoError(t, other.Close(), "Close of a driver that was used")
+	require.NoError(t, other.Close(), "Close is idempotent")
+	if ch != nil {
+		timer := time.NewTimer(h.Timeout)
+		defer timer.Stop()
+	drain:
+		for {
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					break drain
+				}
+			case <-timer.C:
+				require.Fail(t, "event channel not closed by Close")
+			}
+		}
+	}
+	st, err := hvPower(ctx, h, id)
+	require.NoError(t, err)
+	assert.Equal(t, driver.PowerShutOff, st, "a domain outlives the driver instance that defined it")
 }

@@ -1,6 +1,12 @@
 // Package drivertest is the conformance suite every driver implementation must pass: RunStorageSuite for
 // storage backends and RunHypervisorSuite for hypervisors. Drivers call it from their own tests with a
 // harness that connects the suite to real components (a directory, a loop device, an NFS server, libvirtd).
+// RunBenchmarks measures every storage backend the same way.
+//
+// The suites hold drivers to what they declare: a storage backend without Capabilities.Extend must refuse
+// ExtendVolume with ErrUnsupported, one that does not declare a volume format must refuse to create it with
+// ErrUnsupported, and a hypervisor without Capabilities.UEFI must refuse to run a UEFI domain
+// (ErrUnrunnable or ErrUnsupported).
 package drivertest
 
 import (
@@ -19,7 +25,11 @@ type StorageHarness struct {
 	Backend driver.StorageBackend
 	// Pool returns the spec of a fresh storage that Prepare can set up. It registers with t.Cleanup whatever
 	// it creates (directories, devices, servers); the suite tears the storage down before those cleanups run.
-	Pool func(t *testing.T) driver.PoolSpec
+	Pool func(t testing.TB) driver.PoolSpec
+	// Open, optional, opens a new instance of the backend under test with the same configuration as Backend
+	// (data directory, options), as a restarted process does. The suite closes what it opens. Without it the
+	// Reopen case is skipped.
+	Open func(t testing.TB) driver.StorageBackend
 	// Stop, optional, makes a prepared storage unreachable (stops the server, unmounts the device, removes
 	// the directory). Status must then fail with ErrUnavailable.
 	Stop func(t *testing.T, pool driver.PoolSpec)
@@ -45,6 +55,7 @@ func RunStorageSuite(t *testing.T, h StorageHarness) {
 	t.Run("PrepareIdempotent", func(t *testing.T) { stTestPrepare(t, h) })
 	t.Run("Teardown", func(t *testing.T) { stTestTeardown(t, h) })
 	t.Run("Unavailable", func(t *testing.T) { stTestStop(t, h) })
+	t.Run("Reopen", func(t *testing.T) { stTestReopen(t, h) })
 
 	// The object tests share one storage: every object has its own id.
 	pool := stPrepared(t, h)
@@ -79,7 +90,15 @@ func stPrepared(t *testing.T, h StorageHarness) driver.PoolSpec {
 // storage and Teardown knows what is its own.
 func stPrepare(t *testing.T, h StorageHarness, pool driver.PoolSpec) driver.PoolState {
 	t.Helper()
-	state, err := h.Backend.Prepare(stCtx(t), pool)
+	return stPrepareWith(t, h.Backend, pool)
+}
+
+// stPrepareWith is stPrepare with another instance of the backend.
+func stPrepareWith(t testing.TB, b driver.StorageBackend, pool driver.PoolSpec) driver.PoolState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stTimeout)
+	defer cancel()
+	state, err := b.Prepare(ctx, pool)
 	require.NoError(t, err, "Prepare")
 	if pool.LocalFS != nil {
 		if state.FSUUID != "" {
@@ -160,6 +179,14 @@ func stTestStop(t *testing.T, h StorageHarness) {
 	h.Stop(t, pool)
 	_, err := h.Backend.Status(ctx, pool)
 	require.ErrorIs(t, err, driver.ErrUnavailable, "Status of a stopped storage")
+	if h.Open != nil {
+		// A new instance whose first call fails closes cleanly.
+		fresh := h.Open(t)
+		_, err := fresh.Status(ctx, pool)
+		require.ErrorIs(t, err, driver.ErrUnavailable, "Status of a stopped storage, new instance")
+		require.NoError(t, fresh.Close(), "Close after a failed call")
+		require.NoError(t, fresh.Close(), "Close is idempotent")
+	}
 	_, err = h.Backend.CreateVolume(ctx, pool, driver.VolumeSpec{ID: stNewID(), Format: h.Backend.Info().Capabilities.VolumeFormats[0], Size: stMiB})
 	require.Error(t, err, "CreateVolume on a stopped storage")
 	if h.Restart == nil {

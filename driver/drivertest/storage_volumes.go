@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -87,9 +88,12 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		}
 	})
 
+	t.Run("UndeclaredFormats", func(t *testing.T) { stTestUndeclaredFormats(t, b, pool) })
+
 	t.Run("Extend", func(t *testing.T) {
 		if !b.Info().Capabilities.Extend {
-			t.Skip("backend cannot extend volumes")
+			stTestExtendRefused(t, b, pool)
+			return
 		}
 		for _, format := range formats {
 			t.Run(string(format), func(t *testing.T) {
@@ -151,6 +155,51 @@ func stTestVolumes(t *testing.T, h StorageHarness, pool driver.PoolSpec) {
 		_, err = b.InspectVolume(stCtx(t), pool, driver.VolumeSpec{ID: id, Format: formats[0]})
 		require.ErrorIs(t, err, driver.ErrNotFound, "no volume after a cancelled create")
 	})
+}
+
+// stTestUndeclaredFormats checks that the volume formats openvair knows but the backend does not declare
+// (Capabilities.VolumeFormats) are refused with ErrUnsupported, leaving no volume.
+func stTestUndeclaredFormats(t *testing.T, b driver.StorageBackend, pool driver.PoolSpec) {
+	declared := b.Info().Capabilities.VolumeFormats
+	var undeclared []driver.VolumeFormat
+	for _, f := range []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw} {
+		if !slices.Contains(declared, f) {
+			undeclared = append(undeclared, f)
+		}
+	}
+	if len(undeclared) == 0 {
+		// Nothing to refuse. Logged, not skipped: ganesha.InNamespace reports a whole test as skipped when
+		// any of its subtests is.
+		t.Logf("the backend declares every volume format (%v)", declared)
+		return
+	}
+	ctx := stCtx(t)
+	for _, f := range undeclared {
+		id := stNewID()
+		_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: f, Size: stMiB})
+		require.ErrorIs(t, err, driver.ErrUnsupported, "CreateVolume of the undeclared format %s", f)
+		_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id})
+		require.ErrorIs(t, err, driver.ErrNotFound, "a refused %s volume leaves nothing", f)
+	}
+}
+
+// stTestExtendRefused checks, for a backend without Capabilities.Extend, that ExtendVolume is refused with
+// ErrUnsupported and changes nothing.
+func stTestExtendRefused(t *testing.T, b driver.StorageBackend, pool driver.PoolSpec) {
+	for _, format := range b.Info().Capabilities.VolumeFormats {
+		t.Run(string(format), func(t *testing.T) {
+			ctx := stCtx(t)
+			id := stNewID()
+			_, err := b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: stMiB})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = b.DeleteVolume(context.Background(), pool, id) })
+			_, err = b.ExtendVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format, Size: 64 * stMiB})
+			require.ErrorIs(t, err, driver.ErrUnsupported, "a backend without Extend must refuse ExtendVolume")
+			got, err := b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: format})
+			require.NoError(t, err)
+			require.Equal(t, stMiB, got.VirtualSize, "a refused extend changes nothing")
+		})
+	}
 }
 
 // stCheckDiskSource checks the DiskSource of a volume; for local files it checks the file with qemu-img

@@ -27,6 +27,9 @@ type Hypervisor struct {
 	Faults
 	// IgnoreShutdown makes guests ignore graceful shutdown requests (a VM without an OS).
 	IgnoreShutdown bool
+	// NoUEFI makes the hypervisor a host without UEFI firmware: Info reports UEFI false and Start refuses a
+	// domain with firmware "uefi" with errkind.Unrunnable (reason "firmware"), as libvirt does.
+	NoUEFI bool
 
 	mu       sync.Mutex
 	domains  map[uuid.UUID]*Domain
@@ -48,8 +51,18 @@ func NewHypervisor() *Hypervisor {
 
 // Info names the hypervisor.
 func (h *Hypervisor) Info() driver.HypervisorInfo {
-	return driver.HypervisorInfo{Name: "fake", Capabilities: driver.HypervisorCapabilities{Events: true, UEFI: true,
+	return driver.HypervisorInfo{Name: "fake", Capabilities: driver.HypervisorCapabilities{Events: true, UEFI: !h.NoUEFI,
 		NFSDisks: true, Graphics: []string{"vnc", "spice"}, DomainType: "qemu"}}
+}
+
+// Close ends every event subscription, as Disconnect does; domains and console logs stay, and the fake stays
+// usable, like a driver that connects again. FailNext("Close", ...) makes it fail (and do nothing).
+func (h *Hypervisor) Close() error {
+	if err := h.check("Close"); err != nil {
+		return err
+	}
+	h.Disconnect()
+	return nil
 }
 
 // Domain returns a copy of a domain, or nil.
@@ -176,8 +189,22 @@ func (h *Hypervisor) transition(ctx context.Context, op string, id uuid.UUID, to
 	return errkind.New(errkind.WrongState, "fake", id.String(), "cannot %s a domain that is %s", op, d.State)
 }
 
-// Start powers a domain on.
+// Start powers a domain on. With NoUEFI, a domain with firmware "uefi" is refused.
 func (h *Hypervisor) Start(ctx context.Context, id uuid.UUID) error {
+	if h.NoUEFI {
+		h.mu.Lock()
+		d := h.domains[id]
+		uefi := d != nil && d.Spec.Firmware == "uefi"
+		h.mu.Unlock()
+		if uefi {
+			if err := h.begin(ctx, "Start"); err != nil {
+				return err
+			}
+			e := errkind.New(errkind.Unrunnable, "fake", id.String(), "no UEFI firmware on this host")
+			e.Reason = "firmware"
+			return e
+		}
+	}
 	return h.transition(ctx, "Start", id, driver.PowerRunning, driver.ReasonBooted, driver.PowerShutOff, driver.PowerCrashed)
 }
 

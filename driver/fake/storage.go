@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/google/uuid"
@@ -29,6 +30,11 @@ type Object struct {
 type Storage struct {
 	Faults
 	Capacity int64
+	// Caps, when set, replaces the capabilities Info reports (both volume formats and Extend), and the
+	// backend keeps to it: CreateVolume refuses a qcow2 or raw volume whose format is not in
+	// Caps.VolumeFormats, and ExtendVolume refuses every volume when Caps.Extend is false, both with
+	// errkind.Unsupported.
+	Caps *driver.StorageCapabilities
 
 	mu      sync.Mutex
 	pools   map[uuid.UUID]bool
@@ -46,9 +52,21 @@ func NewStorage(capacity int64) *Storage {
 
 // Info names the backend.
 func (s *Storage) Info() driver.StorageInfo {
-	return driver.StorageInfo{Name: "fake", Capabilities: driver.StorageCapabilities{
-		VolumeFormats: []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw}, Extend: true}}
+	return driver.StorageInfo{Name: "fake", Capabilities: s.caps()}
 }
+
+func (s *Storage) caps() driver.StorageCapabilities {
+	if s.Caps != nil {
+		c := *s.Caps
+		c.VolumeFormats = append([]driver.VolumeFormat(nil), c.VolumeFormats...)
+		return c
+	}
+	return driver.StorageCapabilities{VolumeFormats: []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw}, Extend: true}
+}
+
+// Close counts the call (FailNext("Close", ...) makes it fail) and keeps everything: the fake stays usable,
+// like a backend that connects again.
+func (s *Storage) Close() error { return s.check("Close") }
 
 // SetDown makes a pool unreachable (Status fails with ErrUnavailable) or reachable again.
 func (s *Storage) SetDown(pool uuid.UUID, down bool) {
@@ -168,6 +186,9 @@ func (s *Storage) CreateVolume(ctx context.Context, pool driver.PoolSpec, vol dr
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}
+	if s.Caps != nil && (vol.Format == driver.FormatQCOW2 || vol.Format == driver.FormatRaw) && !slices.Contains(s.Caps.VolumeFormats, vol.Format) {
+		return driver.VolumeInfo{}, errkind.New(errkind.Unsupported, "fake", vol.ID.String(), "format %s not supported", vol.Format)
+	}
 	if objs[vol.ID] != nil {
 		return driver.VolumeInfo{}, errkind.New(errkind.AlreadyExists, "fake", vol.ID.String(), "volume exists")
 	}
@@ -186,6 +207,9 @@ func (s *Storage) ExtendVolume(ctx context.Context, pool driver.PoolSpec, vol dr
 	objs, err := s.pool(pool.ID)
 	if err != nil {
 		return driver.VolumeInfo{}, err
+	}
+	if s.Caps != nil && !s.Caps.Extend {
+		return driver.VolumeInfo{}, errkind.New(errkind.Unsupported, "fake", id.String(), "volumes cannot be extended")
 	}
 	o := objs[id]
 	if o == nil || o.Kind != driver.KindVolume {

@@ -67,7 +67,8 @@ type Options struct {
 }
 
 // Driver is the libvirt hypervisor. It implements driver.Hypervisor, driver.StateWatcher,
-// driver.StateLister, driver.ConsoleLogger and driver.HostInspector, and is safe for concurrent use.
+// driver.StateLister, driver.ConsoleLogger and driver.HostInspector, and driver.Aser and driver.ErrorAser
+// (its go-libvirt connection and libvirt's error replies, see As and ErrorAs). It is safe for concurrent use.
 type Driver struct {
 	opts Options
 	c    *connector
@@ -143,7 +144,9 @@ func Open(o Options) (*Driver, error) {
 	return &Driver{opts: o, c: &connector{uri: o.URI, dialer: o.Dialer, opts: o}}, nil
 }
 
-// Close ends event subscriptions and closes the connection. Later calls fail with driver.ErrUnavailable.
+// Close ends event subscriptions (their channels close) and closes the connection, waiting for a dial in
+// progress; domains are left as they are. Later calls fail with driver.ErrUnavailable. It is idempotent, and
+// does nothing more on a driver that never connected or whose dial failed.
 func (d *Driver) Close() error { return d.c.close() }
 
 // String describes the connection, for logs.

@@ -62,7 +62,9 @@ func onEachDaemon(t *testing.T, fn func(t *testing.T, e *qemuEnv)) {
 }
 
 // driver opens the driver on the env's daemon (TCG: the test hosts cannot run KVM guests).
-func (e *qemuEnv) driver(t *testing.T) *libvirt.Driver {
+func (e *qemuEnv) driver(t *testing.T) *libvirt.Driver { return e.open(t) }
+
+func (e *qemuEnv) open(t testing.TB) *libvirt.Driver {
 	return openDriver(t, e.d, e.uri, func(o *libvirt.Options) { o.DomainType = "qemu" })
 }
 
@@ -116,6 +118,7 @@ func TestConformanceQEMU(t *testing.T) {
 			Hypervisor: e.driver(t),
 			Spec:       e.spec,
 			RealQEMU:   true,
+			Open:       func(t testing.TB) driver.Hypervisor { return e.open(t) },
 		}
 		rawHarness(t, e.d, e.uri, &h)
 		drivertest.RunHypervisorSuite(t, h)

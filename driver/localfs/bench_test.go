@@ -11,7 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/drivertest"
 )
+
+// BenchmarkStorage runs the storage benchmarks every backend runs (drivertest.RunBenchmarks) on a directory
+// storage in the test's temporary directory.
+func BenchmarkStorage(b *testing.B) {
+	backend, err := newBenchBackend(b)
+	require.NoError(b, err)
+	drivertest.RunBenchmarks(b, drivertest.StorageHarness{
+		Backend: backend,
+		Pool:    func(t testing.TB) driver.PoolSpec { return dirPool(filepath.Join(t.TempDir(), "storage")) },
+	})
+}
 
 // repeatReader streams a 1 MiB block of deterministic bytes over and over: faster than any disk.
 type repeatReader struct {

@@ -43,11 +43,11 @@ func TestDeviceSuite(t *testing.T) {
 		t.Run(fsType, func(t *testing.T) {
 			requireDeviceTools(t, fsType)
 			dataDir := t.TempDir()
-			b, err := localfs.New(driver.Config{DataDir: dataDir})
-			require.NoError(t, err)
+			open := openAt(dataDir)
 			drivertest.RunStorageSuite(t, drivertest.StorageHarness{
-				Backend: b,
-				Pool: func(t *testing.T) driver.PoolSpec {
+				Backend: open(t),
+				Open:    open,
+				Pool: func(t testing.TB) driver.PoolSpec {
 					return devicePool(loopdev.New(t, loopSize), fsType)
 				},
 				Stop: func(t *testing.T, pool driver.PoolSpec) {

@@ -143,6 +143,11 @@ func (b *Backend) Info() driver.StorageInfo {
 	}
 }
 
+// Close releases nothing: the backend keeps no connection or descriptor between calls. Device-mode
+// storages stay mounted (Teardown unmounts them); a new backend over the same data directory finds them
+// there. It is idempotent and the backend stays usable.
+func (b *Backend) Close() error { return nil }
+
 // checkCtx returns a Timeout error (deadline) or an error wrapping context.Canceled when ctx is done.
 func checkCtx(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {

@@ -35,11 +35,24 @@ func dirPool(dir string) driver.PoolSpec {
 	return driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: dir}}
 }
 
+// openAt returns a function that opens a backend on the data directory dataDir, as each start of a process
+// with the same configuration does.
+func openAt(dataDir string) func(t testing.TB) driver.StorageBackend {
+	return func(t testing.TB) driver.StorageBackend {
+		b, err := localfs.New(driver.Config{DataDir: dataDir})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+}
+
 // TestDirectorySuite runs the conformance suite on directories in a temporary directory.
 func TestDirectorySuite(t *testing.T) {
+	open := openAt(t.TempDir())
 	drivertest.RunStorageSuite(t, drivertest.StorageHarness{
-		Backend: newBackend(t),
-		Pool: func(t *testing.T) driver.PoolSpec {
+		Backend: open(t),
+		Open:    open,
+		Pool: func(t testing.TB) driver.PoolSpec {
 			return dirPool(filepath.Join(t.TempDir(), "storage"))
 		},
 		Stop: func(t *testing.T, pool driver.PoolSpec) {

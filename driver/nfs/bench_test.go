@@ -13,8 +13,19 @@ import (
 	"github.com/vmware/go-nfs-client/nfs/rpc"
 
 	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/drivertest"
 	"github.com/openvair/openvair/internal/testenv/nfsserver"
 )
+
+// BenchmarkStorage runs the storage benchmarks every backend runs (drivertest.RunBenchmarks) against the
+// in-process NFS server, backed by the disk like the LocalFS directory benchmarks.
+func BenchmarkStorage(b *testing.B) {
+	srv := nfsserver.Start(b, b.TempDir())
+	drivertest.RunBenchmarks(b, drivertest.StorageHarness{
+		Backend: newBackend(b, nil),
+		Pool:    func(testing.TB) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+	})
+}
 
 // patternReader yields n bytes of a repeating 1 MiB pattern.
 type patternReader struct {

@@ -131,7 +131,9 @@ func (b *Backend) Info() driver.StorageInfo {
 	}
 }
 
-// Close drops the cached connections. The backend stays usable: later calls dial again.
+// Close drops the cached connections, waiting for the call using each one to end. It is idempotent, and
+// does nothing where no connection was made or the last one failed. The backend stays usable: later calls
+// dial again.
 func (b *Backend) Close() error {
 	b.closeAll()
 	return nil

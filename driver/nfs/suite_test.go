@@ -16,7 +16,8 @@ func TestConformanceGoNFS(t *testing.T) {
 	b := newBackend(t, nil)
 	drivertest.RunStorageSuite(t, drivertest.StorageHarness{
 		Backend: b,
-		Pool:    func(t *testing.T) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+		Pool:    func(testing.TB) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+		Open:    openBackend,
 		Stop:    func(t *testing.T, _ driver.PoolSpec) { srv.Stop() },
 		Restart: func(t *testing.T, _ driver.PoolSpec) { require.NoError(t, srv.Restart()) },
 	})
@@ -32,8 +33,12 @@ func TestConformanceGanesha(t *testing.T) {
 	b := newBackend(t, nil)
 	drivertest.RunStorageSuite(t, drivertest.StorageHarness{
 		Backend: b,
-		Pool:    func(t *testing.T) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+		Pool:    func(testing.TB) driver.PoolSpec { return spec(srv.Addr(), srv.Export()) },
+		Open:    openBackend,
 		Stop:    func(t *testing.T, _ driver.PoolSpec) { srv.Stop() },
 		Restart: func(t *testing.T, _ driver.PoolSpec) { require.NoError(t, srv.Restart(t.Context())) },
 	})
 }
+
+// openBackend opens another backend with the suites' configuration (the default options).
+func openBackend(t testing.TB) driver.StorageBackend { return newBackend(t, nil) }

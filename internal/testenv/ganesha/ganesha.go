@@ -80,7 +80,7 @@ func InNamespace(t testing.TB) bool {
 	if err != nil {
 		t.Fatalf("test in namespace failed: %v", err)
 	}
-	if strings.Contains(out.String(), "--- SKIP: "+t.Name()) {
+	if strings.Contains(out.String(), "--- SKIP: "+t.Name()+" (") {
 		t.Skip("skipped in the namespace")
 	}
 	return false
