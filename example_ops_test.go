@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 )

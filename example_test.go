@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -26,7 +27,8 @@ func Example() {
 	}
 	defer os.RemoveAll(dir)
 
-	// The in-memory store and the built-in drivers; use DSN "sqlite:///var/lib/openvair/openvair.db" to persist.
+	// The in-memory store and the localfs driver imported above; to persist, import repo/sql and use DSN
+	// "sqlite:///var/lib/openvair/openvair.db".
 	sys, err := openvair.Open(ctx, openvair.Config{DSN: "memory:", DataDir: dir})
 	if err != nil {
 		log.Fatal(err)

@@ -7,8 +7,29 @@
 // commit order (System.Events: subscribe and resume). Calls are synchronous — when one returns, its effect
 // is stored and visible to the next read — and the long ones also have an asynchronous form (CreateAsync,
 // StopAsync, ...) that returns the pending operation at once, run by a River worker of any process sharing
-// the store. Errors carry a kind that callers test with errors.Is (ErrNotFound, ErrInUse, ...) and details
-// they read with errors.As (*Error, *ValidationError).
+// a SQL store (by a goroutine of this process on memory:). Errors carry a kind that callers test with
+// errors.Is (ErrNotFound, ErrInUse, ...) and details they read with errors.As (*Error, *ValidationError).
+//
+// # Drivers and stores
+//
+// Drivers and stores register themselves by name when their package is imported, as database/sql drivers
+// do, so a program links only what it uses. This package imports repo/memory, which registers the
+// "memory:" store (the default DSN; it adds no third-party dependency). The program imports the others it
+// needs, for their side effect:
+//
+//	import (
+//		_ "github.com/openvair/openvair/driver/localfs" // the "localfs" storage backend (directories, devices)
+//		_ "github.com/openvair/openvair/driver/nfs"     // the "nfs" storage backend (NFSv3, no kernel mount)
+//		_ "github.com/openvair/openvair/driver/libvirt" // the "libvirt" hypervisor (Config.Hypervisor)
+//		_ "github.com/openvair/openvair/repo/sql"       // the "sqlite:", "postgres:" and "postgresql:" stores
+//	)
+//
+// A storage type whose backend is not registered fails with ErrUnavailable when used, a DSN scheme or a
+// hypervisor that is not registered makes Open fail; each error names the package to import. The SQL stores
+// also bring what needs their database: the River job queue that runs asynchronous operations on any
+// process sharing the store (repo.JobQueueOpener; on memory: they run in goroutines of this process) and,
+// on PostgreSQL, LISTEN/NOTIFY wake-ups for events appended by other processes
+// (repo.EventNotifierProvider).
 package openvair
 
 import (
@@ -17,25 +38,21 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/openvair/openvair/driver"
-	_ "github.com/openvair/openvair/driver/libvirt" // the "libvirt" hypervisor
-	_ "github.com/openvair/openvair/driver/localfs" // the "localfs" storage backend
-	_ "github.com/openvair/openvair/driver/nfs"     // the "nfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/event"
-	"github.com/openvair/openvair/internal/jobs"
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/reqctx"
 	"github.com/openvair/openvair/internal/secret"
 	"github.com/openvair/openvair/repo"
-	_ "github.com/openvair/openvair/repo/memory" // the "memory:" store
+	_ "github.com/openvair/openvair/repo/memory" // registers the "memory:" store, the default DSN
 	"github.com/openvair/openvair/repo/outbox"
-	sqlstore "github.com/openvair/openvair/repo/sql" // the "sqlite:" and "postgres:" stores
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
@@ -158,7 +175,7 @@ type System struct {
 	ownsStore bool
 	rawStore  repo.Store
 	backends  backends
-	queue     *jobs.Queue
+	queue     repo.JobQueue
 	instance  *instance
 	stopBg    context.CancelFunc
 	bg        sync.WaitGroup
@@ -209,7 +226,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		h, err := driver.OpenHypervisor(cfg.Hypervisor, driver.Config{DataDir: cfg.DataDir, Options: cfg.HypervisorOptions})
 		if err != nil {
 			sys.Close()
-			return nil, fmt.Errorf("open hypervisor: %w", err)
+			return nil, fmt.Errorf("open hypervisor: %w%s", err, importHint(cfg.Hypervisor, driver.Hypervisors()))
 		}
 		hv = h
 	}
@@ -257,12 +274,12 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 }
 
 // openRecords wraps the store so that changes become events, and opens the operation and event services
-// and, on a SQL store, the job queue that runs asynchronous operations.
+// and, on a store that has one (repo.JobQueueOpener: SQL), the job queue that runs asynchronous operations.
 func (s *System) openRecords(ctx context.Context) error {
 	s.rawStore = s.Store
 	var notifier event.Notifier
-	if n, ok := s.rawStore.(event.Notifier); ok && isPostgres(s.rawStore) {
-		notifier = n
+	if p, ok := s.rawStore.(repo.EventNotifierProvider); ok {
+		notifier = p.EventNotifier() // PostgreSQL's LISTEN/NOTIFY; nil on SQLite
 	}
 	// Without a notifier, events that another process appends (SQLite shared by several processes) are
 	// found by reading the log every 250 ms; this process's own are delivered at once.
@@ -278,21 +295,16 @@ func (s *System) openRecords(ctx context.Context) error {
 	if err := s.Operations.FailOrphans(ctx); err != nil {
 		return fmt.Errorf("recover operations: %w", err)
 	}
-	if db, ok := s.rawStore.(jobs.Database); ok {
-		q, err := jobs.Open(ctx, db, s.Operations, jobs.Config{SQLite: !isPostgres(s.rawStore), Workers: s.cfg.Workers,
-			Lease: s.cfg.Lease, Logger: s.cfg.Logger})
+	if o, ok := s.rawStore.(repo.JobQueueOpener); ok {
+		q, err := o.OpenJobQueue(ctx, s.Operations, repo.JobQueueConfig{Workers: s.cfg.Workers, Lease: s.cfg.Lease,
+			Logger: s.cfg.Logger})
 		if err != nil {
 			return err
 		}
 		s.queue = q
 		s.Operations.SetExecutor(q)
-	}
+	} // otherwise (memory:) asynchronous operations run in goroutines of this process
 	return nil
-}
-
-func isPostgres(st repo.Store) bool {
-	d, ok := st.(interface{ Dialect() sqlstore.Dialect })
-	return ok && d.Dialect() == sqlstore.Postgres
 }
 
 // startBackground starts what runs as long as the System is open: lease renewals of this process's
@@ -334,7 +346,7 @@ func (s *System) openDrivers() error {
 		}
 		b, err := driver.OpenStorage(name, driver.Config{DataDir: s.cfg.DataDir, Options: s.cfg.StorageOptions})
 		if err != nil {
-			return fmt.Errorf("open storage backend for %s: %w", t, err)
+			return fmt.Errorf("open storage backend for %s: %w%s", t, err, importHint(name, driver.StorageBackends()))
 		}
 		s.backends[t] = b
 	}
@@ -510,7 +522,25 @@ func (b backends) get(t storage.Type) (driver.StorageBackend, error) {
 	if be, ok := b[t]; ok {
 		return be, nil
 	}
-	return nil, errkind.New(errkind.Unavailable, "storage", "", "no backend configured for storage type %q", t)
+	return nil, errkind.New(errkind.Unavailable, "storage", "", "no backend configured for storage type %q%s", t,
+		importHint(string(t), driver.StorageBackends()))
+}
+
+// driverPackages names the package that registers each driver of this module.
+var driverPackages = map[string]string{
+	"localfs": "github.com/openvair/openvair/driver/localfs",
+	"nfs":     "github.com/openvair/openvair/driver/nfs",
+	"libvirt": "github.com/openvair/openvair/driver/libvirt",
+}
+
+// importHint tells which package to import when name, one of this module's drivers, is not among those
+// registered; otherwise it is empty.
+func importHint(name string, registered []string) string {
+	pkg, known := driverPackages[name]
+	if !known || slices.Contains(registered, name) {
+		return ""
+	}
+	return fmt.Sprintf(" (import %s)", pkg)
 }
 
 // StorageBackend implements storage.Backends.

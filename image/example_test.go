@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/storage"
 )

@@ -19,10 +19,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/libvirt" // registers the "libvirt" hypervisor
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
+	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
 	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
 	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/refserver"
+	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:", "postgres:" and "postgresql:" stores
 )
 
 func TestMain(m *testing.M) {

@@ -2,15 +2,26 @@
 // aggregate and a unit of work — and a registry that opens stores by DSN scheme. Implementations:
 // repo/memory (in-process, for tests and experiments) and repo/sql (PostgreSQL and SQLite through bun);
 // every implementation passes the conformance suite in repo/repotest.
+//
+// A store registers its DSN schemes when its package is imported, as database/sql drivers do: repo/memory
+// registers "memory:", repo/sql registers "sqlite:", "postgres:" and "postgresql:". A program links only
+// the stores it imports (the root package openvair imports repo/memory, the default).
+//
+// Besides Store, a store may implement optional interfaces that the root package looks for: JobQueueOpener
+// (asynchronous operations run by a durable job queue in the store's database, so that any process sharing
+// it may run them; without it they run in goroutines of the calling process) and EventNotifierProvider
+// (other processes' events wake this one at once; without it they are seen by polling the log).
 package repo
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
@@ -41,6 +52,43 @@ type Store interface {
 	io.Closer
 }
 
+// JobQueueOpener is implemented by a store that can run asynchronous operations as durable jobs in its own
+// database (repo/sql: River, on SQLite and PostgreSQL). A store that does not implement it (repo/memory)
+// leaves them to goroutines of the process that submitted them.
+type JobQueueOpener interface {
+	// OpenJobQueue prepares the queue (creating its tables if needed) whose workers run ops' operations;
+	// JobQueue.Start begins working.
+	OpenJobQueue(ctx context.Context, ops *operation.Service, cfg JobQueueConfig) (JobQueue, error)
+}
+
+// JobQueueConfig configures a job queue.
+type JobQueueConfig struct {
+	// Workers is how many operations this process runs at once (default 10).
+	Workers int
+	// Lease is the operations' lease: a job stuck for twice as long is rescued.
+	Lease  time.Duration
+	Logger *slog.Logger
+}
+
+// JobQueue runs asynchronous operations: Enqueue (operation.Executor) stores the job of an operation in
+// the unit of work that stores the operation, and the workers, between Start and Stop, run it.
+type JobQueue interface {
+	operation.Executor
+	// Start starts the workers; they run until Stop.
+	Start(ctx context.Context) error
+	// Stop stops fetching jobs and waits, until ctx ends, for running ones to finish, then releases the
+	// queue's resources.
+	Stop(ctx context.Context) error
+}
+
+// EventNotifierProvider is implemented by a store whose change log other processes append to and which can
+// wake this process's followers when they do (repo/sql on PostgreSQL: LISTEN/NOTIFY).
+type EventNotifierProvider interface {
+	// EventNotifier returns the notifier, or nil when the store has none (repo/sql on SQLite: followers
+	// poll the log).
+	EventNotifier() event.Notifier
+}
+
 // Opener opens a store from a DSN.
 type Opener func(ctx context.Context, dsn string) (Store, error)
 
@@ -60,7 +108,9 @@ func Register(scheme string, o Opener) {
 	openers[scheme] = o
 }
 
-// Open opens the store a DSN names: "memory:", "sqlite:///path/file.db", "postgres://...".
+// Open opens the store a DSN names: "memory:", "sqlite:///path/file.db", "postgres://...". The package of
+// the store must be imported (repo/memory, repo/sql); otherwise Open fails with errkind.Unsupported naming
+// it.
 func Open(ctx context.Context, dsn string) (Store, error) {
 	scheme, _, ok := strings.Cut(dsn, ":")
 	if !ok {
@@ -70,6 +120,9 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 	o, found := openers[scheme]
 	mu.RUnlock()
 	if !found {
+		if pkg, known := storePackages[scheme]; known {
+			return nil, errkind.New(errkind.Unsupported, "repo", "", "no store registered for scheme %q (import %s)", scheme, pkg)
+		}
 		return nil, errkind.New(errkind.Unsupported, "repo", "", "no store registered for scheme %q (registered: %v)", scheme, Schemes())
 	}
 	st, err := o(ctx, dsn)
@@ -77,6 +130,15 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", redact(dsn), err)
 	}
 	return st, nil
+}
+
+// storePackages names the package that registers each scheme of the stores of this module, for the error
+// of a program that did not import it.
+var storePackages = map[string]string{
+	"memory":     "github.com/openvair/openvair/repo/memory",
+	"sqlite":     "github.com/openvair/openvair/repo/sql",
+	"postgres":   "github.com/openvair/openvair/repo/sql",
+	"postgresql": "github.com/openvair/openvair/repo/sql",
 }
 
 // Schemes lists the registered DSN schemes, sorted.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 )

@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/image"
+	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:" and "postgres:" stores
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 )

@@ -20,7 +20,10 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
+	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
 	"github.com/openvair/openvair/refserver"
+	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:" and "postgres:" stores
 )
 
 func main() {

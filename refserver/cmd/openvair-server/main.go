@@ -26,7 +26,11 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/libvirt" // registers the "libvirt" hypervisor
+	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
+	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
 	"github.com/openvair/openvair/refserver"
+	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:", "postgres:" and "postgresql:" stores
 )
 
 func main() {
