@@ -496,9 +496,7 @@ func (s *System) Close() error {
 			s.bg.Wait()
 		}
 		for _, b := range s.backends {
-			if c, ok := b.(interface{ Close() error }); ok {
-				errs = append(errs, c.Close())
-			}
+			errs = append(errs, b.Close())
 		}
 		if s.VMs != nil {
 			if c, ok := s.VMs.Hypervisor.(interface{ Close() error }); ok && s.cfg.HypervisorInstance == nil {
