@@ -80,6 +80,18 @@ func hvCtx(t *testing.T, h HypervisorHarness) context.Context {
 	return ctx
 }
 
+// hvRemoveAtEnd stops (if it runs) and undefines domain id when the test ends.
+func hvRemoveAtEnd(t *testing.T, h HypervisorHarness, id uuid.UUID) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+		defer cancel()
+		if st, err := hvPower(ctx, h, id); err == nil && st != driver.PowerShutOff && st != driver.PowerMissing {
+			_ = h.Hypervisor.Destroy(ctx, id)
+		}
+		assert.NoError(t, h.Hypervisor.Undefine(ctx, id), "cleanup undefine")
+	})
+}
+
 // hvDefine defines a fresh domain and removes it when the test ends.
 func hvDefine(t *testing.T, h HypervisorHarness) (uuid.UUID, driver.DomainSpec) {
 	t.Helper()
@@ -89,14 +101,7 @@ func hvDefine(t *testing.T, h HypervisorHarness) (uuid.UUID, driver.DomainSpec) 
 	spec.Name = "drivertest " + t.Name()
 	ctx := hvCtx(t, h)
 	require.NoError(t, h.Hypervisor.Define(ctx, spec))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
-		defer cancel()
-		if st, err := hvPower(ctx, h, id); err == nil && st != driver.PowerShutOff && st != driver.PowerMissing {
-			_ = h.Hypervisor.Destroy(ctx, id)
-		}
-		assert.NoError(t, h.Hypervisor.Undefine(ctx, id), "cleanup undefine")
-	})
+	hvRemoveAtEnd(t, h, id)
 	return id, spec
 }
 
@@ -377,14 +382,7 @@ func hvTestUEFI(t *testing.T, h HypervisorHarness) {
 	spec.Firmware = "uefi"
 	err := h.Hypervisor.Define(ctx, spec)
 	if err == nil {
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
-			defer cancel()
-			if st, err := hvPower(ctx, h, id); err == nil && st != driver.PowerShutOff && st != driver.PowerMissing {
-				_ = h.Hypervisor.Destroy(ctx, id)
-			}
-			assert.NoError(t, h.Hypervisor.Undefine(ctx, id), "cleanup undefine")
-		})
+		hvRemoveAtEnd(t, h, id)
 		err = h.Hypervisor.Start(ctx, id)
 	}
 	require.Error(t, err, "a UEFI domain on a hypervisor without UEFI firmware must be refused (Define or Start)")
