@@ -112,7 +112,7 @@ func fill(dsn string) (*sqlstore.Store, []uuid.UUID, error) {
 	}
 	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 	now := time.Now().UnixNano()
-	conn, err := s.DB().BeginTx(ctx, nil)
+	conn, err := sqlstore.DBOf(s).BeginTx(ctx, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -139,7 +139,7 @@ func fill(dsn string) (*sqlstore.Store, []uuid.UUID, error) {
 	if err := conn.Commit(); err != nil {
 		return nil, nil, err
 	}
-	if _, err := s.DB().ExecContext(ctx, "ANALYZE"); err != nil {
+	if _, err := sqlstore.DBOf(s).ExecContext(ctx, "ANALYZE"); err != nil {
 		return nil, nil, err
 	}
 	return s, ids, nil
@@ -176,7 +176,7 @@ func BenchmarkGetByID(b *testing.B) {
 		b.StopTimer()
 		base := timeOps(b, b.N, func(int) error {
 			var one int
-			return f.store.DB().QueryRowContext(ctx, "SELECT 1").Scan(&one)
+			return sqlstore.DBOf(f.store).QueryRowContext(ctx, "SELECT 1").Scan(&one)
 		})
 		b.ReportMetric(float64(per)/float64(base), "x-roundtrip")
 	})

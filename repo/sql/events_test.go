@@ -10,6 +10,7 @@ import (
 	"github.com/openvair/openvair/internal/event"
 	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/repo/repotest"
+	sqlstore "github.com/openvair/openvair/repo/sql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -53,7 +54,7 @@ func TestListenWakesOtherProcesses(t *testing.T) {
 	// The listener's connection is killed: it reconnects and listens again.
 	listeners := func() []int {
 		var pids []int
-		rows, err := writer.DB().QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`)
+		rows, err := sqlstore.DBOf(writer).QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`)
 		require.NoError(t, err)
 		defer func() { _ = rows.Close() }()
 		for rows.Next() {
@@ -67,7 +68,7 @@ func TestListenWakesOtherProcesses(t *testing.T) {
 	before := listeners()
 	require.Len(t, before, 1)
 	var killed bool
-	require.NoError(t, writer.DB().QueryRowContext(ctx, "SELECT pg_terminate_backend(?)", before[0]).Scan(&killed))
+	require.NoError(t, sqlstore.DBOf(writer).QueryRowContext(ctx, "SELECT pg_terminate_backend(?)", before[0]).Scan(&killed))
 	require.True(t, killed)
 	assert.True(t, woken(ch, 10*time.Second), "a lost connection wakes the follower: it may have missed events")
 	require.Eventually(t, func() bool {

@@ -96,7 +96,7 @@ func TestFailedUnitOfWorkLeavesNothing(t *testing.T) {
 			require.ErrorIs(t, err, boom)
 			for _, table := range []string{"storages", "volumes", "images", "vms", "vm_disks", "vm_cdroms", "vm_interfaces"} {
 				var n int
-				require.NoError(t, s.DB().QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n))
+				require.NoError(t, sqlstore.DBOf(s).QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n))
 				assert.Zero(t, n, table)
 			}
 

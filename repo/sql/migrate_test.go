@@ -44,7 +44,7 @@ func TestMigrations(t *testing.T) {
 			assert.Equal(t, "kept", got.Name)
 
 			// A migration this code does not know: the database was migrated by a newer openvair.
-			m := migrate.NewMigrator(s1.DB(), migrate.NewMigrations(), migrate.WithTableName("openvair_migrations"))
+			m := migrate.NewMigrator(sqlstore.DBOf(s1), migrate.NewMigrations(), migrate.WithTableName("openvair_migrations"))
 			require.NoError(t, m.MarkApplied(ctx, &migrate.Migration{Name: "9999", GroupID: 99}))
 			_, err = sqlstore.Open(ctx, dsn)
 			require.ErrorIs(t, err, errkind.Unsupported)

@@ -87,9 +87,6 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // Dialect reports which database the store uses.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// DB returns the bun handle units of work run on, for tools and tests that need raw access.
-func (s *Store) DB() *bun.DB { return s.db }
-
 // Close closes the connection pools.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
