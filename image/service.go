@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"time"
 
@@ -317,7 +318,7 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Image, error) {
 
 // RefreshAll refreshes every image.
 func (s *Service) RefreshAll(ctx context.Context) error {
-	return ForEach(ctx, s.repo, ListOptions{}, func(img *Image) {
+	return forEach(ctx, s.repo, ListOptions{}, func(img *Image) {
 		if _, err := s.Refresh(ctx, img.ID); err != nil && ctx.Err() == nil {
 			s.Log.Warn("image: refresh failed", "id", img.ID, "err", err)
 		}
@@ -356,7 +357,7 @@ func (s *Service) recoverInterrupted(ctx context.Context) (uploading, recovered 
 	uploading = map[uuid.UUID]bool{} // storages with a live upload: their partial files are not swept
 	recovered = map[uuid.UUID]bool{}
 	for _, status := range []Status{StatusUploading, StatusDeleting} {
-		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
+		err := forEach(ctx, s.repo, ListOptions{Status: status}, func(img *Image) {
 			if s.ops.Busy(ctx, img.ID) {
 				if status == StatusUploading {
 					uploading[img.StorageID] = true
@@ -396,10 +397,10 @@ func (s *Service) recoverInterrupted(ctx context.Context) (uploading, recovered 
 // remove the leftovers of interrupted uploads. A storage that cannot be swept now is logged and skipped: its
 // leftovers are removed at the next recovery.
 func (s *Service) sweepUploads(ctx context.Context, want func(*storage.Storage) bool) error {
-	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*storage.Storage, string, error) {
+	return uow.ForEach(uow.All(ctx, func(ctx context.Context, cursor string) ([]*storage.Storage, string, error) {
 		page, err := s.storages.List(ctx, storage.ListOptions{Cursor: cursor})
 		return page.Items, page.NextCursor, err
-	}, func(st *storage.Storage) {
+	}), func(st *storage.Storage) {
 		if (st.Status != storage.StatusAvailable && st.Status != storage.StatusError) || !want(st) {
 			return
 		}
@@ -430,11 +431,16 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Image) 
 	})
 }
 
-// ForEach calls fn for every image matching opts, page by page.
-func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Image)) error {
-	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*Image, string, error) {
+// All iterates over every image matching opts, page by page; a failed page is yielded as its error.
+func All(ctx context.Context, repo Repository, opts ListOptions) iter.Seq2[*Image, error] {
+	return uow.All(ctx, func(ctx context.Context, cursor string) ([]*Image, string, error) {
 		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
 		return page.Items, page.NextCursor, err
-	}, fn)
+	})
+}
+
+// forEach calls fn for every image matching opts and returns the first error.
+func forEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Image)) error {
+	return uow.ForEach(All(ctx, repo, opts), fn)
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"iter"
 	"log/slog"
 	"time"
 
@@ -291,7 +292,7 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Storage, error) {
 // RefreshAll refreshes every storage, each with its own deadline, so that one unreachable backend does not
 // delay the others by more than MonitorTimeout.
 func (s *Service) RefreshAll(ctx context.Context) error {
-	return ForEach(ctx, s.repo, ListOptions{}, func(st *Storage) {
+	return forEach(ctx, s.repo, ListOptions{}, func(st *Storage) {
 		if _, err := s.Refresh(ctx, st.ID); err != nil && ctx.Err() == nil {
 			s.Log.Warn("storage: refresh failed", "id", st.ID, "err", err)
 		}
@@ -307,7 +308,7 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 func (s *Service) Recover(ctx context.Context) error {
 	// A delete that a crash interrupted was asked for and checked (nothing on the storage): finish it.
 	// Teardown is idempotent; when the backend cannot do it now, the storage is left in error.
-	err := ForEach(ctx, s.repo, ListOptions{Status: StatusDeleting}, func(st *Storage) {
+	err := forEach(ctx, s.repo, ListOptions{Status: StatusDeleting}, func(st *Storage) {
 		if s.ops.Busy(ctx, st.ID) {
 			return // a live operation of another process (or this one) is on it
 		}
@@ -318,7 +319,7 @@ func (s *Service) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return ForEach(ctx, s.repo, ListOptions{Status: StatusCreating}, func(st *Storage) {
+	return forEach(ctx, s.repo, ListOptions{Status: StatusCreating}, func(st *Storage) {
 		if s.ops.Busy(ctx, st.ID) {
 			return
 		}
@@ -342,11 +343,16 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Storage
 	})
 }
 
-// ForEach calls fn for every storage matching opts, page by page.
-func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Storage)) error {
-	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*Storage, string, error) {
+// All iterates over every storage matching opts, page by page; a failed page is yielded as its error.
+func All(ctx context.Context, repo Repository, opts ListOptions) iter.Seq2[*Storage, error] {
+	return uow.All(ctx, func(ctx context.Context, cursor string) ([]*Storage, string, error) {
 		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
 		return page.Items, page.NextCursor, err
-	}, fn)
+	})
+}
+
+// forEach calls fn for every storage matching opts and returns the first error.
+func forEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Storage)) error {
+	return uow.ForEach(All(ctx, repo, opts), fn)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/openvair/openvair/internal/uow"
+	"iter"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,7 +60,7 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 		}
 	}
 	var errs []error
-	err = ForEach(ctx, s.Repo, ListOptions{}, func(v *VM) {
+	err = forEach(ctx, s.Repo, ListOptions{}, func(v *VM) {
 		st, ok := states[v.ID]
 		switch {
 		case states != nil && !ok:
@@ -185,7 +186,7 @@ func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, r
 // another operation goes back to available or error according to what the hypervisor reports.
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusStarting, StatusStopping, StatusEditing, StatusDeleting} {
-		err := ForEach(ctx, s.Repo, ListOptions{Status: status}, func(v *VM) {
+		err := forEach(ctx, s.Repo, ListOptions{Status: status}, func(v *VM) {
 			if s.ops.Busy(ctx, v.ID) {
 				return // a live operation of another process (or this one) is on it
 			}
@@ -224,11 +225,16 @@ func (s *Service) Recover(ctx context.Context) error {
 	return nil
 }
 
-// ForEach calls fn for every VM matching opts, page by page.
-func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*VM)) error {
-	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*VM, string, error) {
+// All iterates over every VM matching opts, page by page; a failed page is yielded as its error.
+func All(ctx context.Context, repo Repository, opts ListOptions) iter.Seq2[*VM, error] {
+	return uow.All(ctx, func(ctx context.Context, cursor string) ([]*VM, string, error) {
 		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
 		return page.Items, page.NextCursor, err
-	}, fn)
+	})
+}
+
+// forEach calls fn for every VM matching opts and returns the first error.
+func forEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*VM)) error {
+	return uow.ForEach(All(ctx, repo, opts), fn)
 }

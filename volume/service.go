@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"time"
 
@@ -419,7 +420,7 @@ func (s *Service) Refresh(ctx context.Context, id uuid.UUID) (*Volume, error) {
 
 // RefreshAll refreshes every volume.
 func (s *Service) RefreshAll(ctx context.Context) error {
-	return ForEach(ctx, s.repo, ListOptions{}, func(v *Volume) {
+	return forEach(ctx, s.repo, ListOptions{}, func(v *Volume) {
 		if _, err := s.Refresh(ctx, v.ID); err != nil && ctx.Err() == nil {
 			s.Log.Warn("volume: refresh failed", "id", v.ID, "err", err)
 		}
@@ -432,7 +433,7 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 // or a new delete resolves it).
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusExtending, StatusDeleting} {
-		err := ForEach(ctx, s.repo, ListOptions{Status: status}, func(v *Volume) {
+		err := forEach(ctx, s.repo, ListOptions{Status: status}, func(v *Volume) {
 			if s.ops.Busy(ctx, v.ID) {
 				return // a live operation of another process (or this one) is on it
 			}
@@ -476,11 +477,16 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(cur *Volume)
 	})
 }
 
-// ForEach calls fn for every volume matching opts, page by page.
-func ForEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Volume)) error {
-	return uow.ForEach(ctx, func(ctx context.Context, cursor string) ([]*Volume, string, error) {
+// All iterates over every volume matching opts, page by page; a failed page is yielded as its error.
+func All(ctx context.Context, repo Repository, opts ListOptions) iter.Seq2[*Volume, error] {
+	return uow.All(ctx, func(ctx context.Context, cursor string) ([]*Volume, string, error) {
 		opts.Cursor = cursor
 		page, err := repo.List(ctx, opts)
 		return page.Items, page.NextCursor, err
-	}, fn)
+	})
+}
+
+// forEach calls fn for every volume matching opts and returns the first error.
+func forEach(ctx context.Context, repo Repository, opts ListOptions, fn func(*Volume)) error {
+	return uow.ForEach(All(ctx, repo, opts), fn)
 }

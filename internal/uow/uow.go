@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 
 	"github.com/google/uuid"
 )
@@ -46,23 +47,40 @@ func Update[T any](ctx context.Context, tx Transactor, get func(context.Context,
 	return out, err
 }
 
-// ForEach calls fn for every item of a paged list; list returns one page after cursor and the next cursor
-// ("" on the last page).
-func ForEach[T any](ctx context.Context, list func(ctx context.Context, cursor string) ([]T, string, error), fn func(T)) error {
-	cursor := ""
-	for {
-		items, next, err := list(ctx, cursor)
+// All iterates over every item of a paged list; list returns one page after cursor and the next cursor
+// ("" on the last page). A failed page is yielded as its error, and ends the iteration.
+func All[T any](ctx context.Context, list func(ctx context.Context, cursor string) ([]T, string, error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		cursor := ""
+		for {
+			items, next, err := list(ctx, cursor)
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, it := range items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if next == "" {
+				return
+			}
+			cursor = next
+		}
+	}
+}
+
+// ForEach calls fn for every item of seq and returns the first error.
+func ForEach[T any](seq iter.Seq2[T, error], fn func(T)) error {
+	for it, err := range seq {
 		if err != nil {
 			return err
 		}
-		for _, it := range items {
-			fn(it)
-		}
-		if next == "" {
-			return nil
-		}
-		cursor = next
+		fn(it)
 	}
+	return nil
 }
 
 // Unchanged runs change on cur and returns ErrSkip when it left cur as it was (compared through its JSON
