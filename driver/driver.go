@@ -317,9 +317,10 @@ type Console struct {
 	Port int    `json:"port"`
 }
 
-// HypervisorCapabilities tells the services what a hypervisor can do.
+// HypervisorCapabilities tells the services what a hypervisor can do; the services refuse what it cannot
+// (ErrUnsupported naming the capability) before any I/O. Whether it reports power state events is not a
+// flag: it implements StateWatcher or not.
 type HypervisorCapabilities struct {
-	Events     bool // implements StateWatcher
 	UEFI       bool
 	NFSDisks   bool // network disks with protocol nfs
 	Graphics   []string

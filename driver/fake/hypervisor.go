@@ -51,7 +51,7 @@ func NewHypervisor() *Hypervisor {
 
 // Info names the hypervisor.
 func (h *Hypervisor) Info() driver.HypervisorInfo {
-	return driver.HypervisorInfo{Name: "fake", Capabilities: driver.HypervisorCapabilities{Events: true, UEFI: !h.NoUEFI,
+	return driver.HypervisorInfo{Name: "fake", Capabilities: driver.HypervisorCapabilities{UEFI: !h.NoUEFI,
 		NFSDisks: true, Graphics: []string{"vnc", "spice"}, DomainType: "qemu"}}
 }
 

@@ -173,7 +173,6 @@ func (d *Driver) Info() driver.HypervisorInfo {
 	return driver.HypervisorInfo{
 		Name: Name,
 		Capabilities: driver.HypervisorCapabilities{
-			Events:     true,
 			UEFI:       uefiFirmwareInstalled(),
 			NFSDisks:   nfsBlockDriverInstalled(),
 			Graphics:   []string{"vnc", "spice"},
