@@ -38,6 +38,11 @@ import (
 type Store interface {
 	// InTx runs fn as one unit of work: repository calls made with the ctx fn receives commit together, or
 	// not at all when fn returns an error. A nested InTx joins the outer unit of work.
+	//
+	// The store may run fn more than once (PostgreSQL, after a serialization failure): fn must read what it
+	// needs inside the unit of work, keep no effect outside it, and not reuse a value an earlier attempt
+	// passed to Update (its Version moved on). The services are tested over a store that runs every unit of
+	// work twice (TestUnitsOfWorkRunTwice in the root package).
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 	Storages() storage.Repository
 	Volumes() volume.Repository

@@ -55,7 +55,8 @@ type Expectation struct {
 	ID      uuid.UUID
 	Version int64
 
-	once sync.Once
+	mu      sync.Mutex
+	checked bool
 }
 
 // WithExpectedVersion returns ctx whose first write to entity id must find it at version.
@@ -64,14 +65,27 @@ func WithExpectedVersion(ctx context.Context, id uuid.UUID, version int64) conte
 }
 
 // Expected returns the precondition on entity id that ctx carries and has not been checked yet, and marks
-// it checked. ok is false when there is none.
-func Expected(ctx context.Context, id uuid.UUID) (version int64, ok bool) {
-	e, _ := ctx.Value(expectKey{}).(*Expectation)
+// it checked. ok is false when there is none. A unit of work that checked it and then rolled back (to run
+// again) gives it back with Unchecked.
+func Expected(ctx context.Context, id uuid.UUID) (e *Expectation, ok bool) {
+	e, _ = ctx.Value(expectKey{}).(*Expectation)
 	if e == nil || e.ID != id {
-		return 0, false
+		return nil, false
 	}
-	e.once.Do(func() { version, ok = e.Version, true })
-	return version, ok
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.checked {
+		return nil, false
+	}
+	e.checked = true
+	return e, true
+}
+
+// Unchecked makes the precondition due again: the write that checked it was rolled back.
+func (e *Expectation) Unchecked() {
+	e.mu.Lock()
+	e.checked = false
+	e.mu.Unlock()
 }
 
 // ExpectedVersion returns the precondition ctx carries, without consuming it.

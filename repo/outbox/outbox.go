@@ -43,8 +43,13 @@ func (s *Store) Unwrap() repo.Store { return s.Store }
 
 type uowKey struct{}
 
-// unit tracks whether the outermost unit of work appended events.
-type unit struct{ appended bool }
+// unit tracks what the current attempt of the outermost unit of work did: whether it appended events, and
+// which expected versions it checked (given back when the attempt rolls back, so that a retried unit of
+// work checks them again).
+type unit struct {
+	appended bool
+	checked  []*reqctx.Expectation
+}
 
 // InTx runs fn as one unit of work of the wrapped store and, once it has committed, notifies followers
 // when fn appended events.
@@ -53,10 +58,21 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 		return s.Store.InTx(ctx, fn)
 	}
 	u := &unit{}
+	restore := func() {
+		for _, e := range u.checked {
+			e.Unchecked()
+		}
+		u.checked = nil
+	}
 	err := s.Store.InTx(context.WithValue(ctx, uowKey{}, u), func(ctx context.Context) error {
-		u.appended = false // the store may run fn again after a serialization failure
+		// The store may run fn again after a serialization failure: that attempt starts afresh.
+		restore()
+		u.appended = false
 		return fn(ctx)
 	})
+	if err != nil {
+		restore()
+	}
 	if err == nil && u.appended {
 		s.notify()
 	}
@@ -91,9 +107,16 @@ func (s *Store) emit(ctx context.Context, resource, verb string, id uuid.UUID, v
 
 // expect fails when ctx expects entity id at another version than the one stored.
 func expect(ctx context.Context, resource string, id uuid.UUID, stored int64) error {
-	if want, ok := reqctx.Expected(ctx, id); ok && want != stored {
+	e, ok := reqctx.Expected(ctx, id)
+	if !ok {
+		return nil
+	}
+	if u, in := ctx.Value(uowKey{}).(*unit); in {
+		u.checked = append(u.checked, e)
+	}
+	if e.Version != stored {
 		return errkind.New(errkind.PreconditionFailed, resource, id.String(),
-			"expected version %d, the %s is at version %d", want, resource, stored)
+			"expected version %d, the %s is at version %d", e.Version, resource, stored)
 	}
 	return nil
 }
