@@ -367,7 +367,7 @@ func (s *System) recoverInterrupted(ctx context.Context) error {
 }
 
 func (s *System) recover(ctx context.Context, images func(context.Context) error) error {
-	_, err := s.Operations.FailExpired(ctx)
+	err := s.Operations.FailExpired(ctx)
 	return errors.Join(err, s.Storages.Recover(ctx), s.Volumes.Recover(ctx), images(ctx), s.VMs.Recover(ctx))
 }
 

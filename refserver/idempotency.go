@@ -55,12 +55,6 @@ const maxStoredResponse = 1 << 20
 // upload): its fingerprint does not read the body.
 const streamedBody = "openvair-streamed-body"
 
-// idemRenewer is implemented by an idem.Store that can extend the lease of a running key; with one, a key
-// is held for a short lease renewed while its request runs, instead of for the request's whole deadline.
-type idemRenewer interface {
-	Renew(ctx context.Context, scope, key, owner string, until time.Time) error
-}
-
 // processOwner names this process in idempotency records when the System records no operations.
 var processOwner = uuid.NewString()
 
@@ -149,17 +143,10 @@ func (s *server) idempotencyMiddleware(ctx huma.Context, next func(huma.Context)
 	scope := principalOf(reqCtx)
 	owner := s.idemOwner()
 	now := time.Now().UTC()
-	timeout := s.cfg.RequestTimeout
-	if upload {
-		timeout = s.cfg.UploadTimeout
-	}
-	renewer, renews := store.(idemRenewer)
-	lease := timeout + s.idemLease()
-	if renews {
-		lease = s.idemLease()
-	}
+	// The key is held for a short lease, renewed while the request runs: a retry meanwhile gets 409, and the
+	// key of a process killed mid-request can be taken over once the lease has run out.
 	rec := &idem.Record{Scope: scope, Key: key, Fingerprint: fp, State: idem.StateRunning, Owner: owner,
-		LeaseUntil: now.Add(lease), CreatedAt: now, ExpiresAt: now.Add(s.cfg.IdempotencyTTL)}
+		LeaseUntil: now.Add(s.idemLease()), CreatedAt: now, ExpiresAt: now.Add(s.cfg.IdempotencyTTL)}
 	existing, err := store.Begin(reqCtx, rec)
 	if err != nil {
 		writeProblem(ctx, withInstance(s.problemOf(reqCtx, err), ctx))
@@ -170,10 +157,7 @@ func (s *server) idempotencyMiddleware(ctx huma.Context, next func(huma.Context)
 		return
 	}
 
-	stopRenew := func() {}
-	if renews {
-		stopRenew = s.renewKey(reqCtx, renewer, scope, key, owner)
-	}
+	stopRenew := s.renewKey(reqCtx, store, scope, key, owner)
 	rc := &recordingContext{wrappedContext: ctx}
 	done := false
 	defer func() {
@@ -233,7 +217,7 @@ func (s *server) answerExisting(ctx huma.Context, rec *idem.Record, fp string) {
 }
 
 // renewKey extends the lease of a running key until the returned func is called.
-func (s *server) renewKey(ctx context.Context, r idemRenewer, scope, key, owner string) func() {
+func (s *server) renewKey(ctx context.Context, r idem.Store, scope, key, owner string) func() {
 	lease := s.idemLease()
 	stop := make(chan struct{})
 	done := make(chan struct{})

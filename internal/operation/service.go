@@ -349,7 +349,7 @@ func runGuarded(ctx context.Context, fn func(ctx context.Context) (*Result, erro
 func (s *Service) finish(ctx context.Context, id uuid.UUID, st *runState, res *Result, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	uerr := s.update(ctx, id, func(op *Operation) {
+	uerr := s.update(ctx, id, func(op *Operation) bool {
 		now := s.now().UTC()
 		op.FinishedAt = &now
 		st.mu.Lock()
@@ -366,6 +366,7 @@ func (s *Service) finish(ctx context.Context, id uuid.UUID, st *runState, res *R
 		default:
 			op.Status, op.Error = StatusFailed, ProblemOf(err)
 		}
+		return true
 	})
 	if uerr != nil {
 		s.log.Error("operation: recording the outcome", "id", id, "err", uerr, "outcome", err)
@@ -387,15 +388,18 @@ func ProblemOf(err error) *Problem {
 	return &Problem{Kind: kind, Message: err.Error()}
 }
 
-// update applies fn to the stored operation id, retrying on concurrent changes.
-func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(op *Operation)) error {
+// update applies fn to the stored operation id and stores it when fn says it changed it, retrying on
+// concurrent changes.
+func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(op *Operation) (changed bool)) error {
 	for attempt := 0; ; attempt++ {
 		err := s.tx.InTx(ctx, func(ctx context.Context) error {
 			op, err := s.repo.Get(ctx, id)
 			if err != nil {
 				return err
 			}
-			fn(op)
+			if !fn(op) {
+				return nil // nothing to store: no new version, no event
+			}
 			op.UpdatedAt = s.now().UTC()
 			return s.repo.Update(ctx, op)
 		})

@@ -244,7 +244,7 @@ func (s *Service) flushProgress(ctx context.Context, id uuid.UUID, st *runState)
 				continue
 			}
 			uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if err := s.update(uctx, id, func(op *Operation) { op.Progress = p }); err != nil {
+			if err := s.update(uctx, id, func(op *Operation) bool { op.Progress = p; return true }); err != nil {
 				s.log.Warn("operation: storing progress", "id", id, "err", err)
 			}
 			cancel()
@@ -308,66 +308,58 @@ func (s *Service) Live(ctx context.Context, target uuid.UUID) (bool, error) {
 // the same identity: nothing of them runs any more), without waiting for their lease to run out. Pending
 // operations waiting for a worker are left to the queue.
 func (s *Service) FailOrphans(ctx context.Context) error {
-	if s == nil {
-		return nil
-	}
-	all, err := s.repo.Expired(ctx, s.now().UTC().Add(100*365*24*time.Hour), 10000)
-	if err != nil {
-		return err
-	}
-	for _, op := range all {
-		if op.Owner != s.owner || op.Status != StatusRunning {
-			continue
-		}
-		err := s.update(ctx, op.ID, func(cur *Operation) {
-			if cur.Status.Final() {
-				return
-			}
-			now := s.now().UTC()
-			cur.Status, cur.FinishedAt = StatusFailed, &now
-			cur.Error = &Problem{Kind: "unavailable", Message: "the process running it stopped (it was restarted)"}
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	// Every unfinished operation has a lease ending before a century from now.
+	return s.failWhere(ctx, s.now().UTC().Add(100*365*24*time.Hour), func(op *Operation, _ time.Time) bool {
+		return op.Owner == s.owner && op.Status == StatusRunning
+	}, func(*Operation) string { return "the process running it stopped (it was restarted)" })
 }
 
 // FailExpired fails every operation whose owner stopped renewing its lease (the process died), so that the
 // entities they left in a transitional status are recovered. Pending operations waiting for a worker are
-// left to the queue. It returns the targets of the operations it failed.
-func (s *Service) FailExpired(ctx context.Context) ([]uuid.UUID, error) {
+// left to the queue.
+func (s *Service) FailExpired(ctx context.Context) error {
+	return s.failWhere(ctx, s.now().UTC(), func(op *Operation, now time.Time) bool {
+		return !(op.Status == StatusPending && op.Payload != nil) && !op.LeaseUntil.After(now)
+	}, func(op *Operation) string {
+		return "the process running it (" + op.Owner + ") stopped renewing its lease"
+	})
+}
+
+// failWhere fails, with the reason why gives, the unfinished operations whose lease ends before before and
+// that pick selects (checked again on the stored operation, which another process may have renewed or
+// finished meanwhile).
+func (s *Service) failWhere(ctx context.Context, before time.Time, pick func(op *Operation, now time.Time) bool,
+	why func(op *Operation) string) error {
 	if s == nil {
-		return nil, nil
+		return nil
 	}
-	expired, err := s.repo.Expired(ctx, s.now().UTC(), 1000)
+	ops, err := s.repo.Expired(ctx, before, 1000)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var targets []uuid.UUID
-	for _, op := range expired {
-		if op.Status == StatusPending && op.Payload != nil {
+	for _, op := range ops {
+		if !pick(op, s.now().UTC()) {
 			continue
 		}
-		owner := op.Owner
-		err := s.update(ctx, op.ID, func(cur *Operation) {
-			if cur.Status.Final() || cur.LeaseUntil.After(s.now().UTC()) {
-				return
-			}
+		failed := false
+		err := s.update(ctx, op.ID, func(cur *Operation) bool {
 			now := s.now().UTC()
+			if cur.Status.Final() || !pick(cur, now) {
+				return false
+			}
 			cur.Status, cur.FinishedAt = StatusFailed, &now
-			cur.Error = &Problem{Kind: "unavailable", Message: "the process running it (" + owner + ") stopped renewing its lease"}
+			cur.Error = &Problem{Kind: "unavailable", Message: why(cur)}
+			failed = true
+			return true
 		})
 		if err != nil {
-			return targets, err
+			return err
 		}
-		s.log.Warn("operation: failed, its owner's lease expired", "id", op.ID, "kind", op.Kind, "owner", owner)
-		if op.TargetID != uuid.Nil {
-			targets = append(targets, op.TargetID)
+		if failed {
+			s.log.Warn("operation: failed, its owner stopped", "id", op.ID, "kind", op.Kind, "owner", op.Owner, "reason", why(op))
 		}
 	}
-	return targets, nil
+	return nil
 }
 
 // Prune deletes operations that finished before before.
