@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/internal/errkind"
 )
 
 // Problem is an RFC 9457 problem details object, the body of every error response. Kind names the SDK
@@ -93,27 +94,26 @@ func kindOfStatus(status int) string {
 // 499); no client ever sees it.
 const statusClientGone = 499
 
-// kinds maps each SDK error kind to its HTTP status and its name in problems. The order matters only for
-// errors that carry several kinds, which the SDK does not produce.
+// kinds maps each SDK error kind to its HTTP status; its name in problems is the SDK's (errkind.Name). The
+// order matters only for errors that carry several kinds, which the SDK does not produce.
 var kinds = []struct {
 	err    error
 	status int
-	name   string
 }{
-	{openvair.ErrInvalid, http.StatusUnprocessableEntity, "invalid"},
-	{openvair.ErrNotFound, http.StatusNotFound, "not_found"},
-	{openvair.ErrAlreadyExists, http.StatusConflict, "already_exists"},
-	{openvair.ErrWrongState, http.StatusConflict, "wrong_state"},
-	{openvair.ErrInUse, http.StatusConflict, "in_use"},
-	{openvair.ErrConflict, http.StatusConflict, "conflict"},
-	{openvair.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-	{openvair.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	{openvair.ErrUnsupported, http.StatusUnprocessableEntity, "unsupported"},
-	{openvair.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
-	{openvair.ErrUnrunnable, http.StatusUnprocessableEntity, "unrunnable"},
-	{openvair.ErrBackendFailed, http.StatusBadGateway, "backend_failed"},
-	{openvair.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition_failed"},
-	{openvair.ErrGone, http.StatusGone, "gone"},
+	{openvair.ErrInvalid, http.StatusUnprocessableEntity},
+	{openvair.ErrNotFound, http.StatusNotFound},
+	{openvair.ErrAlreadyExists, http.StatusConflict},
+	{openvair.ErrWrongState, http.StatusConflict},
+	{openvair.ErrInUse, http.StatusConflict},
+	{openvair.ErrConflict, http.StatusConflict},
+	{openvair.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{openvair.ErrUnavailable, http.StatusServiceUnavailable},
+	{openvair.ErrUnsupported, http.StatusUnprocessableEntity},
+	{openvair.ErrTimeout, http.StatusGatewayTimeout},
+	{openvair.ErrUnrunnable, http.StatusUnprocessableEntity},
+	{openvair.ErrBackendFailed, http.StatusBadGateway},
+	{openvair.ErrPreconditionFailed, http.StatusPreconditionFailed},
+	{openvair.ErrGone, http.StatusGone},
 }
 
 // StatusOf is the one mapping from SDK errors to HTTP status codes:
@@ -143,7 +143,7 @@ func classify(err error) (int, string) {
 	}
 	for _, k := range kinds {
 		if errors.Is(err, k.err) {
-			return k.status, k.name
+			return k.status, errkind.Name(k.err)
 		}
 	}
 	if errors.Is(err, context.Canceled) {
