@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
@@ -28,8 +29,8 @@ func Example_operations() {
 		log.Fatal(err)
 	}
 	defer sys.Close()
-	pool, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, "pool")}})
+	pool, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs",
+		Config: localfs.Config{Path: filepath.Join(dir, "pool")}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	libvirtdrv "github.com/openvair/openvair/driver/libvirt"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/testenv/libvirtd"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -44,7 +45,7 @@ func liveSystemOn(t testing.TB) (*openvair.System, *vm.VM, *golibvirt.Libvirt, c
 	go func() { defer close(done); _ = sys.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
 
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: dir + "/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs", Config: localfs.Config{Path: dir + "/pool"}})
 	require.NoError(t, err)
 	m, err := sys.VMs.Create(ctx, vm.CreateRequest{Name: "web", CPU: vm.CPU{Sockets: 1, Cores: 1, Threads: 1}, MemoryBytes: 64 << 20,
 		Disks: []vm.DiskRequest{{New: &volume.CreateRequest{Name: "root", StorageID: st.ID, Format: volume.FormatQCOW2, Size: 1 << 30}}}})

@@ -34,11 +34,13 @@ package openvair
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,7 +122,7 @@ type Config struct {
 	// passwords at rest is kept (secret.key, 0600).
 	DataDir string
 	// StorageDrivers maps storage types to registered backend names (driver.RegisterStorage). Default:
-	// localfs -> "localfs", nfs -> "nfs", for those registered.
+	// every registered backend, for the storage type of its name ("localfs" -> "localfs").
 	StorageDrivers map[storage.Type]string
 	// StorageBackends gives backend instances directly; it overrides StorageDrivers.
 	StorageBackends map[storage.Type]driver.StorageBackend
@@ -330,14 +332,8 @@ func (s *System) openDrivers() error {
 	names := s.cfg.StorageDrivers
 	if names == nil {
 		names = map[storage.Type]string{}
-		registered := map[string]bool{}
 		for _, n := range driver.StorageBackends() {
-			registered[n] = true
-		}
-		for _, t := range []storage.Type{storage.TypeLocalFS, storage.TypeNFS} {
-			if registered[string(t)] {
-				names[t] = string(t)
-			}
+			names[storage.Type(n)] = n // every registered backend, for the storage type of its name
 		}
 	}
 	for t, name := range names {
@@ -557,4 +553,22 @@ func (b backends) DiskSource(pool driver.PoolSpec, kind driver.ObjectKind, id uu
 		return driver.DiskSource{}, err
 	}
 	return be.DiskSource(pool, kind, id), nil
+}
+
+// StorageType is a storage type the system can create: the name storages give in their type, the backend's
+// name and capabilities, and the JSON Schema of its configuration.
+type StorageType struct {
+	Type         storage.Type
+	Info         driver.StorageInfo
+	ConfigSchema json.RawMessage
+}
+
+// StorageTypes lists the storage types the system has a backend for, sorted by type.
+func (s *System) StorageTypes() []StorageType {
+	out := make([]StorageType, 0, len(s.backends))
+	for t, b := range s.backends {
+		out = append(out, StorageType{Type: t, Info: b.Info(), ConfigSchema: b.ConfigSchema()})
+	}
+	slices.SortFunc(out, func(a, b StorageType) int { return strings.Compare(string(a.Type), string(b.Type)) })
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/storage"
@@ -23,7 +24,7 @@ func TestOpenRefusesUnknownNames(t *testing.T) {
 	assert.ErrorIs(t, err, openvair.ErrUnsupported)
 	_, err = openvair.Open(ctx, openvair.Config{DSN: "no-scheme"})
 	assert.ErrorIs(t, err, openvair.ErrInvalid)
-	_, err = openvair.Open(ctx, openvair.Config{StorageDrivers: map[storage.Type]string{storage.TypeNFS: "nope"}})
+	_, err = openvair.Open(ctx, openvair.Config{StorageDrivers: map[storage.Type]string{"nfs": "nope"}})
 	assert.ErrorIs(t, err, openvair.ErrNotFound)
 	_, err = openvair.Open(ctx, openvair.Config{Hypervisor: "nope"})
 	assert.ErrorIs(t, err, openvair.ErrNotFound)
@@ -49,7 +50,7 @@ func TestEveryFailingStepLeavesNoTransitionalStatus(t *testing.T) {
 			}
 			ctx := e.Ctx
 			s := e.Sys
-			st, err := s.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}})
+			st, err := s.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: "localfs", Config: localfs.Config{Path: "/srv/pool"}})
 			if err != nil {
 				assertClean(t, e)
 				return
@@ -119,7 +120,7 @@ func TestOpenSQLitePersists(t *testing.T) {
 	cfg := openvair.Config{DSN: "sqlite://" + dir + "/openvair.db", DataDir: dir}
 	sys, err := openvair.Open(ctx, cfg)
 	require.NoError(t, err)
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: dir + "/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs", Config: localfs.Config{Path: dir + "/pool"}})
 	require.NoError(t, err)
 	require.NoError(t, sys.Close())
 
@@ -142,7 +143,7 @@ func TestReopenAfterCrashLeavesNothingHalfDone(t *testing.T) {
 	cfg := openvair.Config{DSN: "sqlite://" + dir + "/openvair.db", DataDir: dir}
 	sys, err := openvair.Open(ctx, cfg)
 	require.NoError(t, err)
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: dir + "/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs", Config: localfs.Config{Path: dir + "/pool"}})
 	require.NoError(t, err)
 	creating, err := sys.Volumes.Create(ctx, volume.CreateRequest{Name: "creating", StorageID: st.ID, Format: volume.FormatQCOW2, Size: 1 << 30})
 	require.NoError(t, err)

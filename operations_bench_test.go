@@ -9,6 +9,7 @@ import (
 
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/repo"
@@ -48,7 +49,7 @@ func BenchmarkVolumeEdit(b *testing.B) {
 			ctx := context.Background()
 			be := fakeBackends{fake.NewStorage(sdktest.Capacity)}
 			storages := storage.NewService(st.Storages(), st, be)
-			pool, err := storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}})
+			pool, err := storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: "localfs", Config: localfs.Config{Path: "/srv/pool"}})
 			require.NoError(b, err)
 			vols := volume.NewService(st.Volumes(), st.Storages(), st, be)
 			vol, err := vols.Create(ctx, volume.CreateRequest{Name: "v", StorageID: pool.ID, Format: volume.FormatRaw, Size: 4096})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/internal/testenv/pg"
@@ -347,8 +348,8 @@ func TestAsyncFormsOfLongCalls(t *testing.T) {
 		require.Equal(t, operation.StatusSucceeded, done.Status, "%s: %+v", done.Kind, done.Error)
 		return done
 	}
-	st := wait(e.Sys.Storages.CreateAsync(e.Ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}}))
+	st := wait(e.Sys.Storages.CreateAsync(e.Ctx, storage.CreateRequest{Name: "pool", Type: "localfs",
+		Config: localfs.Config{Path: "/srv/pool"}}))
 	m := wait(e.Sys.VMs.CreateAsync(e.Ctx, sdktest.VMRequest("web", vm.DiskRequest{New: &volume.CreateRequest{Name: "root",
 		StorageID: st.Result.ID, Format: volume.FormatQCOW2, Size: 1 << 20}})))
 	wait(e.Sys.VMs.StartAsync(e.Ctx, m.Result.ID))

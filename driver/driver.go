@@ -13,6 +13,7 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"time"
 
@@ -53,60 +54,34 @@ const (
 	ImageRaw   ImageFormat = "raw"
 )
 
-// Storage types known to openvair.
-const (
-	TypeLocalFS = "localfs"
-	TypeNFS     = "nfs"
-)
-
-// PoolSpec is everything a storage backend needs to find a storage.
+// PoolSpec is everything a storage backend needs to find a storage: its id, its type, the configuration its
+// backend accepted (StorageConfigurer.CheckConfig) and the state the backend keeps with it (what Prepare
+// and CheckConfig reported in their State). Config and State belong to the backend: openvair stores them
+// as they are and never reads them.
 type PoolSpec struct {
-	ID      uuid.UUID
-	Type    string // TypeLocalFS or TypeNFS
-	LocalFS *LocalFSSpec
-	NFS     *NFSSpec
-}
-
-// LocalFSSpec locates a local storage: a directory (Path), or a block device (Device) that the driver
-// formats with FSType when Format is set and mounts under its data directory.
-type LocalFSSpec struct {
-	Path            string `json:"path,omitempty"`
-	Device          string `json:"device,omitempty"`
-	FSType          string `json:"fs_type,omitempty"`
-	Format          bool   `json:"format,omitempty"`
-	ReuseFilesystem bool   `json:"reuse_filesystem,omitempty"`
-	// Wipe, with Format, lets Prepare format a device that is not blank: one holding data no filesystem
-	// claims, a signature (partition table, LVM, RAID, ...) or a filesystem. Everything on it is destroyed.
-	// Without it, Format refuses any device with a signature or non-zero bytes near its start or end.
-	Wipe   bool   `json:"wipe,omitempty"`
-	FSUUID string `json:"fs_uuid,omitempty"` // filled by Prepare in device mode
-	// RealPath is set by openvair when the storage is created: Path (or Device) with every symbolic link
-	// resolved. Storages are told apart by it, and a directory-mode backend works in it (so a symbolic link
-	// changed later does not move the storage).
-	RealPath string `json:"real_path,omitempty"`
-	// CreatedDir records that Prepare created the storage directory (directory mode; see
-	// PoolState.CreatedDir). Teardown removes the directory only then, and only when empty. It is not part
-	// of the JSON form: the caller keeps it with the storage and passes it back.
-	CreatedDir bool `json:"-"`
-}
-
-// NFSSpec locates an NFS export.
-type NFSSpec struct {
-	Server  string `json:"server"`
-	Export  string `json:"export"`
-	Version int    `json:"version"`
+	ID     uuid.UUID
+	Type   string
+	Config json.RawMessage
+	State  json.RawMessage
 }
 
 // PoolState is what a backend reports about a prepared storage.
 type PoolState struct {
 	Capacity   int64  // total bytes
 	Available  int64  // bytes available for new data
-	MountPoint string // where a device-mode storage is mounted, if any
-	FSUUID     string // filesystem UUID of a device-mode storage
-	// CreatedDir (from Prepare, directory mode) says that the storage directory is openvair's: Prepare
-	// created it now, or LocalFSSpec.CreatedDir said it had before. Callers record it in
-	// LocalFSSpec.CreatedDir; a directory that already existed is never removed by Teardown.
-	CreatedDir bool
+	MountPoint string // where the storage is mounted on this host, if the backend mounts it
+	// State, when not nil, replaces the state openvair keeps with the storage (PoolSpec.State): what Prepare
+	// learned or did that later calls must know (a filesystem UUID, that it created the directory). A
+	// backend that keeps no state leaves it nil.
+	State json.RawMessage
+}
+
+// Apply returns pool with the state s reports recorded, as openvair records it after Prepare.
+func (s PoolState) Apply(pool PoolSpec) PoolSpec {
+	if s.State != nil {
+		pool.State = s.State
+	}
+	return pool
 }
 
 // VolumeSpec describes a volume to create.
@@ -158,8 +133,10 @@ type DiskSource struct {
 type StorageCapabilities struct {
 	VolumeFormats []VolumeFormat // formats CreateVolume accepts
 	Extend        bool           // ExtendVolume works
-	BlockDevice   bool           // device mode (format and mount a block device)
 	RemoteAttach  bool           // volumes attach as network disks, without a host mount
+	// InstantClone says that the backend implements VolumeCloner and that its clones share blocks with
+	// their source (reflinks, snapshots): a clone takes about the same time whatever the volume's size.
+	InstantClone bool
 }
 
 // StorageInfo names a backend and its capabilities.
@@ -173,6 +150,8 @@ type StorageInfo struct {
 type StorageBackend interface {
 	// Info names the backend and its capabilities.
 	Info() StorageInfo
+	// StorageConfigurer checks the configurations of new storages.
+	StorageConfigurer
 	// Prepare makes a storage usable (checks the server, creates the directory, formats and mounts a
 	// device when asked) and reports its capacity. It is idempotent.
 	Prepare(ctx context.Context, pool PoolSpec) (PoolState, error)
@@ -447,4 +426,18 @@ func ErrorAs(x any, err error, target any) bool {
 	}
 	a, ok := x.(ErrorAser)
 	return ok && a.ErrorAs(err, target)
+}
+
+// VolumeCloner is implemented by storage backends that copy a volume within a storage. With
+// Capabilities.InstantClone the copy shares blocks with its source (a reflink, FICLONE), so it takes about
+// the same time whatever the volume's size; without it the backend may stream the data (sparse-aware). A
+// snapshot of a volume is a clone that openvair keeps read-only: volume snapshots and volumes made from
+// volumes build on this one operation.
+type VolumeCloner interface {
+	// CloneVolume creates the volume dst as a copy of the volume src.ID, of format src.Format (src.Size is
+	// ignored), on the same storage: same format, same virtual size, same content. From then on the two are
+	// independent: writing to one leaves the other unchanged. ErrNotFound when src is missing,
+	// ErrAlreadyExists when dst exists; a failed or cancelled clone leaves no dst behind. The caller makes
+	// sure nothing writes to src while it is cloned (its VM is stopped).
+	CloneVolume(ctx context.Context, pool PoolSpec, src VolumeSpec, dst uuid.UUID) (VolumeInfo, error)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/storage"
@@ -26,8 +27,8 @@ func ExampleService_Create() {
 		log.Fatal(err)
 	}
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, "pool")}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs",
+		Config: localfs.Config{Path: filepath.Join(dir, "pool")}})
 	if err != nil {
 		log.Fatal(err)
 	}

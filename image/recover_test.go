@@ -16,6 +16,7 @@ import (
 	openvair "github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
@@ -70,10 +71,11 @@ func TestRecoverSweepsUploadLeftovers(t *testing.T) {
 	sys := open()
 	var pools []string
 	for _, name := range []string{"a", "b"} {
-		st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: name, Type: storage.TypeLocalFS,
-			LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, name)}})
+		st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: name, Type: "localfs",
+			Config: localfs.Config{Path: filepath.Join(dir, name)}})
 		require.NoError(t, err)
-		pools = append(pools, st.LocalFS.Path)
+		pools = append(pools, filepath.Join(dir, name))
+		_ = st
 		if name == "a" {
 			now := time.Now().UTC()
 			img := &image.Image{ID: uuid.Must(uuid.NewV7()), Name: "crashed", StorageID: st.ID, Status: image.StatusUploading,
@@ -129,12 +131,12 @@ func TestRecoverSweepsEveryStorage(t *testing.T) {
 	store := memory.New()
 	t.Cleanup(func() { _ = store.Close() })
 	b := &sweeper{Storage: fake.NewStorage(1 << 30)}
-	sys, err := openvair.Open(ctx, openvair.Config{Store: store, StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: b}})
+	sys, err := openvair.Open(ctx, openvair.Config{Store: store, StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": b}})
 	require.NoError(t, err)
 	defer sys.Close()
 	var want []uuid.UUID
 	for _, name := range []string{"a", "b", "c"} {
-		st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: name, Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/" + name}})
+		st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: name, Type: "localfs", Config: localfs.Config{Path: "/srv/" + name}})
 		require.NoError(t, err)
 		want = append(want, st.ID)
 	}
@@ -170,10 +172,10 @@ func TestUploadSpaceMessages(t *testing.T) {
 	store := memory.New()
 	t.Cleanup(func() { _ = store.Close() })
 	sys, err := openvair.Open(ctx, openvair.Config{Store: store,
-		StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: fake.NewStorage(4096)}})
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": fake.NewStorage(4096)}})
 	require.NoError(t, err)
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "small", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/small"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "small", Type: "localfs", Config: localfs.Config{Path: "/srv/small"}})
 	require.NoError(t, err)
 
 	_, err = sys.Images.Create(ctx, image.CreateRequest{Name: "big", StorageID: st.ID}, bytes.NewReader(make([]byte, 5000)))

@@ -175,6 +175,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 		s.preconditionMiddleware, s.operationMiddleware)
 
 	s.registerStorages(api)
+	s.registerStorageTypes(api)
 	s.registerVolumes(api)
 	s.registerImages(api)
 	s.registerVMs(api)
@@ -183,6 +184,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 	s.registerEvents(api)
 	s.registerHealth(api)
 	useProblemSchema(api)
+	s.documentStorageTypes(api)
 	documentStatuses(api)
 	documentHeaders(api)
 	registerDocs(mux)

@@ -169,8 +169,12 @@ func TestNFSFlow(t *testing.T) {
 		"nfs": map[string]any{"server": srv.Addr(), "export": srv.Export()}}, 201, &st)
 	assert.Equal(t, "nfs", string(st.Type))
 	assert.Equal(t, "available", string(st.Status))
-	require.NotNil(t, st.NFS)
-	assert.Equal(t, 3, st.NFS.Version)
+	assert.EqualValues(t, 3, st.Config["version"], "the backend fills in the default version")
+	assert.Equal(t, "nfs:"+srv.Addr()+":"+srv.Export(), st.Location)
+	var raw map[string]any
+	e.call("GET", "/api/v1/storages/"+st.ID.String(), nil, 200, &raw)
+	legacy, _ := raw["nfs"].(map[string]any)
+	assert.Equal(t, srv.Addr(), legacy["server"], "responses keep the deprecated shorthand")
 
 	v := e.volume(st.ID, "nfsdisk", 1<<30)
 	var got refserver.Volume

@@ -90,11 +90,11 @@ type listStoragesInput struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
 	Cursor string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
 	Status string `query:"status" enum:"creating,available,deleting,error" doc:"Only storages with this status."`
-	Type   string `query:"type" enum:"localfs,nfs" doc:"Only storages of this type (localfs, nfs)."`
+	Type   string `query:"type" maxLength:"32" doc:"Only storages of this type (the name of a storage backend)."`
 	Name   string `query:"name" maxLength:"255" doc:"Only the storage with this name."`
 }
 
-type createStorageInput struct{ Body StorageCreate }
+type createStorageInput struct{ Body StorageCreateBody }
 
 type editStorageInput struct {
 	ID   string `path:"id" format:"uuid" doc:"The entity's id."`
@@ -127,9 +127,12 @@ func (s *server) registerStorages(api huma.API) {
 		"Create a storage (a local directory or device, or an NFS export)", tag,
 		http.StatusBadRequest, http.StatusConflict, http.StatusServiceUnavailable, http.StatusGatewayTimeout)),
 		func(ctx context.Context, in *createStorageInput) (*storageOutput, error) {
-			st, err := svc.Create(ctx, in.Body.request())
+			if in.Body.err != nil {
+				return nil, s.problemOf(ctx, locateFields(in.Body.err, in.Body.locate))
+			}
+			st, err := svc.Create(ctx, in.Body.req)
 			if err != nil {
-				return nil, s.fail(ctx, err)
+				return nil, s.fail(ctx, locateFields(err, in.Body.locate))
 			}
 			out := storageResp(st)
 			out.Location = s.location("storages", st.ID)

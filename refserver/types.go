@@ -1,8 +1,13 @@
 package refserver
 
 import (
+	"encoding/json"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
+
+	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/google/uuid"
 	"github.com/openvair/openvair/image"
@@ -16,38 +21,94 @@ import (
 // The JSON shapes of the API. They mirror the SDK's entities and requests field by field (snake_case,
 // sizes in bytes, UUID ids); conversions are plain copies. The SDK validates every request.
 
-// NFS locates an NFS export.
-type NFS struct {
-	Server  string `json:"server" doc:"IP address or host name of the NFS server."`
-	Export  string `json:"export" doc:"Exported path, absolute."`
-	Version int    `json:"version,omitempty" enum:"3" doc:"NFS protocol version; only 3 is supported (default 3)."`
-}
-
 // Storage is a place where volumes and images live.
 type Storage struct {
-	ID           uuid.UUID            `json:"id" format:"uuid"`
-	Name         string               `json:"name"`
-	Description  string               `json:"description"`
-	Type         storage.Type         `json:"type" enum:"localfs,nfs"`
-	LocalFS      *storage.LocalFSSpec `json:"localfs,omitempty"`
-	NFS          *NFS                 `json:"nfs,omitempty"`
-	Status       storage.Status       `json:"status" enum:"creating,available,deleting,error"`
-	StatusReason string               `json:"status_reason,omitempty"`
-	Capacity     int64                `json:"capacity" doc:"Bytes."`
-	Available    int64                `json:"available" doc:"Bytes free for new volumes and images."`
-	MountPoint   string               `json:"mount_point,omitempty"`
-	CreatedAt    time.Time            `json:"created_at"`
-	UpdatedAt    time.Time            `json:"updated_at"`
-	Version      int64                `json:"version"`
+	ID           uuid.UUID      `json:"id" format:"uuid"`
+	Name         string         `json:"name"`
+	Description  string         `json:"description"`
+	Type         string         `json:"type" doc:"The storage type: the name of a storage backend of the server (GET /api/v1/storage-types)."`
+	Config       map[string]any `json:"config" doc:"The configuration the type's backend accepted, normalized; its schema is the type's (StorageCreateBody)."`
+	State        map[string]any `json:"state,omitempty" doc:"What the backend keeps with the storage (a filesystem UUID, whether it created the directory); read-only."`
+	Location     string         `json:"location" doc:"The key no two storages share, given by the backend: dir:<path>, dev:<device>, nfs:<server>:<export>."`
+	Status       storage.Status `json:"status" enum:"creating,available,deleting,error"`
+	StatusReason string         `json:"status_reason,omitempty"`
+	Capacity     int64          `json:"capacity" doc:"Bytes."`
+	Available    int64          `json:"available" doc:"Bytes free for new volumes and images."`
+	MountPoint   string         `json:"mount_point,omitempty"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+	Version      int64          `json:"version"`
 }
 
-// StorageCreate asks for a new storage: type localfs with localfs, or type nfs with nfs.
-type StorageCreate struct {
-	Name        string               `json:"name" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
-	Description string               `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
-	Type        storage.Type         `json:"type" enum:"localfs,nfs" doc:"localfs or nfs."`
-	LocalFS     *storage.LocalFSSpec `json:"localfs,omitempty" doc:"A directory (path) or a block device (device, fs_type, format or reuse_filesystem)."`
-	NFS         *NFS                 `json:"nfs,omitempty"`
+// storageFields are the JSON names of Storage's fields: a storage type with one of these names gets no
+// shorthand in responses.
+var storageFields = jsonFields(reflect.TypeFor[Storage]())
+
+// MarshalJSON adds the shorthand of earlier versions: the configuration and state merged under a key named
+// after the type ("localfs": {...}), deprecated in the OpenAPI document.
+func (s Storage) MarshalJSON() ([]byte, error) {
+	type plain Storage
+	b, err := json.Marshal(plain(s))
+	if err != nil || s.Type == "" || storageFields[s.Type] {
+		return b, err
+	}
+	legacy := make(map[string]any, len(s.Config)+len(s.State))
+	for k, v := range s.Config {
+		legacy[k] = v
+	}
+	for k, v := range s.State {
+		legacy[k] = v
+	}
+	extra, err := json.Marshal(map[string]any{s.Type: legacy})
+	if err != nil {
+		return nil, err
+	}
+	// {...plain fields...} + {"<type>": {...}}: splice the second object's member into the first.
+	return append(append(b[:len(b)-1], ','), extra[1:]...), nil
+}
+
+// StorageCreateBody is the body of createStorage as the server reads it. The document publishes the typed
+// StorageCreate schema (one variant per storage type, told apart by type); this type only reads it, keeping the shorthand of
+// earlier versions ("localfs": {...} for "config": {...}), and lets the SDK and the type's backend report
+// every bad field.
+type StorageCreateBody struct {
+	req storage.CreateRequest
+	err error // a malformed request, reported by the handler with its fields
+	// shorthand is the key that held the configuration when the request used the shorthand ("localfs"):
+	// errors then name its fields as the client sent them.
+	shorthand string
+}
+
+// UnmarshalJSON reads the request (see storage.CreateRequest.UnmarshalJSON).
+func (c *StorageCreateBody) UnmarshalJSON(b []byte) error {
+	c.err = c.req.UnmarshalJSON(b)
+	var keys map[string]json.RawMessage
+	if c.err == nil && json.Unmarshal(b, &keys) == nil {
+		if _, ok := keys[string(c.req.Type)]; ok {
+			c.shorthand = string(c.req.Type)
+		}
+	}
+	return nil
+}
+
+// locate names a field of the request as the client sent it: body.<field>, with config.<x> as
+// <type>.<x> when the request used the shorthand.
+func (c *StorageCreateBody) locate(field string) string {
+	if c.shorthand != "" {
+		if rest, ok := strings.CutPrefix(field, "config"); ok && (rest == "" || rest[0] == '.') {
+			field = c.shorthand + rest
+		}
+	}
+	return "body." + field
+}
+
+// Schema is the loose schema the request is validated with before the SDK and the backend check it (an
+// object with a name and a type), so that every bad field is reported by name; the document publishes the
+// typed StorageCreate for createStorage.
+func (c StorageCreateBody) Schema(huma.Registry) *huma.Schema {
+	return &huma.Schema{Type: huma.TypeObject, Required: []string{"name", "type"}, AdditionalProperties: true,
+		Properties: map[string]*huma.Schema{"name": {Type: huma.TypeString}, "type": {Type: huma.TypeString},
+			"description": {Type: huma.TypeString}, "config": {Type: huma.TypeObject, AdditionalProperties: true}}}
 }
 
 // MetaEdit changes a storage's or an image's name or description; absent fields stay as they are.
@@ -57,21 +118,30 @@ type MetaEdit struct {
 }
 
 func storageOut(s *storage.Storage) *Storage {
-	out := &Storage{ID: s.ID, Name: s.Name, Description: s.Description, Type: s.Type, LocalFS: s.LocalFS,
+	return &Storage{ID: s.ID, Name: s.Name, Description: s.Description, Type: string(s.Type),
+		Config: jsonObject(s.Config), State: jsonObject(s.State), Location: s.Location,
 		Status: s.Status, StatusReason: s.StatusReason, Capacity: s.Capacity, Available: s.Available,
 		MountPoint: s.MountPoint, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Version: s.Version}
-	if s.NFS != nil {
-		out.NFS = &NFS{Server: s.NFS.Server, Export: s.NFS.Export, Version: s.NFS.Version}
-	}
-	return out
 }
 
-func (c *StorageCreate) request() storage.CreateRequest {
-	r := storage.CreateRequest{Name: c.Name, Description: c.Description, Type: c.Type, LocalFS: c.LocalFS}
-	if c.NFS != nil {
-		r.NFS = &storage.NFSSpec{Server: c.NFS.Server, Export: c.NFS.Export, Version: c.NFS.Version}
+// jsonObject decodes a JSON object; nil for nothing, null or anything that is not an object.
+func jsonObject(b json.RawMessage) map[string]any {
+	var m map[string]any
+	if len(b) == 0 || json.Unmarshal(b, &m) != nil {
+		return nil
 	}
-	return r
+	return m
+}
+
+// jsonFields returns the JSON names of a struct type's fields.
+func jsonFields(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // VolumeAttachment is a VM that uses a volume.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/storage"
 )
 
@@ -23,7 +24,7 @@ func ExampleService_Create() {
 	}
 	defer sys.Close()
 
-	req := storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, "pool")}}
+	req := storage.CreateRequest{Name: "local", Type: "localfs", Config: localfs.Config{Path: filepath.Join(dir, "pool")}}
 	st, err := sys.Storages.Create(ctx, req)
 	if err != nil {
 		log.Fatal(err)

@@ -42,14 +42,29 @@ func localSystem(t *testing.T, dsn string) (*openvair.System, context.Context) {
 	b, err := localfs.New(driver.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	sys, err := openvair.Open(ctx, openvair.Config{DSN: dsn, HypervisorInstance: fake.NewHypervisor(),
-		StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: b}})
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": b}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sys.Close() })
 	return sys, ctx
 }
 
+// stateOf and configOf decode a storage's localfs state and configuration.
+func stateOf(t *testing.T, st *storage.Storage) localfs.State {
+	t.Helper()
+	var ls localfs.State
+	require.NoError(t, driver.DecodeState(st.State, &ls))
+	return ls
+}
+
+func configOf(t *testing.T, st *storage.Storage) localfs.Config {
+	t.Helper()
+	var c localfs.Config
+	require.NoError(t, st.DecodeConfig(&c))
+	return c
+}
+
 func dirRequest(name, path string) storage.CreateRequest {
-	return storage.CreateRequest{Name: name, Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: path}}
+	return storage.CreateRequest{Name: name, Type: "localfs", Config: localfs.Config{Path: path}}
 }
 
 // TestDeleteRemovesOnlyWhatOpenvairCreated: deleting a storage removes its directory only when openvair
@@ -93,10 +108,10 @@ func TestDeleteRemovesOnlyWhatOpenvairCreated(t *testing.T) {
 					name := "pool-" + uuid.NewString()[:8]
 					st, err := sys.Storages.Create(ctx, dirRequest(name, dir))
 					require.NoError(t, err)
-					assert.Equal(t, !c.existing, st.CreatedDir)
+					assert.Equal(t, !c.existing, stateOf(t, st).CreatedDir)
 					got, err := sys.Storages.Get(ctx, st.ID)
 					require.NoError(t, err)
-					assert.Equal(t, !c.existing, got.CreatedDir, "CreatedDir is stored")
+					assert.Equal(t, !c.existing, stateOf(t, got).CreatedDir, "CreatedDir is stored")
 					if c.after != nil {
 						c.after(t, dir)
 					}
@@ -132,7 +147,7 @@ func TestLocationComparedResolved(t *testing.T) {
 
 			first, err := sys.Storages.Create(ctx, dirRequest("first", real))
 			require.NoError(t, err)
-			assert.Equal(t, real, first.LocalFS.RealPath)
+			assert.Equal(t, real, stateOf(t, first).RealPath)
 			for name, path := range map[string]string{
 				"link":             link,
 				"parent link":      filepath.Join(other, "real"),
@@ -151,8 +166,8 @@ func TestLocationComparedResolved(t *testing.T) {
 			}
 			viaLink, err := sys.Storages.Create(ctx, dirRequest("via-link", filepath.Join(link, "sub")))
 			require.NoError(t, err)
-			assert.Equal(t, filepath.Join(link, "sub"), viaLink.LocalFS.Path, "the given path is kept")
-			assert.Equal(t, filepath.Join(real, "sub"), viaLink.LocalFS.RealPath)
+			assert.Equal(t, filepath.Join(link, "sub"), configOf(t, viaLink).Path, "the given path is kept")
+			assert.Equal(t, filepath.Join(real, "sub"), stateOf(t, viaLink).RealPath)
 			_, err = sys.Storages.Create(ctx, dirRequest("direct", filepath.Join(real, "sub")))
 			require.ErrorIs(t, err, errkind.AlreadyExists, "the resolved path of the other")
 
@@ -164,7 +179,7 @@ func TestLocationComparedResolved(t *testing.T) {
 }
 
 // TestLocationErrorsNameTheirField: a missing directory, a regular file, a system directory and a missing
-// device are *errkind.ValidationError naming localfs.path or localfs.device, and nothing is recorded.
+// device are *errkind.ValidationError naming config.path or config.device, and nothing is recorded.
 func TestLocationErrorsNameTheirField(t *testing.T) {
 	sys, ctx := localSystem(t, "memory:")
 	base := t.TempDir()
@@ -174,20 +189,20 @@ func TestLocationErrorsNameTheirField(t *testing.T) {
 	require.NoError(t, os.Symlink("/etc", link))
 	cases := []struct {
 		name  string
-		spec  storage.LocalFSSpec
+		spec  localfs.Config
 		field string
 	}{
-		{"missing directory", storage.LocalFSSpec{Path: filepath.Join(base, "no", "such")}, "localfs.path"},
-		{"regular file", storage.LocalFSSpec{Path: file}, "localfs.path"},
-		{"system directory", storage.LocalFSSpec{Path: "/etc"}, "localfs.path"},
-		{"inside a system directory", storage.LocalFSSpec{Path: "/usr/local/pool"}, "localfs.path"},
-		{"symbolic link to a system directory", storage.LocalFSSpec{Path: link}, "localfs.path"},
-		{"missing device", storage.LocalFSSpec{Device: "/dev/openvair-no-such-device", FSType: "ext4", Format: true}, "localfs.device"},
+		{"missing directory", localfs.Config{Path: filepath.Join(base, "no", "such")}, "config.path"},
+		{"regular file", localfs.Config{Path: file}, "config.path"},
+		{"system directory", localfs.Config{Path: "/etc"}, "config.path"},
+		{"inside a system directory", localfs.Config{Path: "/usr/local/pool"}, "config.path"},
+		{"symbolic link to a system directory", localfs.Config{Path: link}, "config.path"},
+		{"missing device", localfs.Config{Device: "/dev/openvair-no-such-device", FSType: "ext4", Format: true}, "config.device"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			spec := c.spec
-			_, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "x", Type: storage.TypeLocalFS, LocalFS: &spec})
+			_, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "x", Type: "localfs", Config: spec})
 			require.ErrorIs(t, err, errkind.Invalid)
 			var ve *errkind.ValidationError
 			require.ErrorAs(t, err, &ve)

@@ -35,11 +35,12 @@ func opSpec(kind string, id uuid.UUID, payload any) operation.Spec {
 // available (a storage.create operation). When the backend refuses, nothing remains and the backend's error
 // is returned.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*Storage, error) {
-	if err := req.Validate(); err != nil {
+	c, err := s.check(ctx, &req)
+	if err != nil {
 		return nil, err
 	}
 	return operation.Do(ctx, s.ops, opSpec(OpCreate, uuid.Nil, req), func(ctx context.Context) (*Storage, error) {
-		return s.create(ctx, req)
+		return s.create(ctx, req, c)
 	})
 }
 

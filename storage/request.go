@@ -1,82 +1,93 @@
 package storage
 
 import (
-	"net"
-	"path/filepath"
+	"encoding/json"
 	"regexp"
-	"strings"
 
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/validate"
 )
 
-// CreateRequest asks for a new storage. Exactly one of LocalFS and NFS is set, matching Type.
+// CreateRequest asks for a new storage: a type (the name of a registered backend) and that backend's
+// configuration, which the backend checks (driver.StorageConfigurer.CheckConfig).
 type CreateRequest struct {
-	Name        string       `json:"name"`
-	Description string       `json:"description,omitempty"`
-	Type        Type         `json:"type"`
-	LocalFS     *LocalFSSpec `json:"localfs,omitempty"`
-	NFS         *NFSSpec     `json:"nfs,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Type        Type   `json:"type"`
+	// Config is the backend's configuration: a value that encodes to a JSON object, such as a
+	// localfs.Config, a json.RawMessage or a map. Nil means {}.
+	Config any `json:"config,omitempty"`
 }
 
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+// typeRE is the form of a storage type name.
+var typeRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 
-// Validate reports every bad field at once.
+// UnmarshalJSON reads a request, accepting the shorthand of earlier versions: the configuration under a
+// key named after the type ({"type": "nfs", "nfs": {...}}) instead of under "config". Any other unknown
+// key is refused.
+func (r *CreateRequest) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return &errkind.ValidationError{Entity: "storage", Fields: []errkind.FieldError{{Field: "body", Message: "must be a JSON object"}}}
+	}
+	v := &errkind.Validator{Entity: "storage"}
+	var out CreateRequest
+	str := func(key string, dst *string) {
+		if raw, ok := m[key]; ok {
+			v.Check(json.Unmarshal(raw, dst) == nil, key, "must be a string")
+			delete(m, key)
+		}
+	}
+	var typ string
+	str("name", &out.Name)
+	str("description", &out.Description)
+	str("type", &typ)
+	out.Type = Type(typ)
+	if raw, ok := m["config"]; ok {
+		out.Config = raw
+		delete(m, "config")
+	}
+	if raw, ok := m[typ]; ok && typ != "" {
+		v.Check(out.Config == nil, typ, "give the configuration either under config or under %s (the older form), not both", typ)
+		out.Config = raw
+		delete(m, typ)
+	}
+	for k := range m {
+		v.Add(k, "is not a field of a storage request")
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	*r = out
+	return nil
+}
+
+// config returns the configuration as JSON.
+func (r *CreateRequest) config() (json.RawMessage, error) {
+	switch c := r.Config.(type) {
+	case nil:
+		return json.RawMessage("{}"), nil
+	case json.RawMessage:
+		return c, nil
+	case []byte:
+		return c, nil
+	}
+	b, err := json.Marshal(r.Config)
+	if err != nil {
+		return nil, &errkind.ValidationError{Entity: "storage", Fields: []errkind.FieldError{{Field: "config", Message: "cannot be encoded as JSON: " + err.Error()}}}
+	}
+	return b, nil
+}
+
+// Validate reports every bad field the storage service checks at once; the configuration is the
+// backend's to check.
 func (r *CreateRequest) Validate() error {
 	v := &errkind.Validator{Entity: "storage"}
 	validate.NormalizeName(&r.Name)
 	validate.Name(v, "name", r.Name)
 	validate.Description(v, "description", r.Description)
-	switch r.Type {
-	case TypeLocalFS:
-		v.Check(r.NFS == nil, "nfs", "must be empty for a localfs storage")
-		if r.LocalFS == nil {
-			v.Add("localfs", "is required for a localfs storage")
-			break
-		}
-		validateLocalFS(v, r.LocalFS)
-	case TypeNFS:
-		v.Check(r.LocalFS == nil, "localfs", "must be empty for an nfs storage")
-		if r.NFS == nil {
-			v.Add("nfs", "is required for an nfs storage")
-			break
-		}
-		validateNFS(v, r.NFS)
-	default:
-		v.Add("type", "must be %q or %q", TypeLocalFS, TypeNFS)
-	}
+	v.Check(typeRE.MatchString(string(r.Type)), "type", "must name a storage backend (lower case letters, digits, - and _)")
 	return v.Err()
-}
-
-func cleanAbs(p string) bool {
-	return filepath.IsAbs(p) && filepath.Clean(p) == p && !strings.ContainsAny(p, "\x00\n")
-}
-
-func validateLocalFS(v *errkind.Validator, l *LocalFSSpec) {
-	switch {
-	case l.Path != "" && l.Device != "":
-		v.Add("localfs", "give either path (a directory) or device (a block device), not both")
-	case l.Path == "" && l.Device == "":
-		v.Add("localfs", "give path (a directory) or device (a block device)")
-	case l.Path != "":
-		v.Check(cleanAbs(l.Path) && l.Path != "/", "localfs.path", "must be a clean absolute directory path other than /")
-		v.Check(l.FSType == "" && !l.Format && !l.ReuseFilesystem && !l.Wipe, "localfs", "fs_type, format, reuse_filesystem and wipe apply to device mode only")
-	default:
-		v.Check(cleanAbs(l.Device) && strings.HasPrefix(l.Device, "/dev/"), "localfs.device", "must be a clean absolute path under /dev/")
-		v.Check(l.FSType == "ext4" || l.FSType == "xfs", "localfs.fs_type", "must be ext4 or xfs")
-		v.Check(l.Format != l.ReuseFilesystem, "localfs", "set exactly one of format (make a new filesystem on a blank device) and reuse_filesystem")
-		v.Check(!l.Wipe || l.Format, "localfs.wipe", "applies only with format (it lets format destroy what the device holds)")
-	}
-	v.Check(l.FSUUID == "", "localfs.fs_uuid", "is set by openvair, not by the caller")
-	v.Check(l.RealPath == "", "localfs.real_path", "is set by openvair, not by the caller")
-}
-
-func validateNFS(v *errkind.Validator, n *NFSSpec) {
-	if net.ParseIP(n.Server) == nil && (len(n.Server) > 253 || !hostnameRE.MatchString(n.Server)) {
-		v.Add("nfs.server", "must be an IP address or a host name")
-	}
-	v.Check(cleanAbs(n.Export), "nfs.export", "must be a clean absolute path")
-	v.Check(n.Version == 0 || n.Version == 3, "nfs.version", "only NFS version 3 is supported")
 }
 
 // EditRequest changes a storage's metadata; nil fields stay as they are.
@@ -105,7 +116,7 @@ type ListOptions struct {
 func (o *ListOptions) validate() error {
 	v := &errkind.Validator{Entity: "storage list"}
 	validate.ListFilters(v, &o.Name, o.Cursor, o.Status, transitions)
-	validate.Known(v, "type", o.Type, TypeLocalFS, TypeNFS)
+	v.Check(o.Type == "" || typeRE.MatchString(string(o.Type)), "type", "must name a storage backend")
 	return v.Err()
 }
 

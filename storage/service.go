@@ -2,9 +2,12 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,19 +42,11 @@ type Transactor interface {
 type Backend interface {
 	// Info tells what the backend can do; the service refuses what it cannot before any I/O.
 	Info() driver.StorageInfo
+	// CheckConfig checks and normalizes a new storage's configuration and gives its location key.
+	CheckConfig(ctx context.Context, config json.RawMessage) (driver.CheckedConfig, error)
 	Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
 	Teardown(ctx context.Context, pool driver.PoolSpec) error
 	Status(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error)
-}
-
-// Locator is an optional interface of a Backend whose storage locations have several names (a directory
-// reached through symbolic links). Create calls Locate before it records anything: Locate checks the
-// location of a new storage as Prepare would (refusing with an error wrapping errkind.Invalid, a
-// *errkind.ValidationError naming the field when the location itself is at fault) and returns pool with its
-// canonical location filled in (LocalFSSpec.RealPath). The repository compares canonical locations, so
-// two names of one directory are one storage.
-type Locator interface {
-	Locate(ctx context.Context, pool driver.PoolSpec) (driver.PoolSpec, error)
 }
 
 // Backends finds the backend for a storage type; an error wrapping errkind.Unavailable when none is
@@ -93,47 +88,44 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	return s.repo.List(ctx, opts)
 }
 
-// create checks the request, records the storage as creating, prepares it on its backend and makes it
-// available. When the backend refuses, nothing remains and the backend's error is returned.
-func (s *Service) create(ctx context.Context, req CreateRequest) (*Storage, error) {
-	if err := req.Validate(); err != nil {
-		return nil, err
+// checked is a create request the service and the type's backend accepted.
+type checked struct {
+	backend Backend
+	config  driver.CheckedConfig
+}
+
+// check checks a create request (normalizing it) and has the type's backend check its configuration,
+// before anything is recorded or queued. Every bad field of both is reported at once.
+func (s *Service) check(ctx context.Context, req *CreateRequest) (checked, error) {
+	reqErr := req.Validate()
+	raw, err := req.config()
+	if err != nil {
+		return checked{}, mergeInvalid(reqErr, err)
 	}
 	backend, err := s.backends.StorageBackend(req.Type)
 	if err != nil {
-		return nil, err
+		if reqErr != nil {
+			return checked{}, reqErr
+		}
+		return checked{}, err
 	}
-	if info := backend.Info(); req.LocalFS != nil && req.LocalFS.Device != "" && !info.Capabilities.BlockDevice {
-		return nil, errkind.New(errkind.Unsupported, "storage", "",
-			"backend %s cannot format and mount block devices (capability block_device)", info.Name)
+	dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
+	cfg, err := backend.CheckConfig(dctx, raw)
+	cancel()
+	if err = mergeInvalid(reqErr, err); err != nil {
+		return checked{}, err
 	}
+	return checked{backend: backend, config: cfg}, nil
+}
+
+// create records the checked storage as creating, prepares it on its backend and makes it available. When
+// the backend refuses, nothing remains and the backend's error is returned.
+func (s *Service) create(ctx context.Context, req CreateRequest, c checked) (*Storage, error) {
 	now := s.now().UTC()
 	st := &Storage{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, Type: req.Type,
+		Config: c.config.Config, State: c.config.State, Location: c.config.Location,
 		Status: StatusCreating, CreatedAt: now, UpdatedAt: now}
-	if req.LocalFS != nil {
-		l := *req.LocalFS
-		l.CreatedDir = false // Prepare says whether it creates the directory
-		st.LocalFS = &l
-	}
-	if req.NFS != nil {
-		n := *req.NFS
-		if n.Version == 0 {
-			n.Version = 3
-		}
-		st.NFS = &n
-	}
-	if loc, ok := backend.(Locator); ok && st.LocalFS != nil {
-		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
-		pool, err := loc.Locate(dctx, st.Pool())
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("locate storage %q: %w", st.Name, err)
-		}
-		if pool.LocalFS != nil {
-			st.LocalFS.RealPath = pool.LocalFS.RealPath
-		}
-	}
-	err = s.tx.InTx(ctx, func(ctx context.Context) error {
+	err := s.tx.InTx(ctx, func(ctx context.Context) error {
 		if err := s.ops.SetTarget(ctx, st.ID); err != nil {
 			return err
 		}
@@ -143,7 +135,7 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*Storage, erro
 		return nil, err
 	}
 	dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
-	state, err := backend.Prepare(dctx, st.Pool())
+	state, err := c.backend.Prepare(dctx, st.Pool())
 	cancel()
 	if err != nil {
 		if derr := s.repo.Delete(context.WithoutCancel(ctx), st.ID); derr != nil {
@@ -157,13 +149,29 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*Storage, erro
 	})
 }
 
+// mergeInvalid joins the request's field errors and the backend's: both *errkind.ValidationError are
+// reported as one, so that a caller sees every bad field at once. Otherwise the request's error comes
+// first.
+func mergeInvalid(reqErr, cfgErr error) error {
+	var a, b *errkind.ValidationError
+	switch {
+	case reqErr == nil:
+		return cfgErr
+	case cfgErr == nil:
+		return reqErr
+	case errors.As(reqErr, &a) && errors.As(cfgErr, &b):
+		return &errkind.ValidationError{Entity: a.Entity, Fields: append(slices.Clone(a.Fields), b.Fields...)}
+	}
+	return reqErr
+}
+
+// applyState records what the backend reported: capacity, mount point and its state.
 func applyState(st *Storage, state driver.PoolState) {
 	st.Capacity, st.Available = state.Capacity, state.Available
 	st.MountPoint = state.MountPoint
-	if st.LocalFS != nil && state.FSUUID != "" {
-		st.LocalFS.FSUUID = state.FSUUID
+	if state.State != nil {
+		st.State = slices.Clone(state.State)
 	}
-	st.CreatedDir = st.CreatedDir || state.CreatedDir // once openvair's, always openvair's
 }
 
 // edit changes a storage's name or description.

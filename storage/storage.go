@@ -1,10 +1,13 @@
-// Package storage manages storages: places where volumes and images live, a local directory or block device
-// (localfs) or an NFS export (nfs). It holds the Storage entity, its status machine, request validation and
+// Package storage manages storages: places where volumes and images live, such as a local directory or block
+// device (the localfs backend) or an NFS export (the nfs backend). A storage is a type, the name of a
+// registered backend, and a configuration that only that backend understands and checks. It holds the Storage entity, its status machine, request validation and
 // the Service with the business rules; persistence and backends are reached through the interfaces
 // Repository, Transactor and Backends.
 package storage
 
 import (
+	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -12,20 +15,9 @@ import (
 	"github.com/openvair/openvair/internal/fsm"
 )
 
-// Type is a storage type.
+// Type is a storage type: the name a storage backend registered under (driver.RegisterStorage), such as
+// "localfs" or "nfs". The storage package names none: each backend owns its type's configuration.
 type Type string
-
-// Storage types.
-const (
-	TypeLocalFS Type = driver.TypeLocalFS
-	TypeNFS     Type = driver.TypeNFS
-)
-
-// LocalFSSpec locates a localfs storage (see driver.LocalFSSpec).
-type LocalFSSpec = driver.LocalFSSpec
-
-// NFSSpec locates an NFS storage (see driver.NFSSpec).
-type NFSSpec = driver.NFSSpec
 
 // Status is a storage's status.
 type Status string
@@ -53,22 +45,25 @@ func (s Status) CanTransition(to Status) bool { return transitions.Allows(s, to)
 
 // Storage is a place where volumes and images live.
 type Storage struct {
-	ID           uuid.UUID    `json:"id"`
-	Name         string       `json:"name"`
-	Description  string       `json:"description"`
-	Type         Type         `json:"type"`
-	LocalFS      *LocalFSSpec `json:"localfs,omitempty"`
-	NFS          *NFSSpec     `json:"nfs,omitempty"`
-	Status       Status       `json:"status"`
-	StatusReason string       `json:"status_reason,omitempty"` // why the storage is in error
-	Capacity     int64        `json:"capacity"`                // bytes
-	Available    int64        `json:"available"`               // bytes free for new volumes and images
-	MountPoint   string       `json:"mount_point,omitempty"`   // device mode only
-	// CreatedDir (directory mode) says that openvair created the directory, and so removes it, when empty,
-	// with the storage. A directory that existed before is never removed.
-	CreatedDir bool      `json:"created_dir,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	ID          uuid.UUID `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Type        Type      `json:"type"`
+	// Config is the configuration the storage's backend accepted, normalized (driver.CheckedConfig): its
+	// schema is the backend's (driver.StorageConfigurer.ConfigSchema).
+	Config json.RawMessage `json:"config"`
+	// State is what the backend keeps with the storage and reported (a filesystem UUID, whether it created
+	// the directory); openvair stores it and hands it back, and never reads it.
+	State json.RawMessage `json:"state,omitempty"`
+	// Location is the key no two storages share, given by the backend: "dir:/srv/a", "nfs:host:/export".
+	Location     string    `json:"location"`
+	Status       Status    `json:"status"`
+	StatusReason string    `json:"status_reason,omitempty"` // why the storage is in error
+	Capacity     int64     `json:"capacity"`                // bytes
+	Available    int64     `json:"available"`               // bytes free for new volumes and images
+	MountPoint   string    `json:"mount_point,omitempty"`   // where the backend mounted it on this host, if it does
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 	// Version increases with every update; repositories refuse an update based on a stale version.
 	Version int64 `json:"version"`
 }
@@ -79,55 +74,19 @@ func (s *Storage) SetStatus(to Status, reason string) error {
 	return transitions.Move("storage", s.ID.String(), &s.Status, &s.StatusReason, to, StatusError, reason)
 }
 
-// Location is the key that no two storages may share: the directory, the device, or the server and export.
-// A directory or device is named by its RealPath (symbolic links resolved, recorded at creation) when known,
-// so that two names of one directory are one location; storages recorded before RealPath existed keep the
-// path they were given.
-func (s *Storage) Location() string {
-	switch {
-	case s.LocalFS != nil && s.LocalFS.Device != "":
-		return "dev:" + firstOf(s.LocalFS.RealPath, s.LocalFS.Device)
-	case s.LocalFS != nil:
-		return "dir:" + firstOf(s.LocalFS.RealPath, s.LocalFS.Path)
-	case s.NFS != nil:
-		return "nfs:" + s.NFS.Server + ":" + s.NFS.Export
-	}
-	return ""
-}
-
-func firstOf(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-// Pool is the storage as its backend sees it; LocalFS.CreatedDir carries CreatedDir.
+// Pool is the storage as its backend sees it.
 func (s *Storage) Pool() driver.PoolSpec {
-	p := driver.PoolSpec{ID: s.ID, Type: string(s.Type)}
-	if s.LocalFS != nil {
-		l := *s.LocalFS
-		l.CreatedDir = s.CreatedDir
-		p.LocalFS = &l
-	}
-	if s.NFS != nil {
-		n := *s.NFS
-		p.NFS = &n
-	}
-	return p
+	return driver.PoolSpec{ID: s.ID, Type: string(s.Type), Config: slices.Clone(s.Config), State: slices.Clone(s.State)}
 }
+
+// DecodeConfig decodes the storage's configuration into v, a backend's configuration type (such as
+// localfs.Config).
+func (s *Storage) DecodeConfig(v any) error { return json.Unmarshal(s.Config, v) }
 
 // Clone returns a deep copy.
 func (s *Storage) Clone() *Storage {
 	c := *s
-	if s.LocalFS != nil {
-		l := *s.LocalFS
-		c.LocalFS = &l
-	}
-	if s.NFS != nil {
-		n := *s.NFS
-		c.NFS = &n
-	}
+	c.Config, c.State = slices.Clone(s.Config), slices.Clone(s.State)
 	return &c
 }
 

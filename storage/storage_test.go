@@ -1,12 +1,18 @@
 package storage_test
 
 import (
-	"github.com/openvair/openvair/internal/fsm/fsmtest"
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/fsm/fsmtest"
+
 	"github.com/google/uuid"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
+	"github.com/openvair/openvair/driver/nfs"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/internal/validate"
@@ -33,34 +39,45 @@ func TestTransitionTable(t *testing.T) {
 	})
 }
 
+// TestCreateValidation: the service checks the request and the type's backend checks the configuration
+// (here the real localfs and nfs backends); every bad field is reported at once, named as in the request.
 func TestCreateValidation(t *testing.T) {
-	e := sdktest.New(t, nil)
+	e := checkedSystem(t)
 	long := strings.Repeat("a", validate.MaxNameLen+1)
+	ok := t.TempDir()
 	cases := []struct {
 		name   string
 		req    storage.CreateRequest
 		fields []string
 	}{
-		{"everything wrong at once", storage.CreateRequest{Name: "", Description: "bad\x00", Type: "zfs"}, []string{"name", "description", "type"}},
-		{"name too long", storage.CreateRequest{Name: long, Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x"}}, []string{"name"}},
-		{"name with a slash", storage.CreateRequest{Name: "a/b", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x"}}, []string{"name"}},
-		{"localfs without spec", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS}, []string{"localfs"}},
-		{"relative path", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "srv/x"}}, []string{"localfs.path"}},
-		{"path with ..", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/../etc"}}, []string{"localfs.path"}},
-		{"root path", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/"}}, []string{"localfs.path"}},
-		{"path and device", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x", Device: "/dev/vdb"}}, []string{"localfs"}},
-		{"device outside /dev", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Device: "/tmp/vdb", FSType: "ext4", Format: true}}, []string{"localfs.device"}},
-		{"device without fs or intent", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Device: "/dev/vdb", FSType: "btrfs"}}, []string{"localfs.fs_type", "localfs"}},
-		{"wipe without format", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Device: "/dev/vdb", FSType: "ext4", ReuseFilesystem: true, Wipe: true}}, []string{"localfs.wipe"}},
-		{"wipe in directory mode", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x", Wipe: true}}, []string{"localfs"}},
-		{"real path from the caller", storage.CreateRequest{Name: "a", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/x", RealPath: "/srv/y"}}, []string{"localfs.real_path"}},
-		{"nfs bad server and export", storage.CreateRequest{Name: "a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "bad host!", Export: "x"}}, []string{"nfs.server", "nfs.export"}},
-		{"nfs v4", storage.CreateRequest{Name: "a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "10.0.0.1", Export: "/x", Version: 4}}, []string{"nfs.version"}},
-		{"both specs", storage.CreateRequest{Name: "a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "h", Export: "/x"}, LocalFS: &storage.LocalFSSpec{Path: "/x"}}, []string{"localfs"}},
+		{"everything wrong at once", storage.CreateRequest{Name: "", Description: "bad\x00", Type: "ZFS!"}, []string{"name", "description", "type"}},
+		{"unknown type", storage.CreateRequest{Name: "a", Type: "zfs"}, nil},
+		{"name too long", storage.CreateRequest{Name: long, Type: "localfs", Config: localfs.Config{Path: ok}}, []string{"name"}},
+		{"name with a slash", storage.CreateRequest{Name: "a/b", Type: "localfs", Config: localfs.Config{Path: ok}}, []string{"name"}},
+		{"name and config wrong at once", storage.CreateRequest{Name: "a/b", Type: "localfs", Config: localfs.Config{Path: "srv/x"}}, []string{"name", "config.path"}},
+		{"localfs without config", storage.CreateRequest{Name: "a", Type: "localfs"}, []string{"config"}},
+		{"config not an object", storage.CreateRequest{Name: "a", Type: "localfs", Config: []string{"x"}}, []string{"config"}},
+		{"relative path", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Path: "srv/x"}}, []string{"config.path"}},
+		{"path with ..", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Path: "/srv/../etc"}}, []string{"config.path"}},
+		{"root path", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Path: "/"}}, []string{"config.path"}},
+		{"path and device", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Path: "/srv/x", Device: "/dev/vdb"}}, []string{"config"}},
+		{"device outside /dev", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Device: "/tmp/vdb", FSType: "ext4", Format: true}}, []string{"config.device"}},
+		{"device without fs or intent", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Device: "/dev/vdb", FSType: "zfs"}}, []string{"config.fs_type", "config"}},
+		{"wipe without format", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Device: "/dev/vdb", FSType: "ext4", ReuseFilesystem: true, Wipe: true}}, []string{"config.wipe"}},
+		{"wipe in directory mode", storage.CreateRequest{Name: "a", Type: "localfs", Config: localfs.Config{Path: "/srv/x", Wipe: true}}, []string{"config"}},
+		{"state from the caller", storage.CreateRequest{Name: "a", Type: "localfs", Config: json.RawMessage(`{"path":"/srv/x","real_path":"/srv/y"}`)}, []string{"config.real_path"}},
+		{"wrong JSON type", storage.CreateRequest{Name: "a", Type: "localfs", Config: json.RawMessage(`{"path":7}`)}, []string{"config.path"}},
+		{"nfs bad server and export", storage.CreateRequest{Name: "a", Type: "nfs", Config: nfs.Config{Server: "bad host!", Export: "x"}}, []string{"config.server", "config.export"}},
+		{"nfs v4", storage.CreateRequest{Name: "a", Type: "nfs", Config: nfs.Config{Server: "10.0.0.1", Export: "/x", Version: 4}}, []string{"config.version"}},
+		{"nfs given localfs fields", storage.CreateRequest{Name: "a", Type: "nfs", Config: localfs.Config{Path: "/x"}}, []string{"config.path"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := e.Sys.Storages.Create(e.Ctx, c.req)
+			_, err := e.Storages.Create(t.Context(), c.req)
+			if c.fields == nil {
+				require.ErrorIs(t, err, errkind.Unavailable, "no backend for the type")
+				return
+			}
 			require.ErrorIs(t, err, errkind.Invalid)
 			var ve *errkind.ValidationError
 			require.ErrorAs(t, err, &ve)
@@ -71,9 +88,45 @@ func TestCreateValidation(t *testing.T) {
 			assert.ElementsMatch(t, c.fields, got)
 		})
 	}
-	page, err := e.Sys.Storages.List(e.Ctx, storage.ListOptions{})
+	page, err := e.Storages.List(t.Context(), storage.ListOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, page.Items, "bad input creates nothing")
+}
+
+// TestCreateRequestShorthand: a request in JSON may give the configuration under a key named after the
+// type, as earlier versions did; giving both forms, or an unknown key, is refused.
+func TestCreateRequestShorthand(t *testing.T) {
+	var r storage.CreateRequest
+	require.NoError(t, json.Unmarshal([]byte(`{"name":"a","type":"nfs","nfs":{"server":"h","export":"/x"}}`), &r))
+	assert.Equal(t, storage.Type("nfs"), r.Type)
+	assert.JSONEq(t, `{"server":"h","export":"/x"}`, string(r.Config.(json.RawMessage)))
+	require.NoError(t, json.Unmarshal([]byte(`{"name":"a","type":"nfs","config":{"server":"h"}}`), &r))
+	assert.JSONEq(t, `{"server":"h"}`, string(r.Config.(json.RawMessage)))
+	for body, field := range map[string]string{
+		`{"name":"a","type":"nfs","config":{},"nfs":{}}`:    "nfs",
+		`{"name":"a","type":"nfs","localfs":{"path":"/x"}}`: "localfs",
+		`{"name":7,"type":"nfs"}`:                           "name",
+	} {
+		err := json.Unmarshal([]byte(body), &r)
+		var ve *errkind.ValidationError
+		require.ErrorAs(t, err, &ve, body)
+		require.Len(t, ve.Fields, 1, body)
+		assert.Equal(t, field, ve.Fields[0].Field, body)
+	}
+}
+
+// checkedSystem opens a System on memory: whose localfs and nfs storages are checked by the real backends.
+func checkedSystem(t *testing.T) *openvair.System {
+	t.Helper()
+	lb, err := localfs.New(driver.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	nb, err := nfs.New(driver.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	sys, err := openvair.Open(t.Context(), openvair.Config{DSN: "memory:", HypervisorInstance: fake.NewHypervisor(),
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": lb, "nfs": nb}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sys.Close() })
+	return sys
 }
 
 func TestCreateGetListEdit(t *testing.T) {
@@ -89,14 +142,14 @@ func TestCreateGetListEdit(t *testing.T) {
 	_, err = e.Sys.Storages.Get(e.Ctx, uuid.New())
 	assert.ErrorIs(t, err, errkind.NotFound)
 
-	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "fast", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/other"}})
+	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "fast", Type: "localfs", Config: localfs.Config{Path: "/srv/other"}})
 	assert.ErrorIs(t, err, errkind.AlreadyExists, "same name")
-	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "other", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/fast"}})
+	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "other", Type: "localfs", Config: localfs.Config{Path: "/srv/fast"}})
 	assert.ErrorIs(t, err, errkind.AlreadyExists, "same directory")
-	n1, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "n1", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "nfs.example", Export: "/a"}})
+	n1, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "n1", Type: "nfs", Config: nfs.Config{Server: "nfs.example", Export: "/a"}})
 	require.NoError(t, err)
-	assert.Equal(t, 3, n1.NFS.Version, "NFS version defaults to 3")
-	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "n2", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "nfs.example", Export: "/a"}})
+	assert.Equal(t, `fake:{"export":"/a","server":"nfs.example"}`, n1.Location, "the backend gives the location")
+	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "n2", Type: "nfs", Config: nfs.Config{Server: "nfs.example", Export: "/a"}})
 	assert.ErrorIs(t, err, errkind.AlreadyExists, "same server and export")
 
 	name, desc := "renamed", "ssd pool"
@@ -111,7 +164,7 @@ func TestCreateGetListEdit(t *testing.T) {
 	_, err = e.Sys.Storages.Edit(e.Ctx, st.ID, storage.EditRequest{Name: &bad})
 	assert.ErrorIs(t, err, errkind.Invalid)
 
-	page, err := e.Sys.Storages.List(e.Ctx, storage.ListOptions{Type: storage.TypeNFS})
+	page, err := e.Sys.Storages.List(e.Ctx, storage.ListOptions{Type: "nfs"})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1)
 	assert.Equal(t, "n1", page.Items[0].Name)
@@ -120,7 +173,7 @@ func TestCreateGetListEdit(t *testing.T) {
 func TestCreateFailureLeavesNothing(t *testing.T) {
 	e := sdktest.New(t, nil)
 	e.FS.FailNext("Prepare", fake.ErrInjected, 1)
-	_, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "broken", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/b"}})
+	_, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "broken", Type: "localfs", Config: localfs.Config{Path: "/srv/b"}})
 	require.ErrorIs(t, err, fake.ErrInjected)
 	page, err := e.Sys.Storages.List(e.Ctx, storage.ListOptions{})
 	require.NoError(t, err)
@@ -235,26 +288,23 @@ func volumeReq(storageID uuid.UUID) volume.CreateRequest {
 	return volume.CreateRequest{Name: "v", StorageID: storageID, Format: volume.FormatRaw, Size: 1 << 20}
 }
 
-// TestLocationAndPool: the location of a local storage is its resolved path when recorded (else the given
-// one), and the backend's view carries CreatedDir.
-func TestLocationAndPool(t *testing.T) {
-	cases := []struct {
-		name string
-		spec storage.LocalFSSpec
-		want string
-	}{
-		{"directory", storage.LocalFSSpec{Path: "/srv/a"}, "dir:/srv/a"},
-		{"directory resolved", storage.LocalFSSpec{Path: "/srv/link", RealPath: "/data/a"}, "dir:/data/a"},
-		{"device", storage.LocalFSSpec{Device: "/dev/vdb"}, "dev:/dev/vdb"},
-		{"device resolved", storage.LocalFSSpec{Device: "/dev/disk/by-id/x", RealPath: "/dev/vdb"}, "dev:/dev/vdb"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			spec := c.spec
-			st := &storage.Storage{Type: storage.TypeLocalFS, LocalFS: &spec, CreatedDir: true}
-			assert.Equal(t, c.want, st.Location())
-			assert.True(t, st.Pool().LocalFS.CreatedDir)
-			assert.False(t, st.LocalFS.CreatedDir, "Pool copies")
-		})
-	}
+// TestPool: the backend's view of a storage carries its type, configuration and state, as copies.
+func TestPool(t *testing.T) {
+	st := &storage.Storage{ID: uuid.New(), Type: "localfs", Config: json.RawMessage(`{"path":"/srv/a"}`),
+		State: json.RawMessage(`{"created_dir":true}`), Location: "dir:/srv/a"}
+	pool := st.Pool()
+	assert.Equal(t, st.ID, pool.ID)
+	assert.Equal(t, "localfs", pool.Type)
+	assert.JSONEq(t, `{"path":"/srv/a"}`, string(pool.Config))
+	assert.JSONEq(t, `{"created_dir":true}`, string(pool.State))
+	pool.Config[2], pool.State[2] = 'X', 'X'
+	assert.JSONEq(t, `{"path":"/srv/a"}`, string(st.Config), "Pool copies")
+	assert.JSONEq(t, `{"created_dir":true}`, string(st.State), "Pool copies")
+	c := st.Clone()
+	c.Config[2] = 'X'
+	assert.JSONEq(t, `{"path":"/srv/a"}`, string(st.Config), "Clone copies")
+	var lc localfs.Config
+	require.NoError(t, st.DecodeConfig(&lc))
+	assert.Equal(t, "/srv/a", lc.Path)
+
 }

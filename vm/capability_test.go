@@ -9,6 +9,7 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
@@ -41,10 +42,10 @@ func TestHypervisorCapabilitiesAreConsulted(t *testing.T) {
 	local, nfs := fake.NewStorage(1<<40), nfsLike{fake.NewStorage(1 << 40)}
 	hv := plainHypervisor{fake.NewHypervisor()}
 	sys, err := openvair.Open(ctx, openvair.Config{HypervisorInstance: hv,
-		StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: local, storage.TypeNFS: nfs}})
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": local, "nfs": nfs}})
 	require.NoError(t, err)
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: "localfs", Config: localfs.Config{Path: "/srv/pool"}})
 	require.NoError(t, err)
 	newDisk := vm.DiskRequest{New: &volume.CreateRequest{Name: "root", StorageID: st.ID, Format: volume.FormatQCOW2, Size: 1 << 20}}
 
@@ -80,8 +81,8 @@ func TestHypervisorCapabilitiesAreConsulted(t *testing.T) {
 	assert.Equal(t, "bios", got.Firmware)
 
 	// A volume on NFS storage needs a hypervisor that opens NFS disks.
-	nst, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "nas", Type: storage.TypeNFS,
-		NFS: &storage.NFSSpec{Server: "198.51.100.7", Export: "/export"}})
+	nst, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "nas", Type: "nfs",
+		Config: map[string]any{"server": "198.51.100.7", "export": "/export"}})
 	require.NoError(t, err)
 	nvol, err := sys.Volumes.Create(ctx, volume.CreateRequest{Name: "data", StorageID: nst.ID, Format: volume.FormatRaw, Size: 1 << 20})
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/openvair/openvair"
 	_ "github.com/openvair/openvair/driver/fake" // the "fake" drivers, standing in for localfs and libvirt here
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
@@ -18,13 +19,13 @@ import (
 func ExampleService_Create() {
 	ctx := context.Background()
 	sys, err := openvair.Open(ctx, openvair.Config{Hypervisor: "fake",
-		StorageDrivers: map[storage.Type]string{storage.TypeLocalFS: "fake"}})
+		StorageDrivers: map[storage.Type]string{"localfs": "fake"}})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: "/var/lib/openvair/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs",
+		Config: localfs.Config{Path: "/var/lib/openvair/pool"}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/storage"
@@ -27,10 +28,10 @@ func TestNamesInAnyScript(t *testing.T) {
 	_, err := e.Sys.VMs.Create(e.Ctx, sdktest.VMRequest("e\u0301te\u0301"))
 	assert.ErrorIs(t, err, errkind.AlreadyExists, "the decomposed form is the same name")
 
-	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "хранилище-1", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: t.TempDir()}})
+	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "хранилище-1", Type: "localfs",
+		Config: localfs.Config{Path: t.TempDir()}})
 	require.NoError(t, err)
-	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "a/b", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: t.TempDir()}})
+	_, err = e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: "a/b", Type: "localfs",
+		Config: localfs.Config{Path: t.TempDir()}})
 	assert.ErrorIs(t, err, errkind.Invalid)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
 	"github.com/stretchr/testify/assert"
@@ -29,10 +30,10 @@ func TestExtendNeedsTheCapability(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	be := noExtend{fake.NewStorage(1 << 40)}
-	sys, err := openvair.Open(ctx, openvair.Config{StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: be}})
+	sys, err := openvair.Open(ctx, openvair.Config{StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": be}})
 	require.NoError(t, err)
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: "localfs", Config: localfs.Config{Path: "/srv/pool"}})
 	require.NoError(t, err)
 	vol, err := sys.Volumes.Create(ctx, volume.CreateRequest{Name: "v", StorageID: st.ID, Format: volume.FormatRaw, Size: 1 << 20})
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
@@ -23,8 +24,8 @@ func ExampleService_Extend() {
 		log.Fatal(err)
 	}
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, "pool")}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs",
+		Config: localfs.Config{Path: filepath.Join(dir, "pool")}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	openvair "github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/sdktest"
 	"github.com/openvair/openvair/repo/memory"
@@ -54,8 +55,8 @@ func TestSizeIsWhatTheFormatStores(t *testing.T) {
 	sys, err := openvair.Open(ctx, openvair.Config{Store: store, DataDir: filepath.Join(dir, "data")})
 	require.NoError(t, err)
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, "pool")}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: "localfs",
+		Config: localfs.Config{Path: filepath.Join(dir, "pool")}})
 	require.NoError(t, err)
 	for _, f := range []volume.Format{volume.FormatQCOW2, volume.FormatRaw} {
 		t.Run(string(f), func(t *testing.T) {
@@ -83,10 +84,10 @@ func TestSpaceMessages(t *testing.T) {
 	store := memory.New()
 	t.Cleanup(func() { _ = store.Close() })
 	sys, err := openvair.Open(ctx, openvair.Config{Store: store,
-		StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: fake.NewStorage(4096)}})
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": fake.NewStorage(4096)}})
 	require.NoError(t, err)
 	defer sys.Close()
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "small", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/small"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "small", Type: "localfs", Config: localfs.Config{Path: "/srv/small"}})
 	require.NoError(t, err)
 
 	_, err = sys.Volumes.Create(ctx, volume.CreateRequest{Name: "big", StorageID: st.ID, Format: volume.FormatRaw, Size: 8192})

@@ -36,8 +36,8 @@ func RunBenchmarks(b *testing.B, h StorageHarness) {
 	require.NotNil(b, h.Backend, "harness without a backend")
 	require.NotNil(b, h.Pool, "harness without a Pool function")
 	be := h.Backend
-	pool := h.Pool(b)
-	stPrepareWith(b, be, pool)
+	pool := stNew(b, be, h)
+	stPrepareWith(b, be, &pool)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), stTimeout)
 		defer cancel()

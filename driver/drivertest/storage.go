@@ -23,9 +23,15 @@ import (
 type StorageHarness struct {
 	// Backend is the backend under test.
 	Backend driver.StorageBackend
-	// Pool returns the spec of a fresh storage that Prepare can set up. It registers with t.Cleanup whatever
-	// it creates (directories, devices, servers); the suite tears the storage down before those cleanups run.
+	// Pool returns the spec of a fresh storage that Prepare can set up: its id, type and configuration as a
+	// user gives it (the suite checks it with CheckConfig, which fills Config and State, before Prepare).
+	// It registers with t.Cleanup whatever it creates (directories, devices, servers); the suite tears the
+	// storage down before those cleanups run.
 	Pool func(t testing.TB) driver.PoolSpec
+	// BadConfigs, optional, are configurations CheckConfig must refuse with a *driver.ValidationError, each
+	// with the field path the error must name (such as "config.server"). The suite always tries a few that
+	// every backend must refuse (not an object, an unknown field).
+	BadConfigs map[string]string
 	// Open, optional, opens a new instance of the backend under test with the same configuration as Backend
 	// (data directory, options), as a restarted process does. The suite closes what it opens. Without it the
 	// Reopen case is skipped.
@@ -52,6 +58,7 @@ func RunStorageSuite(t *testing.T, h StorageHarness) {
 	require.NotNil(t, h.Pool, "harness without a Pool function")
 
 	t.Run("Info", func(t *testing.T) { stTestInfo(t, h) })
+	t.Run("Config", func(t *testing.T) { stTestConfig(t, h) })
 	t.Run("PrepareIdempotent", func(t *testing.T) { stTestPrepare(t, h) })
 	t.Run("Teardown", func(t *testing.T) { stTestTeardown(t, h) })
 	t.Run("Unavailable", func(t *testing.T) { stTestStop(t, h) })
@@ -61,6 +68,7 @@ func RunStorageSuite(t *testing.T, h StorageHarness) {
 	pool := stPrepared(t, h)
 	t.Run("Volumes", func(t *testing.T) { stTestVolumes(t, h, pool) })
 	t.Run("Images", func(t *testing.T) { stTestImages(t, h, pool) })
+	t.Run("Clone", func(t *testing.T) { stTestClone(t, h, pool) })
 }
 
 // stCtx is the context of one backend call.
@@ -73,8 +81,8 @@ func stCtx(t *testing.T) context.Context {
 // stPrepared returns a fresh storage, prepared, that is torn down when t ends.
 func stPrepared(t *testing.T, h StorageHarness) driver.PoolSpec {
 	t.Helper()
-	pool := h.Pool(t)
-	stPrepare(t, h, pool)
+	pool := stNew(t, h.Backend, h)
+	stPrepare(t, h, &pool)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), stTimeout)
 		defer cancel()
@@ -85,27 +93,36 @@ func stPrepared(t *testing.T, h StorageHarness) driver.PoolSpec {
 	return pool
 }
 
-// stPrepare calls Prepare and records what it reports the way a caller must (the filesystem UUID of a
-// device-mode LocalFS storage, whether Prepare created its directory), so that later calls find the same
-// storage and Teardown knows what is its own.
-func stPrepare(t *testing.T, h StorageHarness, pool driver.PoolSpec) driver.PoolState {
+// stNew returns the spec of a fresh storage from the harness, checked by b as openvair checks a new
+// storage: its configuration normalized and its initial state filled in.
+func stNew(t testing.TB, b driver.StorageBackend, h StorageHarness) driver.PoolSpec {
+	t.Helper()
+	pool := h.Pool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), stTimeout)
+	defer cancel()
+	checked, err := b.CheckConfig(ctx, pool.Config)
+	require.NoError(t, err, "CheckConfig of the harness's configuration")
+	require.NotEmpty(t, checked.Location, "CheckConfig returns a location key")
+	pool.Config, pool.State = checked.Config, checked.State
+	return pool
+}
+
+// stPrepare calls Prepare and records the state it reports in *pool, the way a caller must (the filesystem
+// UUID of a device, whether Prepare created the directory), so that later calls find the same storage and
+// Teardown knows what is its own.
+func stPrepare(t *testing.T, h StorageHarness, pool *driver.PoolSpec) driver.PoolState {
 	t.Helper()
 	return stPrepareWith(t, h.Backend, pool)
 }
 
 // stPrepareWith is stPrepare with another instance of the backend.
-func stPrepareWith(t testing.TB, b driver.StorageBackend, pool driver.PoolSpec) driver.PoolState {
+func stPrepareWith(t testing.TB, b driver.StorageBackend, pool *driver.PoolSpec) driver.PoolState {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stTimeout)
 	defer cancel()
-	state, err := b.Prepare(ctx, pool)
+	state, err := b.Prepare(ctx, *pool)
 	require.NoError(t, err, "Prepare")
-	if pool.LocalFS != nil {
-		if state.FSUUID != "" {
-			pool.LocalFS.FSUUID = state.FSUUID
-		}
-		pool.LocalFS.CreatedDir = pool.LocalFS.CreatedDir || state.CreatedDir
-	}
+	*pool = state.Apply(*pool)
 	return state
 }
 
@@ -119,7 +136,7 @@ func stTestInfo(t *testing.T, h StorageHarness) {
 }
 
 func stTestPrepare(t *testing.T, h StorageHarness) {
-	pool := h.Pool(t)
+	pool := stNew(t, h.Backend, h)
 	ctx := stCtx(t)
 	first, err := h.Backend.Prepare(ctx, pool)
 	require.NoError(t, err, "first Prepare")
@@ -130,13 +147,13 @@ func stTestPrepare(t *testing.T, h StorageHarness) {
 	second, err := h.Backend.Prepare(ctx, pool)
 	require.NoError(t, err, "second Prepare must succeed (idempotent)")
 	stCheckState(t, second)
-	third := stPrepare(t, h, pool)
+	pool = first.Apply(pool) // as a caller records it
+	third := stPrepare(t, h, &pool)
 	require.Equal(t, first.Capacity, third.Capacity, "Prepare with the recorded state")
 	require.Equal(t, first.MountPoint, third.MountPoint)
-	require.Equal(t, first.FSUUID, third.FSUUID)
+	stEqualState(t, first.State, third.State, "Prepare with the recorded state reports the same state")
 	require.Equal(t, first.Capacity, second.Capacity)
 	require.Equal(t, first.MountPoint, second.MountPoint)
-	require.Equal(t, first.FSUUID, second.FSUUID)
 
 	status, err := h.Backend.Status(ctx, pool)
 	require.NoError(t, err, "Status of a prepared storage")
@@ -152,18 +169,18 @@ func stCheckState(t *testing.T, s driver.PoolState) {
 }
 
 func stTestTeardown(t *testing.T, h StorageHarness) {
-	pool := h.Pool(t)
+	pool := stNew(t, h.Backend, h)
 	ctx := stCtx(t)
-	stPrepare(t, h, pool)
+	stPrepare(t, h, &pool)
 	require.NoError(t, h.Backend.Teardown(ctx, pool), "Teardown")
 	require.NoError(t, h.Backend.Teardown(ctx, pool), "a second Teardown must succeed")
 	// Prepare works again after a teardown, and objects survive it.
-	stPrepare(t, h, pool)
+	stPrepare(t, h, &pool)
 	id := stNewID()
 	_, err := h.Backend.CreateVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: h.Backend.Info().Capabilities.VolumeFormats[0], Size: stMiB})
 	require.NoError(t, err)
 	require.NoError(t, h.Backend.Teardown(ctx, pool))
-	stPrepare(t, h, pool)
+	stPrepare(t, h, &pool)
 	_, err = h.Backend.InspectVolume(ctx, pool, driver.VolumeSpec{ID: id, Format: h.Backend.Info().Capabilities.VolumeFormats[0]})
 	require.NoError(t, err, "a volume survives Teardown and Prepare")
 	require.NoError(t, h.Backend.DeleteVolume(ctx, pool, id))
@@ -193,7 +210,7 @@ func stTestStop(t *testing.T, h StorageHarness) {
 		return
 	}
 	h.Restart(t, pool)
-	stPrepare(t, h, pool)
+	stPrepare(t, h, &pool)
 	_, err = h.Backend.Status(ctx, pool)
 	require.NoError(t, err, "Status after Restart")
 }

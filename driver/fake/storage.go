@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"slices"
@@ -355,3 +356,24 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 
 // ErrInjected is a convenient error for FailNext.
 var ErrInjected = errors.New("injected failure")
+
+// ConfigSchema describes the fake's configuration: any JSON object.
+func (s *Storage) ConfigSchema() json.RawMessage {
+	return json.RawMessage(`{"type":"object","description":"Any JSON object; equal objects are one location.","properties":{},"additionalProperties":true}`)
+}
+
+// CheckConfig accepts any JSON object (FailNext("CheckConfig", ...) makes it fail). The normalized
+// configuration is the object in compact form, and the location key is "fake:" followed by it, so two
+// storages with equal configurations are refused as one location, as real backends refuse two storages in
+// one directory.
+func (s *Storage) CheckConfig(ctx context.Context, config json.RawMessage) (driver.CheckedConfig, error) {
+	if err := s.check("CheckConfig"); err != nil {
+		return driver.CheckedConfig{}, err
+	}
+	var obj map[string]any
+	if err := driver.DecodeConfig(config, &obj); err != nil {
+		return driver.CheckedConfig{}, err
+	}
+	norm := driver.MustJSON(obj) // map keys sorted: one form per object
+	return driver.CheckedConfig{Config: norm, Location: "fake:" + string(norm)}, ctx.Err()
+}

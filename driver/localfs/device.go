@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -206,7 +207,10 @@ func blkidSignature(ctx context.Context, dev string) string {
 	return ""
 }
 
-// mkfs formats dev with fsType ("ext4" or "xfs").
+// fsTypes are the filesystems device mode makes and mounts.
+var fsTypes = []string{"ext4", "xfs", "btrfs"}
+
+// mkfs formats dev with fsType (one of fsTypes).
 func mkfs(ctx context.Context, fsType, dev string) error {
 	var name string
 	var args []string
@@ -215,6 +219,8 @@ func mkfs(ctx context.Context, fsType, dev string) error {
 		name, args = "mkfs.ext4", []string{"-q", "-F", dev}
 	case "xfs":
 		name, args = "mkfs.xfs", []string{"-q", "-f", dev}
+	case "btrfs":
+		name, args = "mkfs.btrfs", []string{"-q", "-f", dev}
 	default:
 		return errkind.New(errkind.Invalid, "", "", "unsupported filesystem type %q", fsType)
 	}
@@ -397,10 +403,10 @@ func (b *Backend) prepareDevice(ctx context.Context, s *storage) (driver.PoolSta
 		return fail(errkind.New(errkind.Invalid, "", "", "device mode needs format (to create a filesystem) or reuse_filesystem (to mount an existing one)"))
 	}
 	if spec.Wipe && !spec.Format {
-		return fail(fieldError("localfs.wipe", "applies only with format"))
+		return fail(fieldError("config.wipe", "applies only with format"))
 	}
-	if spec.FSType != "" && spec.FSType != "ext4" && spec.FSType != "xfs" {
-		return fail(errkind.New(errkind.Invalid, "", "", "fs_type %q is not ext4 or xfs", spec.FSType))
+	if spec.FSType != "" && !slices.Contains(fsTypes, spec.FSType) {
+		return fail(errkind.New(errkind.Invalid, "", "", "fs_type %q is not one of %v", spec.FSType, fsTypes))
 	}
 	dev, err := openBlockDevice(spec.Device)
 	switch {

@@ -33,8 +33,7 @@ func requireDeviceTools(t *testing.T, fsType string) {
 }
 
 func devicePool(dev, fsType string) driver.PoolSpec {
-	return driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS,
-		LocalFS: &driver.LocalFSSpec{Device: dev, FSType: fsType, Format: true}}
+	return localfs.Pool(uuid.New(), localfs.Config{Device: dev, FSType: fsType, Format: true}, localfs.State{})
 }
 
 // TestDeviceSuite runs the conformance suite on loop devices formatted with ext4 and with xfs.
@@ -97,7 +96,7 @@ func TestDeviceRefused(t *testing.T) {
 	t.Run("NoFormatFlag", func(t *testing.T) {
 		dev := loopdev.New(t, loopSize)
 		pool := devicePool(dev, "ext4")
-		pool.LocalFS.Format = false
+		pool = edit(pool, func(c *localfs.Config) { c.Format = false })
 		_, err := b.Prepare(ctx, pool)
 		require.ErrorIs(t, err, driver.ErrInvalid)
 	})
@@ -105,13 +104,13 @@ func TestDeviceRefused(t *testing.T) {
 	t.Run("ReuseWithoutFilesystem", func(t *testing.T) {
 		dev := loopdev.New(t, loopSize)
 		pool := devicePool(dev, "ext4")
-		pool.LocalFS.Format, pool.LocalFS.ReuseFilesystem = false, true
+		pool = edit(pool, func(c *localfs.Config) { c.Format, c.ReuseFilesystem = false, true })
 		_, err := b.Prepare(ctx, pool)
 		require.ErrorIs(t, err, driver.ErrInvalid)
 	})
 
 	t.Run("BadFSType", func(t *testing.T) {
-		_, err := b.Prepare(ctx, devicePool(loopdev.New(t, loopSize), "btrfs"))
+		_, err := b.Prepare(ctx, devicePool(loopdev.New(t, loopSize), "zfs"))
 		require.ErrorIs(t, err, driver.ErrInvalid)
 	})
 
@@ -122,7 +121,7 @@ func TestDeviceRefused(t *testing.T) {
 		require.NoError(t, unix.Mount(dev, mnt, "ext4", 0, ""))
 		t.Cleanup(func() { _ = unix.Unmount(mnt, 0) })
 		pool := devicePool(dev, "ext4")
-		pool.LocalFS.ReuseFilesystem = true
+		pool = edit(pool, func(c *localfs.Config) { c.ReuseFilesystem = true })
 		_, err := b.Prepare(ctx, pool)
 		require.ErrorIs(t, err, driver.ErrInUse)
 		require.Contains(t, err.Error(), mnt)
@@ -137,16 +136,16 @@ func TestDeviceRefused(t *testing.T) {
 		require.Equal(t, want, blkidUUID(t, dev), "the filesystem is untouched")
 
 		pool := devicePool(dev, "xfs")
-		pool.LocalFS.ReuseFilesystem = true
+		pool = edit(pool, func(c *localfs.Config) { c.ReuseFilesystem = true })
 		_, err = b.Prepare(ctx, pool)
 		require.ErrorIs(t, err, driver.ErrInvalid, "reuse with another fs_type")
 
 		pool = devicePool(dev, "")
-		pool.LocalFS.Format, pool.LocalFS.ReuseFilesystem = false, true
+		pool = edit(pool, func(c *localfs.Config) { c.Format, c.ReuseFilesystem = false, true })
 		state, err := b.Prepare(ctx, pool)
 		require.NoError(t, err, "ReuseFilesystem mounts it")
 		t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
-		require.Equal(t, want, state.FSUUID)
+		require.Equal(t, want, stateOf(t, state).FSUUID)
 		require.NoError(t, b.Teardown(ctx, pool))
 	})
 
@@ -158,7 +157,7 @@ func TestDeviceRefused(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, f.Close())
 		pool := devicePool(dev, "ext4")
-		pool.LocalFS.ReuseFilesystem = true
+		pool = edit(pool, func(c *localfs.Config) { c.ReuseFilesystem = true })
 		_, err = b.Prepare(ctx, pool)
 		require.ErrorIs(t, err, driver.ErrInUse)
 	})
@@ -204,7 +203,7 @@ func TestDeviceRenamed(t *testing.T) {
 	pool := devicePool(first, "ext4")
 	state, err := b.Prepare(ctx, pool)
 	require.NoError(t, err)
-	pool.LocalFS.FSUUID = state.FSUUID
+	pool = state.Apply(pool)
 	vol := uuid.New()
 	_, err = b.CreateVolume(ctx, pool, driver.VolumeSpec{ID: vol, Format: driver.FormatRaw, Size: 1 << 20})
 	require.NoError(t, err)
@@ -221,7 +220,7 @@ func TestDeviceRenamed(t *testing.T) {
 	state2, err := b.Prepare(ctx, pool)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Teardown(ctx, pool) })
-	require.Equal(t, state.FSUUID, state2.FSUUID)
+	require.Equal(t, stateOf(t, state).FSUUID, stateOf(t, state2).FSUUID)
 	_, err = b.InspectVolume(ctx, pool, driver.VolumeSpec{ID: vol})
 	require.NoError(t, err, "the volume is on the device found by UUID")
 	for _, dev := range []string{first, blank} {
@@ -361,11 +360,11 @@ func TestFormatRequiresBlank(t *testing.T) {
 			require.Contains(t, err.Error(), c.found)
 			require.Equal(t, before, readAt(t, dev, off, len(data)), "the device is untouched")
 
-			pool.LocalFS.Wipe = true
+			pool = edit(pool, func(c *localfs.Config) { c.Wipe = true })
 			state, err := b.Prepare(ctx, pool)
 			require.NoError(t, err, "wipe with format destroys it")
-			pool.LocalFS.FSUUID = state.FSUUID
-			require.Equal(t, state.FSUUID, blkidUUID(t, dev))
+			pool = state.Apply(pool)
+			require.Equal(t, stateOf(t, state).FSUUID, blkidUUID(t, dev))
 			require.NoError(t, b.Teardown(ctx, pool))
 			out, err := exec.CommandContext(ctx, "wipefs", "--no-act", "--noheadings", "--output", "TYPE", dev).Output()
 			require.NoError(t, err)
@@ -374,16 +373,16 @@ func TestFormatRequiresBlank(t *testing.T) {
 			// The storage's own filesystem is mounted again, never wiped.
 			_, err = b.Prepare(ctx, pool)
 			require.NoError(t, err)
-			require.Equal(t, state.FSUUID, blkidUUID(t, dev))
+			require.Equal(t, stateOf(t, state).FSUUID, blkidUUID(t, dev))
 			require.NoError(t, b.Teardown(ctx, pool))
 		})
 	}
 
 	t.Run("WipeWithoutFormat", func(t *testing.T) {
 		pool := devicePool(loopdev.New(t, loopSize), "ext4")
-		pool.LocalFS.Format, pool.LocalFS.ReuseFilesystem, pool.LocalFS.Wipe = false, true, true
+		pool = edit(pool, func(c *localfs.Config) { c.Format, c.ReuseFilesystem, c.Wipe = false, true, true })
 		_, err := b.Prepare(ctx, pool)
-		requireField(t, err, "localfs.wipe")
+		requireField(t, err, "config.wipe")
 	})
 }
 
@@ -396,8 +395,8 @@ func TestLocateDevice(t *testing.T) {
 	link := "/dev/openvair-test-" + uuid.NewString()
 	require.NoError(t, os.Symlink(dev, link))
 	t.Cleanup(func() { _ = os.Remove(link) })
-	got, err := b.Locate(t.Context(), devicePool(link, "ext4"))
+	got, err := check(t.Context(), b, devicePool(link, "ext4"))
 	require.NoError(t, err)
-	require.Equal(t, dev, got.LocalFS.RealPath)
-	require.Equal(t, link, got.LocalFS.Device)
+	require.Equal(t, dev, stateIn(t, got).RealPath)
+	require.Equal(t, link, configIn(t, got).Device)
 }

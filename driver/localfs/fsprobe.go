@@ -22,7 +22,7 @@ type signature struct {
 }
 
 // mountable reports whether the backend can mount the filesystem found.
-func (s signature) mountable() bool { return s.kind == "ext4" || s.kind == "xfs" }
+func (s signature) mountable() bool { return s.kind == "ext4" || s.kind == "xfs" || s.kind == "btrfs" }
 
 // probeDevice reads the start of a device and identifies what it holds.
 func probeDevice(path string) (signature, error) {
@@ -60,8 +60,9 @@ func probeSignature(b []byte) signature {
 		return signature{kind: "LVM2_member"}
 	case at(4096-10, "SWAPSPACE2") || at(4096-10, "SWAP-SPACE") || at(65536-10, "SWAPSPACE2"):
 		return signature{kind: "swap"}
-	case at(0x10040, "_BHRfS_M"):
-		return signature{kind: "btrfs"}
+	case at(0x10040, "_BHRfS_M") && len(b) >= 0x10030:
+		// btrfs: superblock at 64 KiB, magic at +0x40, filesystem UUID (fsid) at +0x20.
+		return signature{kind: "btrfs", uuid: formatUUID(b[0x10020:0x10030])}
 	case at(32769, "CD001"):
 		return signature{kind: "iso9660"}
 	case at(0, "LUKS\xba\xbe"):

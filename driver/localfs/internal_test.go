@@ -86,8 +86,7 @@ func TestRootDeviceRefused(t *testing.T) {
 	// Reuse only: this path can never run mkfs, whatever the checks do.
 	b, err := New(driver.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
-	_, err = b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS,
-		LocalFS: &driver.LocalFSSpec{Device: root.source, ReuseFilesystem: true}})
+	_, err = b.Prepare(t.Context(), Pool(uuid.New(), Config{Device: root.source, ReuseFilesystem: true}, State{}))
 	require.ErrorIs(t, err, driver.ErrInUse)
 }
 
@@ -119,7 +118,7 @@ func TestStaleUploads(t *testing.T) {
 	b, err := New(driver.Config{})
 	require.NoError(t, err)
 	dir := t.TempDir()
-	pool := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: dir}}
+	pool := Pool(uuid.New(), Config{Path: dir}, State{})
 	ctx := t.Context()
 	old := time.Now().Add(-2 * staleAge)
 	partOf := func(id uuid.UUID) string { return b.DiskSource(pool, driver.KindImage, id).Path + partSuffix }

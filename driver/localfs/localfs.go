@@ -55,7 +55,7 @@ import (
 )
 
 // Name is the name the backend registers under.
-const Name = driver.TypeLocalFS
+const Name = "localfs"
 
 // defaultFileMode is the permission of volume and image files unless Options["file_mode"] says otherwise.
 const defaultFileMode os.FileMode = 0o640
@@ -137,7 +137,6 @@ func (b *Backend) Info() driver.StorageInfo {
 		Capabilities: driver.StorageCapabilities{
 			VolumeFormats: []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw},
 			Extend:        true,
-			BlockDevice:   true,
 			RemoteAttach:  false,
 		},
 	}

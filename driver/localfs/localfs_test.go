@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -31,8 +32,53 @@ func newBackend(t *testing.T) *localfs.Backend {
 	return b
 }
 
+// edit returns pool with its localfs configuration changed by fn.
+func edit(pool driver.PoolSpec, fn func(c *localfs.Config)) driver.PoolSpec {
+	var c localfs.Config
+	if err := json.Unmarshal(pool.Config, &c); err != nil {
+		panic(err)
+	}
+	fn(&c)
+	pool.Config = driver.MustJSON(c)
+	return pool
+}
+
+// stateOf decodes the localfs state a call reported.
+func stateOf(t testing.TB, s driver.PoolState) localfs.State {
+	t.Helper()
+	var st localfs.State
+	require.NoError(t, json.Unmarshal(s.State, &st), "the backend reports its state")
+	return st
+}
+
+// check runs CheckConfig on pool's configuration as openvair does for a new storage, and returns pool with
+// the checked configuration and state.
+func check(ctx context.Context, b *localfs.Backend, pool driver.PoolSpec) (driver.PoolSpec, error) {
+	c, err := b.CheckConfig(ctx, pool.Config)
+	if err != nil {
+		return pool, err
+	}
+	pool.Config, pool.State = c.Config, c.State
+	return pool, nil
+}
+
+// configIn and stateIn decode a pool's localfs configuration and state.
+func configIn(t testing.TB, pool driver.PoolSpec) localfs.Config {
+	t.Helper()
+	var c localfs.Config
+	require.NoError(t, json.Unmarshal(pool.Config, &c))
+	return c
+}
+
+func stateIn(t testing.TB, pool driver.PoolSpec) localfs.State {
+	t.Helper()
+	var st localfs.State
+	require.NoError(t, driver.DecodeState(pool.State, &st))
+	return st
+}
+
 func dirPool(dir string) driver.PoolSpec {
-	return driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: dir}}
+	return localfs.Pool(uuid.New(), localfs.Config{Path: dir}, localfs.State{})
 }
 
 // openAt returns a function that opens a backend on the data directory dataDir, as each start of a process
@@ -56,7 +102,7 @@ func TestDirectorySuite(t *testing.T) {
 			return dirPool(filepath.Join(t.TempDir(), "storage"))
 		},
 		Stop: func(t *testing.T, pool driver.PoolSpec) {
-			require.NoError(t, os.RemoveAll(pool.LocalFS.Path))
+			require.NoError(t, os.RemoveAll(configIn(t, pool).Path))
 		},
 		Restart: func(t *testing.T, pool driver.PoolSpec) {}, // Prepare creates the directory again
 	})
@@ -69,7 +115,6 @@ func TestRegistered(t *testing.T) {
 	caps := b.Info().Capabilities
 	require.ElementsMatch(t, []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw}, caps.VolumeFormats)
 	require.True(t, caps.Extend)
-	require.True(t, caps.BlockDevice)
 	require.False(t, caps.RemoteAttach)
 }
 
@@ -100,7 +145,7 @@ func TestDirectoryPathRefused(t *testing.T) {
 	base := t.TempDir()
 	file := filepath.Join(base, "file")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o600))
-	for name, spec := range map[string]*driver.LocalFSSpec{
+	for name, spec := range map[string]localfs.Config{
 		"relative":         {Path: "storage/one"},
 		"dot-dot":          {Path: base + "/../x"},
 		"unclean":          {Path: base + "//x"},
@@ -112,13 +157,13 @@ func TestDirectoryPathRefused(t *testing.T) {
 		"neither":          {},
 		"device no format": {Device: "/dev/loop0"},
 	} {
-		pool := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: spec}
+		pool := localfs.Pool(uuid.New(), spec, localfs.State{})
 		_, err := b.Prepare(t.Context(), pool)
 		require.ErrorIs(t, err, driver.ErrInvalid, name)
 	}
-	_, err := b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS})
+	_, err := b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: localfs.Name})
 	require.ErrorIs(t, err, driver.ErrInvalid, "no localfs spec")
-	_, err = b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: driver.TypeNFS, LocalFS: &driver.LocalFSSpec{Path: base}})
+	_, err = b.Prepare(t.Context(), driver.PoolSpec{ID: uuid.New(), Type: "nfs", Config: driver.MustJSON(localfs.Config{Path: base})})
 	require.ErrorIs(t, err, driver.ErrInvalid, "wrong type")
 }
 
@@ -235,7 +280,7 @@ func TestAllowedDirs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
-			_, err := b.Prepare(ctx, driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: c.path}})
+			_, err := b.Prepare(ctx, localfs.Pool(uuid.New(), localfs.Config{Path: c.path}, localfs.State{}))
 			if c.ok {
 				require.NoError(t, err)
 				return

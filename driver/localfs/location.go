@@ -1,7 +1,6 @@
 package localfs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,14 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
-)
-
-// Fields of a storage request that location errors name (the HTTP layer reports them as body.<field>).
-const (
-	fieldPath   = "localfs.path"
-	fieldDevice = "localfs.device"
 )
 
 // systemTrees are the directories that hold the operating system, kernel interfaces and root's home: a
@@ -134,37 +126,6 @@ func checkNewDevice(p string) (string, error) {
 		return "", fieldError(fieldDevice, "%s is not a block device", p)
 	}
 	return real, nil
-}
-
-// Locate checks where a new storage would be, as Prepare does, and returns pool with LocalFSSpec.RealPath
-// set: the directory (directory mode) or device (device mode) with every symbolic link resolved. Callers
-// record it, so that two names of one directory are recognised as one storage, and a directory-mode
-// storage keeps working in the directory it was created in. It creates nothing. Errors in the location are
-// *errkind.ValidationError naming localfs.path or localfs.device.
-func (b *Backend) Locate(ctx context.Context, pool driver.PoolSpec) (driver.PoolSpec, error) {
-	l := pool.LocalFS
-	if l == nil || (l.Path == "") == (l.Device == "") || (pool.Type != "" && pool.Type != driver.TypeLocalFS) {
-		_, err := b.resolve(pool) // says what is wrong with the spec
-		return pool, err
-	}
-	if err := checkCtx(ctx, pool.ID.String()); err != nil {
-		return pool, err
-	}
-	spec := *l
-	var err error
-	if spec.Device != "" {
-		spec.RealPath, err = checkNewDevice(spec.Device)
-	} else {
-		spec.RealPath, err = b.checkNewDir(spec.Path)
-	}
-	if err != nil {
-		return pool, withID(err, pool.ID.String())
-	}
-	pool.LocalFS = &spec
-	if _, err := b.resolve(pool); err != nil {
-		return pool, err
-	}
-	return pool, nil
 }
 
 // withID names the storage in an *errkind.Error that names none.

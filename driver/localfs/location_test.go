@@ -66,12 +66,12 @@ func TestTeardownRemovesOnlyCreatedDir(t *testing.T) {
 			pool := dirPool(dir)
 			state, err := b.Prepare(ctx, pool)
 			require.NoError(t, err)
-			assert.Equal(t, !c.existing, state.CreatedDir, "PoolState.CreatedDir")
-			pool.LocalFS.CreatedDir = state.CreatedDir
+			assert.Equal(t, !c.existing, stateOf(t, state).CreatedDir, "PoolState.CreatedDir")
+			pool = state.Apply(pool)
 
 			again, err := b.Prepare(ctx, pool)
 			require.NoError(t, err)
-			assert.Equal(t, state.CreatedDir, again.CreatedDir, "a repeated Prepare keeps reporting the recorded CreatedDir")
+			assert.Equal(t, stateOf(t, state).CreatedDir, stateOf(t, again).CreatedDir, "a repeated Prepare keeps reporting the recorded CreatedDir")
 
 			if c.after != nil {
 				c.after(t, dir)
@@ -128,17 +128,17 @@ func TestSystemDirectoriesRefused(t *testing.T) {
 	for _, p := range refused {
 		t.Run(p, func(t *testing.T) {
 			pool := dirPool(p)
-			_, err := b.Locate(t.Context(), pool)
-			requireField(t, err, "localfs.path")
+			_, err := check(t.Context(), b, pool)
+			requireField(t, err, "config.path")
 			_, err = b.Prepare(t.Context(), pool)
-			requireField(t, err, "localfs.path")
+			requireField(t, err, "config.path")
 			assert.Contains(t, err.Error(), "system directory")
 		})
 	}
 	for _, p := range []string{"/var/lib/openvair-test-" + uuid.NewString(), "/run/openvair-test-" + uuid.NewString(),
 		filepath.Join(t.TempDir(), "pool"), filepath.Join(links, "var", "lib", "openvair-test")} {
 		t.Run("allowed "+p, func(t *testing.T) {
-			_, err := b.Locate(t.Context(), dirPool(p))
+			_, err := check(t.Context(), b, dirPool(p))
 			require.NoError(t, err)
 		})
 	}
@@ -155,10 +155,10 @@ func TestDataDirAllowedInSystemTree(t *testing.T) {
 	pool := dirPool(filepath.Join(dataDir, "storage"))
 	state, err := b.Prepare(t.Context(), pool)
 	require.NoError(t, err, "inside the data directory")
-	pool.LocalFS.CreatedDir = state.CreatedDir
+	pool = state.Apply(pool)
 	require.NoError(t, b.Teardown(t.Context(), pool))
 	_, err = b.Prepare(t.Context(), dirPool(dataDir+"-other"))
-	requireField(t, err, "localfs.path")
+	requireField(t, err, "config.path")
 }
 
 // TestLocateResolvesSymlinks: Locate records the directory with its symbolic links resolved, and the backend
@@ -179,15 +179,15 @@ func TestLocateResolvesSymlinks(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			pool := dirPool(c.path)
-			got, err := b.Locate(ctx, pool)
+			got, err := check(ctx, b, pool)
 			require.NoError(t, err)
-			assert.Equal(t, c.want, got.LocalFS.RealPath)
-			assert.Equal(t, c.path, got.LocalFS.Path, "the given path is kept")
-			assert.Empty(t, pool.LocalFS.RealPath, "the caller's spec is not changed")
+			assert.Equal(t, c.want, stateIn(t, got).RealPath)
+			assert.Equal(t, c.path, configIn(t, got).Path, "the given path is kept")
+			assert.Empty(t, stateIn(t, pool).RealPath, "the caller's spec is not changed")
 		})
 	}
 
-	pool, err := b.Locate(ctx, dirPool(link))
+	pool, err := check(ctx, b, dirPool(link))
 	require.NoError(t, err)
 	_, err = b.Prepare(ctx, pool)
 	require.NoError(t, err)
@@ -211,24 +211,24 @@ func TestLocationErrorsNameTheirField(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(base, "gone"), dangling))
 	cases := []struct {
 		name  string
-		spec  driver.LocalFSSpec
+		spec  localfs.Config
 		field string
 	}{
-		{"missing parent", driver.LocalFSSpec{Path: filepath.Join(base, "no", "such")}, "localfs.path"},
-		{"regular file", driver.LocalFSSpec{Path: file}, "localfs.path"},
-		{"dangling link", driver.LocalFSSpec{Path: dangling}, "localfs.path"},
-		{"relative", driver.LocalFSSpec{Path: "storage/one"}, "localfs.path"},
-		{"missing device", driver.LocalFSSpec{Device: "/dev/openvair-no-such-device", FSType: "ext4", Format: true}, "localfs.device"},
-		{"char device", driver.LocalFSSpec{Device: "/dev/null", FSType: "ext4", Format: true}, "localfs.device"},
-		{"device outside /dev", driver.LocalFSSpec{Device: file, FSType: "ext4", Format: true}, "localfs.device"},
+		{"missing parent", localfs.Config{Path: filepath.Join(base, "no", "such")}, "config.path"},
+		{"regular file", localfs.Config{Path: file}, "config.path"},
+		{"dangling link", localfs.Config{Path: dangling}, "config.path"},
+		{"relative", localfs.Config{Path: "storage/one"}, "config.path"},
+		{"missing device", localfs.Config{Device: "/dev/openvair-no-such-device", FSType: "ext4", Format: true}, "config.device"},
+		{"char device", localfs.Config{Device: "/dev/null", FSType: "ext4", Format: true}, "config.device"},
+		{"device outside /dev", localfs.Config{Device: file, FSType: "ext4", Format: true}, "config.device"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			spec := c.spec
-			pool := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &spec}
+			pool := localfs.Pool(uuid.New(), spec, localfs.State{})
 			_, err := b.Prepare(t.Context(), pool)
 			requireField(t, err, c.field)
-			_, err = b.Locate(t.Context(), pool)
+			_, err = check(t.Context(), b, pool)
 			requireField(t, err, c.field)
 		})
 	}

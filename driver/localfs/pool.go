@@ -21,19 +21,19 @@ type storage struct {
 	id     string
 	dir    string // the directory holding volume-<id> and image-<id> (directory mode: RealPath, else Path)
 	device bool   // device mode: dir is a mount point under the data directory
-	spec   driver.LocalFSSpec
+	spec   spec
 }
 
 // resolve checks a PoolSpec and computes the storage directory. It touches no file.
 func (b *Backend) resolve(pool driver.PoolSpec) (*storage, error) {
 	id := pool.ID.String()
-	if pool.Type != "" && pool.Type != driver.TypeLocalFS {
-		return nil, errkind.New(errkind.Invalid, "storage", id, "storage type %q is not %s", pool.Type, driver.TypeLocalFS)
+	if pool.Type != "" && pool.Type != Name {
+		return nil, errkind.New(errkind.Invalid, "storage", id, "storage type %q is not %s", pool.Type, Name)
 	}
-	if pool.LocalFS == nil {
-		return nil, errkind.New(errkind.Invalid, "storage", id, "localfs specification missing")
+	spec, err := decodeSpec(pool)
+	if err != nil {
+		return nil, err
 	}
-	spec := *pool.LocalFS
 	switch {
 	case spec.Path != "" && spec.Device != "":
 		return nil, errkind.New(errkind.Invalid, "storage", id, "give either a path or a device, not both")
@@ -126,10 +126,11 @@ func checkDirPath(p string) error {
 // Wipe is set) and mounts the device. It is idempotent, and removes the partial files of uploads
 // interrupted by a crash.
 func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
-	if l := pool.LocalFS; l != nil && l.Path != "" && l.Device == "" && (pool.Type == "" || pool.Type == driver.TypeLocalFS) {
-		dir := l.Path
-		if l.RealPath != "" {
-			dir = l.RealPath
+	// Directory mode: the directory is checked first, so that a bad one is a field error naming config.path.
+	if sp, err := decodeSpec(pool); err == nil && sp.Path != "" && sp.Device == "" && (pool.Type == "" || pool.Type == Name) {
+		dir := sp.Path
+		if sp.RealPath != "" {
+			dir = sp.RealPath
 		}
 		if _, err := b.checkNewDir(dir); err != nil {
 			return driver.PoolState{}, withID(err, pool.ID.String())
@@ -148,10 +149,11 @@ func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.Poo
 	} else {
 		state, err = b.prepareDir(ctx, s)
 	}
-	if err == nil {
-		_ = sweepParts(ctx, s.dir, staleAge) // best effort: recovery sweeps again and reports
+	if err != nil {
+		return driver.PoolState{}, err
 	}
-	return state, err
+	_ = sweepParts(ctx, s.dir, staleAge) // best effort: recovery sweeps again and reports
+	return withState(state, s.spec), nil
 }
 
 func (b *Backend) prepareDeviceLocked(ctx context.Context, s *storage) (driver.PoolState, error) {
@@ -184,7 +186,7 @@ func (b *Backend) prepareDir(ctx context.Context, s *storage) (driver.PoolState,
 		}
 		return driver.PoolState{}, err
 	}
-	state.CreatedDir = created || s.spec.CreatedDir
+	s.spec.CreatedDir = created || s.spec.CreatedDir // once openvair's, always openvair's
 	return state, nil
 }
 
@@ -280,9 +282,8 @@ func (b *Backend) status(ctx context.Context, s *storage) (driver.PoolState, err
 	state := driver.PoolState{Capacity: int64(st.Blocks) * bs, Available: int64(st.Bavail) * bs}
 	if s.device {
 		state.MountPoint = s.dir
-		state.FSUUID = s.spec.FSUUID
 	}
-	return state, nil
+	return withState(state, s.spec), nil
 }
 
 // ready checks, before an operation on objects, that the storage directory is there (and, in device mode,

@@ -20,7 +20,7 @@ func TestSweepUploads(t *testing.T) {
 	b, err := New(driver.Config{})
 	require.NoError(t, err)
 	dir := filepath.Join(t.TempDir(), "pool")
-	pool := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: dir}}
+	pool := Pool(uuid.New(), Config{Path: dir}, State{})
 	ctx := t.Context()
 	_, err = b.Prepare(ctx, pool)
 	require.NoError(t, err)
@@ -49,7 +49,7 @@ func TestSweepUploads(t *testing.T) {
 	require.NoError(t, b.SweepUploads(ctx, pool))
 	assert.NoFileExists(t, partOf(live))
 
-	missing := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: filepath.Join(t.TempDir(), "none")}}
+	missing := Pool(uuid.New(), Config{Path: filepath.Join(t.TempDir(), "none")}, State{})
 	assert.NoError(t, b.SweepUploads(ctx, missing))
 }
 

@@ -140,7 +140,7 @@ func TestDeadServerIsolation(t *testing.T) {
 
 	lfs, err := localfs.New(driver.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
-	poolLocal := driver.PoolSpec{ID: uuid.New(), Type: driver.TypeLocalFS, LocalFS: &driver.LocalFSSpec{Path: t.TempDir()}}
+	poolLocal := localfs.Pool(uuid.New(), localfs.Config{Path: t.TempDir()}, localfs.State{})
 	_, err = lfs.Prepare(t.Context(), poolLocal)
 	require.NoError(t, err)
 
@@ -191,7 +191,7 @@ func TestPrepareErrors(t *testing.T) {
 	require.ErrorIs(t, err, driver.ErrUnavailable, "no server on 127.0.0.1")
 
 	bad := spec(srv.Addr(), "/")
-	bad.NFS.Version = 4
+	bad.Config = driver.MustJSON(Config{Server: srv.Addr(), Export: "/", Version: 4})
 	_, err = b.Prepare(t.Context(), bad)
 	require.ErrorIs(t, err, driver.ErrUnsupported)
 	bad = spec(srv.Addr(), "relative")

@@ -24,7 +24,7 @@ func newBackend(t testing.TB, opts map[string]string) *Backend {
 
 // spec returns a fresh pool spec on the server.
 func spec(server, export string) driver.PoolSpec {
-	return driver.PoolSpec{ID: uuid.New(), Type: driver.TypeNFS, NFS: &driver.NFSSpec{Server: server, Export: export, Version: 3}}
+	return driver.PoolSpec{ID: uuid.New(), Type: "nfs", Config: driver.MustJSON(Config{Server: server, Export: export, Version: 3})}
 }
 
 // privateDir returns a directory on a tmpfs of its own, so that the space figures a server reports for it

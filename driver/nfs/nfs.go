@@ -35,7 +35,7 @@ import (
 )
 
 func init() {
-	driver.RegisterStorage(driver.TypeNFS, func(cfg driver.Config) (driver.StorageBackend, error) { return New(cfg) })
+	driver.RegisterStorage(Name, func(cfg driver.Config) (driver.StorageBackend, error) { return New(cfg) })
 }
 
 // Backend is the NFS storage backend. It is safe for concurrent use.
@@ -122,7 +122,7 @@ func New(cfg driver.Config) (*Backend, error) {
 // Info names the backend and its capabilities.
 func (b *Backend) Info() driver.StorageInfo {
 	return driver.StorageInfo{
-		Name: driver.TypeNFS,
+		Name: Name,
 		Capabilities: driver.StorageCapabilities{
 			VolumeFormats: []driver.VolumeFormat{driver.FormatQCOW2, driver.FormatRaw},
 			Extend:        true,

@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"context"
+	"encoding/json"
 	"path"
 	"strings"
 	"time"
@@ -23,10 +24,10 @@ type pool struct {
 }
 
 func parsePool(spec driver.PoolSpec) (pool, error) {
-	if spec.NFS == nil {
-		return pool{}, errkind.New(driver.ErrInvalid, "nfs", spec.ID.String(), "pool has no NFS spec")
+	var n Config
+	if err := json.Unmarshal(spec.Config, &n); err != nil || len(spec.Config) == 0 {
+		return pool{}, errkind.New(driver.ErrInvalid, "nfs", spec.ID.String(), "pool has no valid NFS configuration")
 	}
-	n := spec.NFS
 	switch {
 	case spec.ID == uuid.Nil:
 		return pool{}, errkind.New(driver.ErrInvalid, "nfs", "", "pool id is empty")
@@ -52,10 +53,9 @@ func (b *Backend) DiskSource(spec driver.PoolSpec, kind driver.ObjectKind, id uu
 	if kind == driver.KindImage {
 		name = imageName(id)
 	}
-	var server, export string
-	if spec.NFS != nil {
-		server, export = spec.NFS.Server, spec.NFS.Export
-	}
+	var n Config
+	_ = json.Unmarshal(spec.Config, &n) // a bad configuration gives an empty source, which no disk opens
+	server, export := n.Server, n.Export
 	return driver.DiskSource{
 		Type:     "network",
 		Protocol: "nfs",

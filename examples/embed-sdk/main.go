@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/image"
 	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:" and "postgres:" stores
@@ -47,8 +48,8 @@ func run(ctx context.Context) error {
 	if err := os.Mkdir(pool, 0o750); err != nil {
 		return err
 	}
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: pool}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs",
+		Config: localfs.Config{Path: pool}})
 	if err != nil {
 		return err
 	}

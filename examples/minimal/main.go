@@ -14,7 +14,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/openvair/openvair"                  // opens the "memory:" store without further imports
+	"github.com/openvair/openvair" // opens the "memory:" store without further imports
+	"github.com/openvair/openvair/driver/localfs"
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	"github.com/openvair/openvair/storage"
 	"github.com/openvair/openvair/volume"
@@ -39,8 +40,8 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	defer sys.Close()
 
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: filepath.Join(dir, "pool")}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "local", Type: "localfs",
+		Config: localfs.Config{Path: filepath.Join(dir, "pool")}})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/nfs"
 	"github.com/openvair/openvair/storage"
 )
 
@@ -36,15 +37,15 @@ func TestUnregisteredNamesSayWhatToImport(t *testing.T) {
 	require.ErrorIs(t, err, openvair.ErrNotFound)
 	assert.ErrorContains(t, err, "(import github.com/openvair/openvair/driver/libvirt)")
 
-	_, err = openvair.Open(ctx, openvair.Config{StorageDrivers: map[storage.Type]string{storage.TypeNFS: "nfs"}})
+	_, err = openvair.Open(ctx, openvair.Config{StorageDrivers: map[storage.Type]string{"nfs": "nfs"}})
 	require.ErrorIs(t, err, openvair.ErrNotFound)
 	assert.ErrorContains(t, err, "(import github.com/openvair/openvair/driver/nfs)")
 
 	sys, err := openvair.Open(ctx, openvair.Config{})
 	require.NoError(t, err)
 	defer sys.Close()
-	_, err = sys.Storages.Create(ctx, storage.CreateRequest{Name: "remote", Type: storage.TypeNFS,
-		NFS: &storage.NFSSpec{Server: "192.0.2.1", Export: "/export"}})
+	_, err = sys.Storages.Create(ctx, storage.CreateRequest{Name: "remote", Type: "nfs",
+		Config: nfs.Config{Server: "192.0.2.1", Export: "/export"}})
 	require.ErrorIs(t, err, openvair.ErrUnavailable)
 	assert.ErrorContains(t, err, "(import github.com/openvair/openvair/driver/nfs)")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/repo"
 	"github.com/openvair/openvair/repo/memory"
@@ -42,7 +43,7 @@ func New(t testing.TB, store repo.Store) *Env {
 	t.Cleanup(cancel)
 	fs, hv := fake.NewStorage(Capacity), fake.NewHypervisor()
 	sys, err := openvair.Open(ctx, openvair.Config{Store: store, HypervisorInstance: hv,
-		StorageBackends: map[storage.Type]driver.StorageBackend{storage.TypeLocalFS: fs, storage.TypeNFS: fs}})
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": fs, "nfs": fs}})
 	require.NoError(t, err)
 	sys.VMs.PollInterval = time.Millisecond
 	t.Cleanup(func() { _ = sys.Close(); _ = store.Close() })
@@ -52,8 +53,8 @@ func New(t testing.TB, store repo.Store) *Env {
 // Storage creates an available localfs storage.
 func (e *Env) Storage(t testing.TB, name string) *storage.Storage {
 	t.Helper()
-	st, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: name, Type: storage.TypeLocalFS,
-		LocalFS: &storage.LocalFSSpec{Path: "/srv/" + name}})
+	st, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: name, Type: "localfs",
+		Config: localfs.Config{Path: "/srv/" + name}})
 	require.NoError(t, err)
 	return st
 }

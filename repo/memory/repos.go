@@ -43,8 +43,8 @@ func (r storageRepo) unique(st *storage.Storage) error {
 		if o.Name == st.Name {
 			return exists("storage", "a storage named %q exists", st.Name)
 		}
-		if o.Location() == st.Location() {
-			e := exists("storage", "storage %q already uses %s", o.Name, st.Location()).(*errkind.Error)
+		if o.Location == st.Location {
+			e := exists("storage", "storage %q already uses %s", o.Name, st.Location).(*errkind.Error)
 			e.Refs = []errkind.Ref{{Kind: "storage", ID: o.ID.String(), Name: o.Name}}
 			return e
 		}

@@ -41,8 +41,8 @@ func raceSameName(t *testing.T, open Opener) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = sys.Storages.Create(ctx, storage.CreateRequest{Name: "same", Type: storage.TypeLocalFS,
-				LocalFS: &storage.LocalFSSpec{Path: fmt.Sprintf("/srv/race%d", i)}})
+			_, errs[i] = sys.Storages.Create(ctx, storage.CreateRequest{Name: "same", Type: "localfs",
+				Config: map[string]string{"path": fmt.Sprintf("/srv/race%d", i)}})
 		}()
 	}
 	wg.Wait()
@@ -82,7 +82,7 @@ func raceSameName(t *testing.T, open Opener) {
 // raceDeleteExtendAttach races deletes, extends and attaches of one volume.
 func raceDeleteExtendAttach(t *testing.T, open Opener) {
 	sys, fs, _, ctx := System(t, open)
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/pool"}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "pool", Type: "localfs", Config: map[string]string{"path": "/srv/pool"}})
 	require.NoError(t, err)
 	var vms []*vm.VM
 	for i := range 10 {

@@ -5,6 +5,7 @@ package repotest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -50,8 +51,8 @@ func newID() uuid.UUID { return uuid.Must(uuid.NewV7()) }
 // NewStorage returns a valid storage on a directory.
 func NewStorage(name string) *storage.Storage {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	return &storage.Storage{ID: newID(), Name: name, Type: storage.TypeLocalFS, LocalFS: &storage.LocalFSSpec{Path: "/srv/" + name},
-		Status: storage.StatusAvailable, Capacity: 1 << 40, Available: 1 << 39, CreatedAt: now, UpdatedAt: now}
+	return &storage.Storage{ID: newID(), Name: name, Type: "localfs", Config: json.RawMessage(`{"path":"/srv/` + name + `"}`),
+		State: json.RawMessage(`{"real_path":"/srv/` + name + `"}`), Location: "dir:/srv/" + name, Status: storage.StatusAvailable, Capacity: 1 << 40, Available: 1 << 39, CreatedAt: now, UpdatedAt: now}
 }
 
 // NewVolume returns a valid volume on a storage.
@@ -97,7 +98,9 @@ func testStorages(t *testing.T, open Opener) {
 	got, err := r.Get(ctx, a.ID)
 	require.NoError(t, err)
 	assert.Equal(t, a.Name, got.Name)
-	assert.Equal(t, a.LocalFS.Path, got.LocalFS.Path)
+	assert.JSONEq(t, string(a.Config), string(got.Config), "config round trips")
+	assert.JSONEq(t, string(a.State), string(got.State), "state round trips")
+	assert.Equal(t, a.Location, got.Location)
 	assert.Equal(t, a.Capacity, got.Capacity)
 	assert.True(t, a.CreatedAt.Equal(got.CreatedAt), "created_at round trips")
 
@@ -105,23 +108,24 @@ func testStorages(t *testing.T, open Opener) {
 	assert.ErrorIs(t, err, errkind.NotFound)
 
 	dupName := NewStorage("alpha")
-	dupName.LocalFS.Path = "/srv/other"
+	dupName.Location = "dir:/srv/other"
 	assert.ErrorIs(t, r.Create(ctx, dupName), errkind.AlreadyExists, "same name")
 	dupLoc := NewStorage("beta")
-	dupLoc.LocalFS.Path = a.LocalFS.Path
+	dupLoc.Location = a.Location
 	assert.ErrorIs(t, r.Create(ctx, dupLoc), errkind.AlreadyExists, "same directory")
 
-	nfsA := &storage.Storage{ID: newID(), Name: "nfs-a", Type: storage.TypeNFS, NFS: &storage.NFSSpec{Server: "10.0.0.1", Export: "/x", Version: 3},
-		Status: storage.StatusAvailable, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	nfsA := &storage.Storage{ID: newID(), Name: "nfs-a", Type: "nfs", Config: json.RawMessage(`{"server":"10.0.0.1","export":"/x","version":3}`),
+		Location: "nfs:10.0.0.1:/x", Status: storage.StatusAvailable, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	require.NoError(t, r.Create(ctx, nfsA))
 	nfsB := nfsA.Clone()
 	nfsB.ID, nfsB.Name = newID(), "nfs-b"
 	assert.ErrorIs(t, r.Create(ctx, nfsB), errkind.AlreadyExists, "same server and export")
-	nfsB.NFS.Export = "/y"
+	nfsB.Config, nfsB.Location = json.RawMessage(`{"server":"10.0.0.1","export":"/y","version":3}`), "nfs:10.0.0.1:/y"
 	require.NoError(t, r.Create(ctx, nfsB), "same server, other export")
 	got, err = r.Get(ctx, nfsB.ID)
 	require.NoError(t, err)
-	assert.Equal(t, *nfsB.NFS, *got.NFS)
+	assert.JSONEq(t, string(nfsB.Config), string(got.Config))
+	assert.Empty(t, got.State, "no state stays no state")
 
 	// Optimistic versions.
 	stale := a.Clone()

@@ -55,12 +55,12 @@ func TestSameNameCreates(t *testing.T) {
 			ctx := testCtx(t)
 			oneWinner(t, race(func(i int) error {
 				st := repotest.NewStorage("same")
-				st.LocalFS.Path = fmt.Sprintf("/srv/%d", i)
+				st.Location = fmt.Sprintf("dir:/srv/%d", i)
 				return s.Storages().Create(ctx, st)
 			}))
 			oneWinner(t, race(func(i int) error {
 				st := repotest.NewStorage(fmt.Sprintf("loc%d", i))
-				st.LocalFS.Path = "/srv/shared"
+				st.Location = "dir:/srv/shared"
 				return s.Storages().Create(ctx, st)
 			}))
 			page, err := s.Storages().List(ctx, storage.ListOptions{})

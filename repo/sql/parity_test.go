@@ -90,7 +90,7 @@ func (p *parity) step(i int) {
 	switch op := p.r.IntN(16); op {
 	case 0:
 		st := repotest.NewStorage(p.name("s"))
-		st.LocalFS.Path = "/srv/" + p.name("p")
+		st.Location = "dir:/srv/" + p.name("p")
 		a, b := st.Clone(), st.Clone()
 		p.same("create storage", p.ref.Storages().Create(ctx, a), p.got.Storages().Create(ctx, b))
 		require.Equal(p.t, a.Version, b.Version)
@@ -201,7 +201,7 @@ func (p *parity) step(i int) {
 	case 15:
 		// A unit of work that fails half-way through.
 		st := repotest.NewStorage(p.name("s"))
-		st.LocalFS.Path = "/srv/" + p.name("p")
+		st.Location = "dir:/srv/" + p.name("p")
 		fail := p.r.IntN(2) == 0
 		v := repotest.NewVolume(st.ID, "tx")
 		run := func(s repo.Store) error {
@@ -255,7 +255,7 @@ func contains(s []string, x string) bool {
 // compareAll compares every list, paged with small pages and with each filter.
 func (p *parity) compareAll() {
 	ctx := p.ctx
-	for _, o := range []storage.ListOptions{{Limit: 3}, {Status: storage.StatusError}, {Name: "s1"}, {Type: storage.TypeNFS}} {
+	for _, o := range []storage.ListOptions{{Limit: 3}, {Status: storage.StatusError}, {Name: "s1"}, {Type: "nfs"}} {
 		for {
 			a, errA := p.ref.Storages().List(ctx, o)
 			b, errB := p.got.Storages().List(ctx, o)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"sort"
 
 	"github.com/google/uuid"
@@ -12,22 +13,20 @@ import (
 
 type storageRepo struct{ s *Store }
 
-const storageCols = "id, name, description, type, localfs, nfs, status, status_reason, capacity, available, mount_point, created_dir, created_at, updated_at, version"
+const storageCols = "id, name, description, type, config, state, location, status, status_reason, capacity, available, mount_point, created_at, updated_at, version"
 
 func scanStorage(rows *sql.Rows) (*storage.Storage, error) {
 	var st storage.Storage
-	var localfs, nfs sql.NullString
+	var config string
+	var state sql.NullString
 	var created, updated sql.NullInt64
-	if err := rows.Scan(&st.ID, &st.Name, &st.Description, &st.Type, &localfs, &nfs, &st.Status, &st.StatusReason,
-		&st.Capacity, &st.Available, &st.MountPoint, &st.CreatedDir, &created, &updated, &st.Version); err != nil {
+	if err := rows.Scan(&st.ID, &st.Name, &st.Description, &st.Type, &config, &state, &st.Location, &st.Status, &st.StatusReason,
+		&st.Capacity, &st.Available, &st.MountPoint, &created, &updated, &st.Version); err != nil {
 		return nil, err
 	}
-	var err error
-	if st.LocalFS, err = fromJSONText[storage.LocalFSSpec](localfs); err != nil {
-		return nil, err
-	}
-	if st.NFS, err = fromJSONText[storage.NFSSpec](nfs); err != nil {
-		return nil, err
+	st.Config = json.RawMessage(config)
+	if state.Valid {
+		st.State = json.RawMessage(state.String)
 	}
 	st.CreatedAt, st.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return &st, nil
@@ -87,7 +86,7 @@ func (r storageRepo) unique(ctx context.Context, c conn, st *storage.Storage, cr
 		var o other
 		others = append(others, o)
 		return rows.Scan(&others[len(others)-1].id, &others[len(others)-1].name, &others[len(others)-1].location)
-	}, "SELECT id, name, location FROM storages WHERE id = ? OR name = ? OR location = ?", st.ID, st.Name, st.Location())
+	}, "SELECT id, name, location FROM storages WHERE id = ? OR name = ? OR location = ?", st.ID, st.Name, st.Location)
 	if err != nil {
 		return err
 	}
@@ -102,8 +101,8 @@ func (r storageRepo) unique(ctx context.Context, c conn, st *storage.Storage, cr
 		}
 	}
 	for _, o := range others {
-		if o.id != st.ID && o.location == st.Location() {
-			e := exists("storage", "storage %q already uses %s", o.name, st.Location()).(*errkind.Error)
+		if o.id != st.ID && o.location == st.Location {
+			e := exists("storage", "storage %q already uses %s", o.name, st.Location).(*errkind.Error)
 			e.Refs = []errkind.Ref{{Kind: "storage", ID: o.id.String(), Name: o.name}}
 			return e
 		}
@@ -112,16 +111,22 @@ func (r storageRepo) unique(ctx context.Context, c conn, st *storage.Storage, cr
 }
 
 func storageArgs(st *storage.Storage) ([]any, error) {
-	localfs, err := jsonText(st.LocalFS)
-	if err != nil {
-		return nil, err
+	config := "{}"
+	if len(st.Config) > 0 {
+		if !json.Valid(st.Config) {
+			return nil, errkind.New(errkind.Invalid, "storage", st.ID.String(), "configuration is not valid JSON")
+		}
+		config = string(st.Config)
 	}
-	nfs, err := jsonText(st.NFS)
-	if err != nil {
-		return nil, err
+	var state sql.NullString
+	if len(st.State) > 0 {
+		if !json.Valid(st.State) {
+			return nil, errkind.New(errkind.Invalid, "storage", st.ID.String(), "state is not valid JSON")
+		}
+		state = sql.NullString{String: string(st.State), Valid: true}
 	}
-	return []any{st.Name, st.Description, st.Type, localfs, nfs, st.Location(), st.Status, st.StatusReason,
-		st.Capacity, st.Available, st.MountPoint, st.CreatedDir, nanos(st.CreatedAt), nanos(st.UpdatedAt)}, nil
+	return []any{st.Name, st.Description, st.Type, config, state, st.Location, st.Status, st.StatusReason,
+		st.Capacity, st.Available, st.MountPoint, nanos(st.CreatedAt), nanos(st.UpdatedAt)}, nil
 }
 
 func (r storageRepo) Create(ctx context.Context, st *storage.Storage) error {
@@ -133,8 +138,8 @@ func (r storageRepo) Create(ctx context.Context, st *storage.Storage) error {
 		if err != nil {
 			return err
 		}
-		_, err = c.exec(ctx, `INSERT INTO storages (id, name, description, type, localfs, nfs, location, status, status_reason,
-			capacity, available, mount_point, created_dir, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		_, err = c.exec(ctx, `INSERT INTO storages (id, name, description, type, config, state, location, status, status_reason,
+			capacity, available, mount_point, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 			append([]any{st.ID}, args...)...)
 		if err != nil {
 			return err
@@ -173,8 +178,8 @@ func (r storageRepo) Update(ctx context.Context, st *storage.Storage) error {
 		if err != nil {
 			return err
 		}
-		n, err := c.execN(ctx, `UPDATE storages SET name = ?, description = ?, type = ?, localfs = ?, nfs = ?, location = ?,
-			status = ?, status_reason = ?, capacity = ?, available = ?, mount_point = ?, created_dir = ?, created_at = ?, updated_at = ?,
+		n, err := c.execN(ctx, `UPDATE storages SET name = ?, description = ?, type = ?, config = ?, state = ?, location = ?,
+			status = ?, status_reason = ?, capacity = ?, available = ?, mount_point = ?, created_at = ?, updated_at = ?,
 			version = version + 1 WHERE id = ? AND version = ? AND status = ?`, append(args, st.ID, st.Version, status)...)
 		if err != nil {
 			return err

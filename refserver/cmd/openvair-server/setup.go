@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/internal/hostuser"
 	"github.com/openvair/openvair/refserver"
 	"github.com/openvair/openvair/storage"
@@ -159,8 +160,8 @@ func ensureDefaultStorage(ctx context.Context, sys *openvair.System, dataDir str
 		log.Warn("default storage", "err", err)
 		return
 	}
-	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "default", Type: storage.TypeLocalFS,
-		Description: "created at first start", LocalFS: &storage.LocalFSSpec{Path: dir}})
+	st, err := sys.Storages.Create(ctx, storage.CreateRequest{Name: "default", Type: "localfs",
+		Description: "created at first start", Config: localfs.Config{Path: dir}})
 	if err != nil {
 		log.Warn("default storage", "err", err)
 		return
