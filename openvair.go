@@ -174,6 +174,7 @@ type System struct {
 	Store repo.Store
 
 	cfg       Config
+	hv        driver.Hypervisor // the hypervisor, nil when none is configured
 	ownsStore bool
 	rawStore  repo.Store
 	backends  backends
@@ -221,7 +222,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		sys.Close()
 		return nil, err
 	}
-	var hv vm.Hypervisor
+	var hv driver.Hypervisor
 	if cfg.HypervisorInstance != nil {
 		hv = cfg.HypervisorInstance
 	} else if cfg.Hypervisor != "" {
@@ -237,9 +238,14 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		return nil, err
 	}
 	st := sys.Store
-	sys.Storages = storage.NewService(st.Storages(), st, sys.backends)
-	sys.Volumes = volume.NewService(st.Volumes(), st.Storages(), st, sys.backends)
-	sys.Images = image.NewService(st.Images(), st.Storages(), st, sys.backends)
+	sys.hv = hv
+	sys.Storages = storage.NewService(st.Storages(), st, sys.backends, storage.WithOperations(sys.Operations))
+	volOpts := []volume.Option{volume.WithOperations(sys.Operations)}
+	if hv != nil { // extends check the hypervisor, not only the stored power state
+		volOpts = append(volOpts, volume.WithVMStates(vm.NewRunningChecker(hv, 2*time.Minute)))
+	}
+	sys.Volumes = volume.NewService(st.Volumes(), st.Storages(), st, sys.backends, volOpts...)
+	sys.Images = image.NewService(st.Images(), st.Storages(), st, sys.backends, image.WithOperations(sys.Operations))
 	if cfg.MaxImageSize > 0 {
 		sys.Images.MaxSize = cfg.MaxImageSize
 	}
@@ -249,7 +255,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		return nil, err
 	}
 	sys.VMs = vm.NewService(vm.Deps{Repo: st.VMs(), Tx: st, Volumes: st.Volumes(), Storages: st.Storages(), Images: st.Images(),
-		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv, Secrets: secrets})
+		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv, Secrets: secrets}, vm.WithOperations(sys.Operations))
 	sys.Storages.Log, sys.Volumes.Log, sys.Images.Log, sys.VMs.Log = cfg.Logger, cfg.Logger, cfg.Logger, cfg.Logger
 	if cfg.DefaultCPUMode != "" || cfg.DefaultCPUModel != "" {
 		if err := sys.VMs.SetDefaultCPU(cfg.DefaultCPUMode, cfg.DefaultCPUModel); err != nil {
@@ -257,13 +263,6 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 			return nil, err
 		}
 	}
-	if hv != nil {
-		sys.Volumes.VMs = sys.VMs // extends check the hypervisor, not only the stored power state
-	}
-	sys.Storages.UseOperations(sys.Operations)
-	sys.Volumes.UseOperations(sys.Operations)
-	sys.Images.UseOperations(sys.Operations)
-	sys.VMs.UseOperations(sys.Operations)
 	if err := sys.Recover(ctx); err != nil {
 		sys.Close()
 		return nil, err
@@ -447,7 +446,7 @@ func (s *System) holdMonitors(ctx context.Context) bool {
 
 // startWatch follows power state events until the returned func is called.
 func (s *System) startWatch(ctx context.Context) func() {
-	if s.VMs.Hypervisor == nil {
+	if !s.VMs.HasHypervisor() {
 		return func() {}
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -494,10 +493,8 @@ func (s *System) Close() error {
 		for _, b := range s.backends {
 			errs = append(errs, b.Close())
 		}
-		if s.VMs != nil {
-			if c, ok := s.VMs.Hypervisor.(interface{ Close() error }); ok && s.cfg.HypervisorInstance == nil {
-				errs = append(errs, c.Close())
-			}
+		if s.hv != nil && s.cfg.HypervisorInstance == nil {
+			errs = append(errs, s.hv.Close())
 		}
 		errs = append(errs, s.instance.close())
 		if s.ownsStore && s.rawStore != nil {

@@ -205,6 +205,13 @@ const (
 	PowerMissing  PowerState = "missing" // the hypervisor has no such domain
 )
 
+// UsesDisks reports whether a domain in this power state has its disks open: it runs, is paused or is
+// shutting down. Its volumes may then not be extended, detached or deleted. This is the one place the
+// rule is written; the repositories (volume attachments' Active) and the services use it.
+func (p PowerState) UsesDisks() bool {
+	return p == PowerRunning || p == PowerPaused || p == PowerStopping
+}
+
 // PowerReason is why a domain is in its power state, as the hypervisor tells it ("" when it does not).
 type PowerReason string
 

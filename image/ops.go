@@ -15,10 +15,15 @@ const (
 	OpDelete = "image.delete"
 )
 
-// UseOperations records every mutating call of s as an operation of ops, and lets ops run the ones that are
+// WithOperations records every mutating call of the service as an operation of ops, and lets ops run the ones that are
 // not bound to this process (edits and deletes) on workers.
-func (s *Service) UseOperations(ops *operation.Service) {
-	s.ops = ops
+func WithOperations(ops *operation.Service) Option {
+	return func(s *Service) { s.ops = ops }
+}
+
+// registerOperations lets ops run the service's operation kinds.
+func (s *Service) registerOperations() {
+	ops := s.ops
 	operation.Register(ops, OpEdit, func(ctx context.Context, a editArgs) (*Image, error) { return s.Edit(ctx, a.ID, a.Req) })
 	operation.Register(ops, OpDelete, func(ctx context.Context, id uuid.UUID) (struct{}, error) { return struct{}{}, s.Delete(ctx, id) })
 }

@@ -26,8 +26,7 @@ func TestAPIClientAsyncFlow(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	path := e.storageDir("pool")
-	sr, err := c.CreateStorageWithResponse(ctx, nil, apiclient.CreateStorageJSONRequestBody{Name: "local", Type: "localfs",
-		Localfs: &apiclient.LocalFSSpec{Path: &path}})
+	sr, err := c.CreateStorageWithResponse(ctx, nil, localStorageBody(t, "local", path))
 	require.NoError(t, err)
 	require.NotNil(t, sr.JSON201, "%s", sr.Body)
 	st := sr.JSON201

@@ -68,8 +68,7 @@ func TestAPIClientFlow(t *testing.T) {
 	require.NoError(t, err)
 
 	path := e.storageDir("pool")
-	sr, err := c.CreateStorageWithResponse(ctx, nil, apiclient.CreateStorageJSONRequestBody{Name: "local", Type: "localfs",
-		Localfs: &apiclient.LocalFSSpec{Path: &path}})
+	sr, err := c.CreateStorageWithResponse(ctx, nil, localStorageBody(t, "local", path))
 	require.NoError(t, err)
 	require.Equal(t, 201, sr.StatusCode(), "%s", sr.Body)
 	st := sr.JSON201
@@ -80,7 +79,7 @@ func TestAPIClientFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, ar.ApplicationproblemJSON401)
 	assert.Equal(t, "unauthenticated", *ar.ApplicationproblemJSON401.Kind)
-	fr, err := reader.CreateStorageWithResponse(ctx, nil, apiclient.CreateStorageJSONRequestBody{Name: "x", Type: "localfs", Localfs: &apiclient.LocalFSSpec{Path: &path}})
+	fr, err := reader.CreateStorageWithResponse(ctx, nil, localStorageBody(t, "x", path))
 	require.NoError(t, err)
 	require.NotNil(t, fr.ApplicationproblemJSON403)
 
@@ -134,3 +133,12 @@ func TestAPIClientFlow(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// localStorageBody is a createStorage body of type localfs on path, in the typed (oneOf) form.
+func localStorageBody(t *testing.T, name, path string) apiclient.CreateStorageJSONRequestBody {
+	t.Helper()
+	var body apiclient.StorageCreate
+	require.NoError(t, body.FromStorageCreateLocalfs(apiclient.StorageCreateLocalfs{Name: name, Type: "localfs",
+		Config: &apiclient.LocalfsConfig{Path: &path}}))
+	return body
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/driver"
 	_ "github.com/openvair/openvair/driver/libvirt" // registers the "libvirt" hypervisor
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
@@ -27,6 +28,7 @@ import (
 	"github.com/openvair/openvair/internal/testenv/pg"
 	"github.com/openvair/openvair/refserver"
 	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:", "postgres:" and "postgresql:" stores
+	"github.com/openvair/openvair/storage"
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +59,8 @@ type envOptions struct {
 	// real host does; libvirt is then ignored. The data directory is where a server would keep it:
 	// traversable by the QEMU group only.
 	system bool
+	// storageBackends adds storage types served by these backends, as an embedding program does.
+	storageBackends map[storage.Type]driver.StorageBackend
 }
 
 // start opens an SDK on SQLite in a temp dir and serves the API on 127.0.0.1:0.
@@ -74,7 +78,7 @@ func start(t testing.TB, o envOptions) *env {
 		dsn = pg.Start(t)
 	}
 	cfg := openvair.Config{DSN: dsn, DataDir: dir,
-		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger()}
+		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger(), StorageBackends: o.storageBackends}
 	if o.libvirt != "" && !o.system {
 		e.daemon = libvirtd.Start(t)
 		cfg.Hypervisor = "libvirt"

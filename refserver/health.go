@@ -2,13 +2,11 @@ package refserver
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/google/uuid"
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/storage"
 )
@@ -73,16 +71,13 @@ const hypervisorNotConfigured = "not configured"
 // HypervisorStatus reports whether the System's hypervisor answers within a few seconds: "ok",
 // "not configured", or the error that makes VM calls answer 503.
 func HypervisorStatus(ctx context.Context, sys *openvair.System) string {
-	hv := sys.VMs.Hypervisor
-	if hv == nil {
+	if !sys.VMs.HasHypervisor() {
 		return hypervisorNotConfigured
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	// The state of a domain that cannot exist: a reachable hypervisor answers "missing" or not found.
-	_, err := hv.State(ctx, uuid.Nil)
-	if err == nil || errors.Is(err, openvair.ErrNotFound) {
-		return "ok"
+	if err := sys.VMs.PingHypervisor(ctx); err != nil {
+		return err.Error()
 	}
-	return err.Error()
+	return "ok"
 }

@@ -137,7 +137,8 @@ func TestOpenAPIDeclaresWhatTheServerDoes(t *testing.T) {
 		return out
 	}
 	assert.Equal(t, []string{"qcow2", "raw"}, enum(get(schema("VolumeCreate"), "properties", "format")))
-	assert.Equal(t, []string{"localfs", "nfs"}, enum(get(schema("StorageCreate"), "properties", "type")))
+	assert.Equal(t, []string{"localfs"}, enum(get(schema("StorageCreateLocalfs"), "properties", "type")))
+	assert.Equal(t, []string{"nfs"}, enum(get(schema("StorageCreateNfs"), "properties", "type")))
 	assert.Equal(t, []string{"sata", "scsi", "virtio"}, enum(get(schema("DiskRequest"), "properties", "bus")))
 	assert.Equal(t, []string{"sata", "scsi", "virtio"}, enum(get(schema("VolumeAttach"), "properties", "bus")))
 	assert.Equal(t, []string{"none", "spice", "vnc"}, enum(get(schema("GraphicsRequest"), "properties", "type")))
@@ -148,7 +149,7 @@ func TestOpenAPIDeclaresWhatTheServerDoes(t *testing.T) {
 	assert.EqualValues(t, 1, get(schema("VolumeExtend"), "properties", "size", "minimum"))
 	assert.EqualValues(t, 0, get(schema("VMStop"), "properties", "timeout", "minimum"))
 	assert.Equal(t, "uuid", get(schema("VolumeCreate"), "properties", "storage_id", "format"))
-	for _, s := range []string{"StorageCreate", "VolumeCreate", "VMCreate", "MetaEdit", "VolumeEdit", "VMEdit"} {
+	for _, s := range []string{"StorageCreateLocalfs", "StorageCreateNfs", "VolumeCreate", "VMCreate", "MetaEdit", "VolumeEdit", "VMEdit"} {
 		assert.EqualValues(t, 255, get(schema(s), "properties", "name", "maxLength"), s)
 	}
 

@@ -13,12 +13,14 @@ import (
 // descriptions are the operations' descriptions, by operation id; an operation that sets its own keeps it.
 var descriptions = map[string]string{
 	"listStorages": "Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. " +
-		"Filters combine; an unknown status or type is 422.",
+		"Filters combine; an unknown status or a malformed type is 422 (a type no storage has lists nothing).",
 	"createStorage": "Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and " +
 		"config is its configuration, checked by its backend (for example localfs: path, a directory created when " +
 		"missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken " +
 		"to directly). The older form, the configuration under a key named after the type (localfs: {...}), is " +
 		"still accepted and deprecated. 503 when the storage cannot be reached.",
+	"listStorageTypes": "Lists the storage types this server can create, each with its backend's capabilities and the " +
+		"JSON Schema of its configuration (also published as the StorageCreate variants of this document).",
 	"getStorage":    "Returns one storage with its capacity and free space.",
 	"editStorage":   "Changes a storage's name or description; absent fields stay as they are.",
 	"deleteStorage": "Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.",

@@ -90,7 +90,7 @@ type listStoragesInput struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
 	Cursor string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
 	Status string `query:"status" enum:"creating,available,deleting,error" doc:"Only storages with this status."`
-	Type   string `query:"type" maxLength:"32" doc:"Only storages of this type (the name of a storage backend)."`
+	Type   string `query:"type" maxLength:"32" pattern:"^[a-z][a-z0-9_-]{0,31}$" doc:"Only storages of this type (the name of a storage backend, GET /api/v1/storage-types)."`
 	Name   string `query:"name" maxLength:"255" doc:"Only the storage with this name."`
 }
 

@@ -14,9 +14,15 @@ const (
 	OpDelete = "storage.delete"
 )
 
-// UseOperations records every mutating call of s as an operation of ops, and lets ops run them on workers.
-func (s *Service) UseOperations(ops *operation.Service) {
-	s.ops = ops
+// WithOperations records every mutating call of the service as an operation of ops, and lets ops run them
+// on workers (the kinds Op*). Without it, calls run directly and leave no record.
+func WithOperations(ops *operation.Service) Option {
+	return func(s *Service) { s.ops = ops }
+}
+
+// registerOperations lets ops run the service's operation kinds.
+func (s *Service) registerOperations() {
+	ops := s.ops
 	operation.Register(ops, OpCreate, func(ctx context.Context, req CreateRequest) (*Storage, error) { return s.Create(ctx, req) })
 	operation.Register(ops, OpEdit, func(ctx context.Context, a editArgs) (*Storage, error) { return s.Edit(ctx, a.ID, a.Req) })
 	operation.Register(ops, OpDelete, func(ctx context.Context, id uuid.UUID) (struct{}, error) { return struct{}{}, s.Delete(ctx, id) })

@@ -69,10 +69,24 @@ type Service struct {
 	now            func() time.Time
 }
 
+// Option configures a Service at construction (WithOperations).
+type Option func(*Service)
+
+// apply applies the options and registers the operation kinds when the service records operations.
+func (s *Service) apply(opts []Option) *Service {
+	for _, o := range opts {
+		o(s)
+	}
+	if s.ops != nil {
+		s.registerOperations()
+	}
+	return s
+}
+
 // NewService returns a storage service.
-func NewService(repo Repository, tx Transactor, backends Backends) *Service {
-	return &Service{repo: repo, tx: tx, backends: backends, OpTimeout: 2 * time.Minute, MonitorTimeout: 5 * time.Second,
-		Log: slog.Default(), now: time.Now}
+func NewService(repo Repository, tx Transactor, backends Backends, opts ...Option) *Service {
+	return (&Service{repo: repo, tx: tx, backends: backends, OpTimeout: 2 * time.Minute, MonitorTimeout: 5 * time.Second,
+		Log: slog.Default(), now: time.Now}).apply(opts)
 }
 
 // Get returns a storage by id.

@@ -49,7 +49,7 @@ func TestHostHypervisorError(t *testing.T) {
 
 func TestHostNoHypervisor(t *testing.T) {
 	e := sdktest.New(t, nil)
-	e.Sys.VMs.Hypervisor = nil
+	vm.SetHypervisor(e.Sys.VMs, nil)
 	_, err := e.Sys.VMs.Host(e.Ctx)
 	require.ErrorIs(t, err, errkind.Unavailable)
 	_, other := e.Sys.VMs.Console(e.Ctx, uuid.New())
@@ -58,7 +58,7 @@ func TestHostNoHypervisor(t *testing.T) {
 
 func TestHostUnsupported(t *testing.T) {
 	e := sdktest.New(t, nil)
-	e.Sys.VMs.Hypervisor = withoutHost{e.HV}
+	vm.SetHypervisor(e.Sys.VMs, withoutHost{e.HV})
 	_, err := e.Sys.VMs.Host(e.Ctx)
 	require.ErrorIs(t, err, errkind.Unsupported)
 	assert.Zero(t, e.HV.Calls("HostFacts"))
@@ -67,7 +67,7 @@ func TestHostUnsupported(t *testing.T) {
 func TestHostDeadline(t *testing.T) {
 	e := sdktest.New(t, nil)
 	probe := &deadlineProbe{Hypervisor: e.HV}
-	e.Sys.VMs.Hypervisor = probe
+	vm.SetHypervisor(e.Sys.VMs, probe)
 	e.Sys.VMs.OpTimeout = 3 * time.Second
 	before := time.Now()
 	f, err := e.Sys.VMs.Host(context.Background())

@@ -54,6 +54,6 @@ func TestListFiltersAreChecked(t *testing.T) {
 	require.Len(t, page.Items, 1, "the name filter is normalized like the name")
 	_, err = e.Sys.VMs.List(e.Ctx, vm.ListOptions{PowerState: "on"})
 	assert.ErrorIs(t, err, errkind.Invalid)
-	_, err = e.Sys.Storages.List(e.Ctx, storage.ListOptions{Type: "zfs"})
+	_, err = e.Sys.Storages.List(e.Ctx, storage.ListOptions{Type: "ZFS!"})
 	assert.ErrorIs(t, err, errkind.Invalid)
 }

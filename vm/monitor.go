@@ -60,7 +60,7 @@ func (s *Service) SyncPowerStates(ctx context.Context) error {
 		}
 	}
 	var errs []error
-	err = forEach(ctx, s.Repo, ListOptions{}, func(v *VM) {
+	err = forEach(ctx, s.d.Repo, ListOptions{}, func(v *VM) {
 		st, ok := states[v.ID]
 		switch {
 		case states != nil && !ok:
@@ -186,7 +186,7 @@ func (s *Service) follow(ctx context.Context, events <-chan driver.StateEvent, r
 // another operation goes back to available or error according to what the hypervisor reports.
 func (s *Service) Recover(ctx context.Context) error {
 	for _, status := range []Status{StatusCreating, StatusStarting, StatusStopping, StatusEditing, StatusDeleting} {
-		err := forEach(ctx, s.Repo, ListOptions{Status: status}, func(v *VM) {
+		err := forEach(ctx, s.d.Repo, ListOptions{Status: status}, func(v *VM) {
 			if s.ops.Busy(ctx, v.ID) {
 				return // a live operation of another process (or this one) is on it
 			}
@@ -197,7 +197,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 			if status == StatusCreating {
 				if err := s.call(ctx, func(ctx context.Context) error { return hv.Undefine(ctx, v.ID) }); err == nil {
-					s.logErr("recover: remove a half-created VM", v.ID, s.Repo.Delete(ctx, v.ID))
+					s.logErr("recover: remove a half-created VM", v.ID, s.d.Repo.Delete(ctx, v.ID))
 					return
 				}
 			}

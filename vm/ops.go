@@ -21,9 +21,14 @@ const (
 	OpReset        = "vm.reset"
 )
 
-// UseOperations records every mutating call of s as an operation of ops, and lets ops run them on workers.
-func (s *Service) UseOperations(ops *operation.Service) {
-	s.ops = ops
+// WithOperations records every mutating call of the service as an operation of ops, and lets ops run them on workers.
+func WithOperations(ops *operation.Service) Option {
+	return func(s *Service) { s.ops = ops }
+}
+
+// registerOperations lets ops run the service's operation kinds.
+func (s *Service) registerOperations() {
+	ops := s.ops
 	operation.Register(ops, OpCreate, func(ctx context.Context, a createArgs) (*VM, error) {
 		a.Req.Graphics.Password = a.Password
 		return s.Create(ctx, a.Req)
@@ -82,10 +87,10 @@ func opSpec(kind string, id uuid.UUID, cancellable bool, payload any) operation.
 
 // seal returns password sealed for a stored payload ("" stays "").
 func (s *Service) seal(password string) (string, error) {
-	if password == "" || s.Secrets == nil {
+	if password == "" || s.d.Secrets == nil {
 		return password, nil
 	}
-	return s.Secrets.Seal(password)
+	return s.d.Secrets.Seal(password)
 }
 
 // Create defines a new VM (a vm.create operation): it creates the volumes asked for, attaches them with the

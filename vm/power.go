@@ -2,11 +2,13 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/internal/deadline"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/internal/fsm"
 	"github.com/openvair/openvair/storage"
@@ -41,14 +43,14 @@ func (s *Service) start(ctx context.Context, id uuid.UUID) (*VM, error) {
 // checkDisksUsable refuses to start a VM whose volumes are busy or whose storages are not available.
 func (s *Service) checkDisksUsable(ctx context.Context, v *VM) error {
 	for _, d := range v.Disks {
-		vol, err := s.Volumes.Get(ctx, d.VolumeID)
+		vol, err := s.d.Volumes.Get(ctx, d.VolumeID)
 		if err != nil {
 			return err
 		}
 		if err := fsm.Require("volume", vol.ID.String(), "start a VM using it", vol.Status, volume.StatusAvailable); err != nil {
 			return err
 		}
-		st, err := s.Storages.Get(ctx, vol.StorageID)
+		st, err := s.d.Storages.Get(ctx, vol.StorageID)
 		if err != nil {
 			return err
 		}
@@ -200,7 +202,7 @@ func (s *Service) ConsoleLog(ctx context.Context, id uuid.UUID, max int64) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.Repo.Get(ctx, id); err != nil {
+	if _, err := s.d.Repo.Get(ctx, id); err != nil {
 		return nil, err
 	}
 	cl, ok := hv.(driver.ConsoleLogger)
@@ -218,7 +220,7 @@ func (s *Service) Console(ctx context.Context, id uuid.UUID) (Console, error) {
 	if err != nil {
 		return Console{}, err
 	}
-	cur, err := s.Repo.Get(ctx, id)
+	cur, err := s.d.Repo.Get(ctx, id)
 	if err != nil {
 		return Console{}, err
 	}
@@ -245,13 +247,41 @@ type Console struct {
 	PasswordSet bool   `json:"password_set"` // the console asks for the VM's graphics password
 }
 
-// Running asks the hypervisor whether the VM's domain runs now (running, paused or shutting down). It
-// implements volume.VMStates.
-func (s *Service) Running(ctx context.Context, id uuid.UUID) (bool, error) {
+// RunningChecker asks the hypervisor whether a VM's domain runs now (running, paused or shutting down). It
+// implements volume.VMStates with the hypervisor alone, so that the volume service can be built before
+// the VM service, which uses it.
+type RunningChecker struct {
+	hv      Hypervisor
+	timeout time.Duration
+}
+
+// NewRunningChecker returns a RunningChecker on hv; each question has timeout as its deadline unless the
+// caller's context has an earlier one.
+func NewRunningChecker(hv Hypervisor, timeout time.Duration) *RunningChecker {
+	return &RunningChecker{hv: hv, timeout: timeout}
+}
+
+// Running reports whether the domain of VM id has its disks open.
+func (c *RunningChecker) Running(ctx context.Context, id uuid.UUID) (bool, error) {
+	ctx, cancel := deadline.Ensure(ctx, c.timeout)
+	defer cancel()
+	st, err := c.hv.State(ctx, id)
+	return st.Power.UsesDisks(), err
+}
+
+// HasHypervisor reports whether the service was given a hypervisor.
+func (s *Service) HasHypervisor() bool { return s.d.Hypervisor != nil }
+
+// PingHypervisor asks the hypervisor for the state of a domain that cannot exist, within the caller's
+// deadline: nil when it answers (a missing domain is an answer), the error that makes VM calls fail
+// otherwise (errkind.Unavailable when there is no hypervisor).
+func (s *Service) PingHypervisor(ctx context.Context) error {
 	hv, err := s.hypervisor()
 	if err != nil {
-		return false, err
+		return err
 	}
-	st, err := s.state(ctx, hv, id)
-	return st.Power == PowerRunning || st.Power == PowerPaused || st.Power == PowerStopping, err
+	if _, err := hv.State(ctx, uuid.Nil); err != nil && !errors.Is(err, errkind.NotFound) {
+		return err
+	}
+	return nil
 }

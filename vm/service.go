@@ -98,7 +98,7 @@ type Deps struct {
 
 // Service holds the VM rules.
 type Service struct {
-	Deps
+	d Deps // the collaborators, given to NewService
 	// OpTimeout bounds each hypervisor call that has no earlier deadline.
 	OpTimeout time.Duration
 	// DefaultStopTimeout is how long a graceful stop waits when the caller gives no timeout.
@@ -114,15 +114,29 @@ type Service struct {
 	ops        *operation.Service
 }
 
+// Option configures a Service at construction (WithOperations).
+type Option func(*Service)
+
+// apply applies the options and registers the operation kinds when the service records operations.
+func (s *Service) apply(opts []Option) *Service {
+	for _, o := range opts {
+		o(s)
+	}
+	if s.ops != nil {
+		s.registerOperations()
+	}
+	return s
+}
+
 // NewService returns a VM service.
-func NewService(d Deps) *Service {
-	return &Service{Deps: d, OpTimeout: 2 * time.Minute, DefaultStopTimeout: time.Minute, PollInterval: 250 * time.Millisecond,
-		defaultCPU: CPU{Mode: CPUHostModel}, Log: slog.Default(), now: time.Now}
+func NewService(d Deps, opts ...Option) *Service {
+	return (&Service{d: d, OpTimeout: 2 * time.Minute, DefaultStopTimeout: time.Minute, PollInterval: 250 * time.Millisecond,
+		defaultCPU: CPU{Mode: CPUHostModel}, Log: slog.Default(), now: time.Now}).apply(opts)
 }
 
 // Get returns a VM by id.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*VM, error) {
-	v, err := s.Repo.Get(ctx, id)
+	v, err := s.d.Repo.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +148,7 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	if err := opts.validate(); err != nil {
 		return Page{}, err
 	}
-	page, err := s.Repo.List(ctx, opts)
+	page, err := s.d.Repo.List(ctx, opts)
 	for _, v := range page.Items {
 		s.live.annotate(v)
 	}
@@ -142,10 +156,10 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 }
 
 func (s *Service) hypervisor() (Hypervisor, error) {
-	if s.Hypervisor == nil {
+	if s.d.Hypervisor == nil {
 		return nil, errkind.New(errkind.Unavailable, "vm", "", "no hypervisor is configured")
 	}
-	return s.Hypervisor, nil
+	return s.d.Hypervisor, nil
 }
 
 // call runs a hypervisor call with the operation deadline.
@@ -188,19 +202,19 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*VM, error) {
 			v.Interfaces[i].MAC = newMAC()
 		}
 	}
-	err = s.Tx.InTx(ctx, func(ctx context.Context) error {
+	err = s.d.Tx.InTx(ctx, func(ctx context.Context) error {
 		if err := s.checkAttachable(ctx, v, nil); err != nil {
 			return err
 		}
 		if err := s.ops.SetTarget(ctx, v.ID); err != nil {
 			return err
 		}
-		return s.Repo.Create(ctx, v)
+		return s.d.Repo.Create(ctx, v)
 	})
 	if err != nil {
 		return nil, err
 	}
-	rev.Add(func(ctx context.Context) { s.logErr("remove VM of a failed create", v.ID, s.Repo.Delete(ctx, v.ID)) })
+	rev.Add(func(ctx context.Context) { s.logErr("remove VM of a failed create", v.ID, s.d.Repo.Delete(ctx, v.ID)) })
 	s.ops.Step(ctx, 3, 3, "defining the domain")
 	if err := s.define(ctx, hv, v); err != nil {
 		return nil, err
@@ -248,12 +262,12 @@ func (s *Service) createVolumes(ctx context.Context, rev *revert.Reverter, disks
 		if disks[i].New == nil {
 			continue
 		}
-		vol, err := s.VolumeSvc.Create(ctx, *disks[i].New)
+		vol, err := s.d.VolumeSvc.Create(ctx, *disks[i].New)
 		if err != nil {
 			return fmt.Errorf("disks[%d]: %w", i, err)
 		}
 		rev.Add(func(ctx context.Context) {
-			s.logErr("remove volume of a failed VM operation", vol.ID, s.VolumeSvc.Delete(ctx, vol.ID))
+			s.logErr("remove volume of a failed VM operation", vol.ID, s.d.VolumeSvc.Delete(ctx, vol.ID))
 		})
 		disks[i].VolumeID, disks[i].New = vol.ID, nil
 	}
@@ -268,7 +282,7 @@ func (s *Service) checkAttachable(ctx context.Context, v *VM, prev *VM) error {
 		if prev != nil && prev.HasVolume(d.VolumeID) {
 			continue
 		}
-		vol, err := s.Volumes.Get(ctx, d.VolumeID)
+		vol, err := s.d.Volumes.Get(ctx, d.VolumeID)
 		if err != nil {
 			return fmt.Errorf("disks[%d]: %w", i, err)
 		}
@@ -289,7 +303,7 @@ func (s *Service) checkAttachable(ctx context.Context, v *VM, prev *VM) error {
 		if prev != nil && prev.HasImage(c.ImageID) {
 			continue
 		}
-		img, err := s.Images.Get(ctx, c.ImageID)
+		img, err := s.d.Images.Get(ctx, c.ImageID)
 		if err != nil {
 			return fmt.Errorf("cdroms[%d]: %w", i, err)
 		}
@@ -312,10 +326,10 @@ func (v *VM) HasImage(id uuid.UUID) bool {
 
 // sealPassword encrypts v's graphics password for storage (a password already sealed stays as it is).
 func (s *Service) sealPassword(v *VM) error {
-	if s.Secrets == nil {
+	if s.d.Secrets == nil {
 		return nil
 	}
-	sealed, err := s.Secrets.Seal(v.Graphics.Password)
+	sealed, err := s.d.Secrets.Seal(v.Graphics.Password)
 	if err != nil {
 		return fmt.Errorf("seal the graphics password: %w", err)
 	}
@@ -338,8 +352,8 @@ func (s *Service) domainSpec(ctx context.Context, v *VM) (driver.DomainSpec, err
 		CPU:         driver.CPUSpec{Sockets: v.CPU.Sockets, Cores: v.CPU.Cores, Threads: v.CPU.Threads, Mode: v.CPU.Mode, Model: v.CPU.Model},
 		MemoryBytes: v.MemoryBytes, Firmware: v.Firmware, MachineType: v.MachineType, Boot: v.Boot,
 		Graphics: driver.GraphicsSpec{Type: v.Graphics.Type, Listen: v.Graphics.Listen}}
-	if s.Secrets != nil {
-		pw, err := s.Secrets.Open(v.Graphics.Password)
+	if s.d.Secrets != nil {
+		pw, err := s.d.Secrets.Open(v.Graphics.Password)
 		if err != nil {
 			return spec, errkind.Wrap(errkind.Invalid, err, "vm", v.ID.String(), "graphics password cannot be read; set it again")
 		}
@@ -351,7 +365,7 @@ func (s *Service) domainSpec(ctx context.Context, v *VM) (driver.DomainSpec, err
 		spec.Graphics = driver.GraphicsSpec{}
 	}
 	for _, d := range v.Disks {
-		vol, err := s.Volumes.Get(ctx, d.VolumeID)
+		vol, err := s.d.Volumes.Get(ctx, d.VolumeID)
 		if err != nil {
 			return spec, err
 		}
@@ -363,7 +377,7 @@ func (s *Service) domainSpec(ctx context.Context, v *VM) (driver.DomainSpec, err
 			Source: src, BootOrder: d.BootOrder, ReadIOPS: d.ReadIOPS, WriteIOPS: d.WriteIOPS, ReadBytes: d.ReadBytes, WriteBytes: d.WriteBytes})
 	}
 	for _, c := range v.CDROMs {
-		img, err := s.Images.Get(ctx, c.ImageID)
+		img, err := s.d.Images.Get(ctx, c.ImageID)
 		if err != nil {
 			return spec, err
 		}
@@ -398,14 +412,14 @@ func supported(info driver.HypervisorInfo, firmware, graphics string) error {
 }
 
 func (s *Service) locate(ctx context.Context, storageID uuid.UUID, kind driver.ObjectKind, id uuid.UUID) (driver.DiskSource, error) {
-	st, err := s.Storages.Get(ctx, storageID)
+	st, err := s.d.Storages.Get(ctx, storageID)
 	if err != nil {
 		return driver.DiskSource{}, err
 	}
-	src, err := s.Locator.DiskSource(st.Pool(), kind, id)
-	if err == nil && src.Type == "network" && src.Protocol == "nfs" && s.Hypervisor != nil && !s.Hypervisor.Info().Capabilities.NFSDisks {
+	src, err := s.d.Locator.DiskSource(st.Pool(), kind, id)
+	if err == nil && src.Type == "network" && src.Protocol == "nfs" && s.d.Hypervisor != nil && !s.d.Hypervisor.Info().Capabilities.NFSDisks {
 		return src, errkind.New(errkind.Unsupported, "storage", storageID.String(),
-			"hypervisor %s cannot open disks on NFS storage %q directly (capability nfs_disks)", s.Hypervisor.Info().Name, st.Name)
+			"hypervisor %s cannot open disks on NFS storage %q directly (capability nfs_disks)", s.d.Hypervisor.Info().Name, st.Name)
 	}
 	return src, err
 }
@@ -454,8 +468,8 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 		prev *VM
 		req  EditRequest
 	)
-	err = s.Tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.Repo.Get(ctx, id)
+	err = s.d.Tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.d.Repo.Get(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -478,7 +492,7 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 			return err
 		}
 		prev = cur.Clone()
-		return s.Repo.Update(ctx, cur)
+		return s.d.Repo.Update(ctx, cur)
 	})
 	if err != nil {
 		return nil, err
@@ -509,7 +523,7 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 			next.Interfaces[i].MAC = newMAC()
 		}
 	}
-	if err := s.Tx.InTx(ctx, func(ctx context.Context) error { return s.checkAttachable(ctx, next, prev) }); err != nil {
+	if err := s.d.Tx.InTx(ctx, func(ctx context.Context) error { return s.checkAttachable(ctx, next, prev) }); err != nil {
 		return nil, err
 	}
 	if err := s.define(ctx, hv, next); err != nil {
@@ -567,8 +581,7 @@ func requireStopped(v *VM, op string) error {
 	if err := fsm.Require("vm", v.ID.String(), op, v.Status, StatusAvailable, StatusError); err != nil {
 		return err
 	}
-	switch v.PowerState {
-	case PowerShutOff, PowerCrashed, PowerMissing:
+	if !v.PowerState.UsesDisks() {
 		return nil
 	}
 	return errkind.New(errkind.WrongState, "vm", v.ID.String(), "cannot %s while power state is %q; stop it first", op, v.PowerState)
@@ -583,8 +596,8 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) 
 		return err
 	}
 	var v *VM
-	err = s.Tx.InTx(ctx, func(ctx context.Context) error {
-		cur, err := s.Repo.Get(ctx, id)
+	err = s.d.Tx.InTx(ctx, func(ctx context.Context) error {
+		cur, err := s.d.Repo.Get(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -595,7 +608,7 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) 
 			return err
 		}
 		v = cur
-		return s.Repo.Update(ctx, cur)
+		return s.d.Repo.Update(ctx, cur)
 	})
 	if err != nil {
 		return err
@@ -608,7 +621,7 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) 
 		return fmt.Errorf("undefine vm %q: %w", v.Name, err)
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := s.Repo.Delete(ctx, id); err != nil {
+	if err := s.d.Repo.Delete(ctx, id); err != nil {
 		return err
 	}
 	if !opts.DeleteVolumes {
@@ -616,7 +629,7 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) 
 	}
 	var errs []error
 	for _, d := range v.Disks {
-		if err := s.VolumeSvc.Delete(ctx, d.VolumeID); err != nil {
+		if err := s.d.VolumeSvc.Delete(ctx, d.VolumeID); err != nil {
 			errs = append(errs, fmt.Errorf("volume %s: %w", d.VolumeID, err))
 		}
 	}
@@ -637,7 +650,7 @@ func (s *Service) logErr(what string, id uuid.UUID, err error) {
 
 // update applies fn to the current VM inside a unit of work and stores it.
 func (s *Service) update(ctx context.Context, id uuid.UUID, fn func(ctx context.Context, cur *VM) error) (*VM, error) {
-	v, err := uow.Update(ctx, s.Tx, s.Repo.Get, s.Repo.Update, id, func(ctx context.Context, cur *VM) error {
+	v, err := uow.Update(ctx, s.d.Tx, s.d.Repo.Get, s.d.Repo.Update, id, func(ctx context.Context, cur *VM) error {
 		if err := fn(ctx, cur); err != nil {
 			return err
 		}

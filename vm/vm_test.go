@@ -448,7 +448,7 @@ func TestMonitorNeverOverwritesTransitional(t *testing.T) {
 
 func TestNoHypervisor(t *testing.T) {
 	e := sdktest.New(t, nil)
-	e.Sys.VMs.Hypervisor = nil
+	vm.SetHypervisor(e.Sys.VMs, nil)
 	_, err := e.Sys.VMs.Create(e.Ctx, sdktest.VMRequest("web"))
 	assert.ErrorIs(t, err, errkind.Unavailable)
 }

@@ -54,7 +54,7 @@ type Backends interface {
 }
 
 // VMStates asks the hypervisor whether a VM runs now; the stored power state may lag behind changes made
-// outside openvair. The VM service implements it.
+// outside openvair. vm.RunningChecker implements it.
 type VMStates interface {
 	Running(ctx context.Context, vmID uuid.UUID) (bool, error)
 }
@@ -66,9 +66,9 @@ type Service struct {
 	tx       Transactor
 	backends Backends
 	ops      *operation.Service
-	// VMs, when set, confirms with the hypervisor that no VM using a volume runs before the volume is
-	// extended (growing a disk under a running guest corrupts it).
-	VMs VMStates
+	// vms, when set (WithVMStates), confirms with the hypervisor that no VM using a volume runs before the
+	// volume is extended (growing a disk under a running guest corrupts it).
+	vms VMStates
 	// OpTimeout bounds each backend call that has no earlier deadline.
 	OpTimeout time.Duration
 	// MonitorTimeout bounds one inspection of one volume.
@@ -77,10 +77,30 @@ type Service struct {
 	now            func() time.Time
 }
 
+// Option configures a Service at construction (WithOperations, WithVMStates).
+type Option func(*Service)
+
+// apply applies the options and registers the operation kinds when the service records operations.
+func (s *Service) apply(opts []Option) *Service {
+	for _, o := range opts {
+		o(s)
+	}
+	if s.ops != nil {
+		s.registerOperations()
+	}
+	return s
+}
+
 // NewService returns a volume service.
-func NewService(repo Repository, storages StorageReader, tx Transactor, backends Backends) *Service {
-	return &Service{repo: repo, storages: storages, tx: tx, backends: backends, OpTimeout: 5 * time.Minute,
-		MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}
+func NewService(repo Repository, storages StorageReader, tx Transactor, backends Backends, opts ...Option) *Service {
+	return (&Service{repo: repo, storages: storages, tx: tx, backends: backends, OpTimeout: 5 * time.Minute,
+		MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}).apply(opts)
+}
+
+// WithVMStates has extends confirm with the hypervisor, through vms, that no VM using the volume runs: the
+// stored power state may lag behind a VM started outside openvair. Without it, the stored state decides.
+func WithVMStates(vms VMStates) Option {
+	return func(s *Service) { s.vms = vms }
 }
 
 // Get returns a volume by id.
@@ -303,11 +323,11 @@ func (s *Service) extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 
 // confirmNotRunning asks the hypervisor about every VM the volume is attached to.
 func (s *Service) confirmNotRunning(ctx context.Context, vol *Volume) error {
-	if s.VMs == nil {
+	if s.vms == nil {
 		return nil
 	}
 	for _, a := range vol.Attachments {
-		running, err := s.VMs.Running(ctx, a.VMID)
+		running, err := s.vms.Running(ctx, a.VMID)
 		if err != nil {
 			return fmt.Errorf("extend volume %q: checking VM %q: %w", vol.Name, a.VMName, err)
 		}

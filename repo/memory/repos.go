@@ -126,14 +126,10 @@ func (r volumeRepo) view(v *volume.Volume) *volume.Volume {
 	c.Attachments = []volume.Attachment{}
 	for _, m := range sortedVMs(r.s.vms.rows) {
 		if m.HasVolume(v.ID) {
-			c.Attachments = append(c.Attachments, volume.Attachment{VMID: m.ID, VMName: m.Name, Active: active(m.PowerState)})
+			c.Attachments = append(c.Attachments, volume.Attachment{VMID: m.ID, VMName: m.Name, Active: m.PowerState.UsesDisks()})
 		}
 	}
 	return c
-}
-
-func active(p vm.PowerState) bool {
-	return p == vm.PowerRunning || p == vm.PowerPaused || p == vm.PowerStopping
 }
 
 func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, error) {

@@ -18,10 +18,6 @@ const volumeCols = "v.id, v.name, v.description, v.storage_id, v.format, v.size,
 const volumeJoin = " LEFT JOIN vm_disks d ON d.volume_id = v.id LEFT JOIN vms m ON m.id = d.vm_id"
 
 // active reports whether a VM in power state p is using its disks.
-func active(p vm.PowerState) bool {
-	return p == vm.PowerRunning || p == vm.PowerPaused || p == vm.PowerStopping
-}
-
 // volumeScanner collects volumes with their attachments from joined rows ordered by volume id, VM id.
 type volumeScanner struct{ items []*volume.Volume }
 
@@ -43,7 +39,7 @@ func (sc *volumeScanner) scan(rows *sql.Rows) error {
 		sc.items = append(sc.items, cur)
 	}
 	if vmID.Valid {
-		cur.Attachments = append(cur.Attachments, volume.Attachment{VMID: vmID.UUID, VMName: vmName.String, Active: active(vm.PowerState(power.String))})
+		cur.Attachments = append(cur.Attachments, volume.Attachment{VMID: vmID.UUID, VMName: vmName.String, Active: vm.PowerState(power.String).UsesDisks()})
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -309,13 +310,34 @@ func (e InterfaceType) Valid() bool {
 	}
 }
 
-// Defines values for NFSVersion.
+// Defines values for LocalfsConfigFsType.
 const (
-	N3 NFSVersion = 3
+	Btrfs LocalfsConfigFsType = "btrfs"
+	Ext4  LocalfsConfigFsType = "ext4"
+	Xfs   LocalfsConfigFsType = "xfs"
 )
 
-// Valid indicates whether the value is a known member of the NFSVersion enum.
-func (e NFSVersion) Valid() bool {
+// Valid indicates whether the value is a known member of the LocalfsConfigFsType enum.
+func (e LocalfsConfigFsType) Valid() bool {
+	switch e {
+	case Btrfs:
+		return true
+	case Ext4:
+		return true
+	case Xfs:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NfsConfigVersion.
+const (
+	N3 NfsConfigVersion = 3
+)
+
+// Valid indicates whether the value is a known member of the NfsConfigVersion enum.
+func (e NfsConfigVersion) Valid() bool {
 	switch e {
 	case N3:
 		return true
@@ -375,36 +397,45 @@ func (e StorageStatus) Valid() bool {
 	}
 }
 
-// Defines values for StorageType.
+// Defines values for StorageCreateFakeType.
 const (
-	StorageTypeLocalfs StorageType = "localfs"
-	StorageTypeNfs     StorageType = "nfs"
+	Fake StorageCreateFakeType = "fake"
 )
 
-// Valid indicates whether the value is a known member of the StorageType enum.
-func (e StorageType) Valid() bool {
+// Valid indicates whether the value is a known member of the StorageCreateFakeType enum.
+func (e StorageCreateFakeType) Valid() bool {
 	switch e {
-	case StorageTypeLocalfs:
-		return true
-	case StorageTypeNfs:
+	case Fake:
 		return true
 	default:
 		return false
 	}
 }
 
-// Defines values for StorageCreateType.
+// Defines values for StorageCreateLocalfsType.
 const (
-	StorageCreateTypeLocalfs StorageCreateType = "localfs"
-	StorageCreateTypeNfs     StorageCreateType = "nfs"
+	Localfs StorageCreateLocalfsType = "localfs"
 )
 
-// Valid indicates whether the value is a known member of the StorageCreateType enum.
-func (e StorageCreateType) Valid() bool {
+// Valid indicates whether the value is a known member of the StorageCreateLocalfsType enum.
+func (e StorageCreateLocalfsType) Valid() bool {
 	switch e {
-	case StorageCreateTypeLocalfs:
+	case Localfs:
 		return true
-	case StorageCreateTypeNfs:
+	default:
+		return false
+	}
+}
+
+// Defines values for StorageCreateNfsType.
+const (
+	Nfs StorageCreateNfsType = "nfs"
+)
+
+// Valid indicates whether the value is a known member of the StorageCreateNfsType enum.
+func (e StorageCreateNfsType) Valid() bool {
+	switch e {
+	case Nfs:
 		return true
 	default:
 		return false
@@ -759,24 +790,6 @@ func (e ListStoragesParamsStatus) Valid() bool {
 	}
 }
 
-// Defines values for ListStoragesParamsType.
-const (
-	ListStoragesParamsTypeLocalfs ListStoragesParamsType = "localfs"
-	ListStoragesParamsTypeNfs     ListStoragesParamsType = "nfs"
-)
-
-// Valid indicates whether the value is a known member of the ListStoragesParamsType enum.
-func (e ListStoragesParamsType) Valid() bool {
-	switch e {
-	case ListStoragesParamsTypeLocalfs:
-		return true
-	case ListStoragesParamsTypeNfs:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for ListVMsParamsStatus.
 const (
 	ListVMsParamsStatusAvailable ListVMsParamsStatus = "available"
@@ -1011,6 +1024,9 @@ type EventResource string
 // EventType <resource>.<created|updated|deleted>.
 type EventType string
 
+// FakeConfig Any JSON object; equal objects are one location.
+type FakeConfig map[string]interface{}
+
 // Graphics defines model for Graphics.
 type Graphics struct {
 	Listen      string       `json:"listen"`
@@ -1176,17 +1192,29 @@ type InterfaceModel string
 // InterfaceType bridge or network.
 type InterfaceType string
 
-// LocalFSSpec defines model for LocalFSSpec.
-type LocalFSSpec struct {
-	Device          *string `json:"device,omitempty"`
-	Format          *bool   `json:"format,omitempty"`
-	FsType          *string `json:"fs_type,omitempty"`
-	FsUuid          *string `json:"fs_uuid,omitempty"`
-	Path            *string `json:"path,omitempty"`
-	RealPath        *string `json:"real_path,omitempty"`
-	ReuseFilesystem *bool   `json:"reuse_filesystem,omitempty"`
-	Wipe            *bool   `json:"wipe,omitempty"`
+// LocalfsConfig A local directory (path), or a block device (device) that openvair formats (format) or whose filesystem it mounts (reuse_filesystem).
+type LocalfsConfig struct {
+	// Device Block device under /dev, for device mode.
+	Device *string `json:"device,omitempty"`
+
+	// Format Device mode: make a new filesystem on a blank device.
+	Format *bool `json:"format,omitempty"`
+
+	// FsType Filesystem of a device (default ext4 when formatting).
+	FsType *LocalfsConfigFsType `json:"fs_type,omitempty"`
+
+	// Path Absolute, clean path of a directory; created when missing (its parent must exist). Not a system directory.
+	Path *string `json:"path,omitempty"`
+
+	// ReuseFilesystem Device mode: mount the filesystem the device holds.
+	ReuseFilesystem *bool `json:"reuse_filesystem,omitempty"`
+
+	// Wipe With format: destroy whatever the device holds first.
+	Wipe *bool `json:"wipe,omitempty"`
 }
+
+// LocalfsConfigFsType Filesystem of a device (default ext4 when formatting).
+type LocalfsConfigFsType string
 
 // MetaEdit defines model for MetaEdit.
 type MetaEdit struct {
@@ -1197,20 +1225,20 @@ type MetaEdit struct {
 	Name *string `json:"name,omitempty"`
 }
 
-// NFS defines model for NFS.
-type NFS struct {
-	// Export Exported path, absolute.
+// NfsConfig An NFSv3 export; openvair keeps the storage in the directory openvair-<storage id> on it.
+type NfsConfig struct {
+	// Export Exported path: clean and absolute.
 	Export string `json:"export"`
 
 	// Server IP address or host name of the NFS server.
 	Server string `json:"server"`
 
-	// Version NFS protocol version; only 3 is supported (default 3).
-	Version *NFSVersion `json:"version,omitempty"`
+	// Version NFS version (3 only).
+	Version *NfsConfigVersion `json:"version,omitempty"`
 }
 
-// NFSVersion NFS protocol version; only 3 is supported (default 3).
-type NFSVersion int64
+// NfsConfigVersion NFS version (3 only).
+type NfsConfigVersion int
 
 // Operation defines model for Operation.
 type Operation struct {
@@ -1348,50 +1376,138 @@ type Storage struct {
 	Available int64 `json:"available"`
 
 	// Capacity Bytes.
-	Capacity     int64              `json:"capacity"`
-	CreatedAt    time.Time          `json:"created_at"`
-	Description  string             `json:"description"`
-	Id           openapi_types.UUID `json:"id"`
-	Localfs      *LocalFSSpec       `json:"localfs,omitempty"`
-	MountPoint   *string            `json:"mount_point,omitempty"`
-	Name         string             `json:"name"`
-	Nfs          *NFS               `json:"nfs,omitempty"`
-	Status       StorageStatus      `json:"status"`
-	StatusReason *string            `json:"status_reason,omitempty"`
-	Type         StorageType        `json:"type"`
-	UpdatedAt    time.Time          `json:"updated_at"`
-	Version      int64              `json:"version"`
+	Capacity int64 `json:"capacity"`
+
+	// Config The configuration the type's backend accepted, normalized; its schema is the type's (StorageCreateBody).
+	Config      map[string]interface{} `json:"config"`
+	CreatedAt   time.Time              `json:"created_at"`
+	Description string                 `json:"description"`
+
+	// Fake Deprecated: config and state merged, under the type's name, as earlier versions showed them; use config and state.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Fake *map[string]interface{} `json:"fake,omitempty"`
+	Id   openapi_types.UUID      `json:"id"`
+
+	// Localfs Deprecated: config and state merged, under the type's name, as earlier versions showed them; use config and state.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Localfs *map[string]interface{} `json:"localfs,omitempty"`
+
+	// Location The key no two storages share, given by the backend: dir:<path>, dev:<device>, nfs:<server>:<export>.
+	Location   string  `json:"location"`
+	MountPoint *string `json:"mount_point,omitempty"`
+	Name       string  `json:"name"`
+
+	// Nfs Deprecated: config and state merged, under the type's name, as earlier versions showed them; use config and state.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Nfs *map[string]interface{} `json:"nfs,omitempty"`
+
+	// State What the backend keeps with the storage (a filesystem UUID, whether it created the directory); read-only.
+	State        *map[string]interface{} `json:"state,omitempty"`
+	Status       StorageStatus           `json:"status"`
+	StatusReason *string                 `json:"status_reason,omitempty"`
+
+	// Type The storage type: the name of a storage backend of the server (GET /api/v1/storage-types).
+	Type      string    `json:"type"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   int64     `json:"version"`
 }
 
 // StorageStatus defines model for Storage.Status.
 type StorageStatus string
 
-// StorageType defines model for Storage.Type.
-type StorageType string
-
-// StorageCreate defines model for StorageCreate.
+// StorageCreate A storage of one of the server's types (GET /api/v1/storage-types): type names the type and config is that type's configuration.
 type StorageCreate struct {
+	union json.RawMessage
+}
+
+// StorageCreateFake A fake storage (backend fake). Give config, or the deprecated fake.
+type StorageCreateFake struct {
+	// Config Any JSON object; equal objects are one location.
+	Config *FakeConfig `json:"config,omitempty"`
+
 	// Description At most 255 characters, no control characters.
 	Description *string `json:"description,omitempty"`
 
-	// Localfs A directory (path) or a block device (device, fs_type, format or reuse_filesystem).
-	Localfs *LocalFSSpec `json:"localfs,omitempty"`
+	// Fake Deprecated: the configuration under the type's name, as earlier versions took it; use config.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Fake *FakeConfig `json:"fake,omitempty"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name string                `json:"name"`
+	Type StorageCreateFakeType `json:"type"`
+}
+
+// StorageCreateFakeType defines model for StorageCreateFake.Type.
+type StorageCreateFakeType string
+
+// StorageCreateLocalfs A localfs storage (backend localfs). Give config, or the deprecated localfs.
+type StorageCreateLocalfs struct {
+	// Config A local directory (path), or a block device (device) that openvair formats (format) or whose filesystem it mounts (reuse_filesystem).
+	Config *LocalfsConfig `json:"config,omitempty"`
+
+	// Description At most 255 characters, no control characters.
+	Description *string `json:"description,omitempty"`
+
+	// Localfs Deprecated: the configuration under the type's name, as earlier versions took it; use config.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Localfs *LocalfsConfig `json:"localfs,omitempty"`
+
+	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
+	Name string                   `json:"name"`
+	Type StorageCreateLocalfsType `json:"type"`
+}
+
+// StorageCreateLocalfsType defines model for StorageCreateLocalfs.Type.
+type StorageCreateLocalfsType string
+
+// StorageCreateNfs A nfs storage (backend nfs). Give config, or the deprecated nfs.
+type StorageCreateNfs struct {
+	// Config An NFSv3 export; openvair keeps the storage in the directory openvair-<storage id> on it.
+	Config *NfsConfig `json:"config,omitempty"`
+
+	// Description At most 255 characters, no control characters.
+	Description *string `json:"description,omitempty"`
 
 	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
 	Name string `json:"name"`
-	Nfs  *NFS   `json:"nfs,omitempty"`
 
-	// Type localfs or nfs.
-	Type StorageCreateType `json:"type"`
+	// Nfs Deprecated: the configuration under the type's name, as earlier versions took it; use config.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Nfs  *NfsConfig           `json:"nfs,omitempty"`
+	Type StorageCreateNfsType `json:"type"`
 }
 
-// StorageCreateType localfs or nfs.
-type StorageCreateType string
+// StorageCreateNfsType defines model for StorageCreateNfs.Type.
+type StorageCreateNfsType string
 
 // StoragePage defines model for StoragePage.
 type StoragePage struct {
 	Items      []Storage `json:"items"`
 	NextCursor *string   `json:"next_cursor,omitempty"`
+}
+
+// StorageType defines model for StorageType.
+type StorageType struct {
+	// Backend The backend's name.
+	Backend string `json:"backend"`
+
+	// ConfigSchema JSON Schema of the configuration (config) of a storage of this type.
+	ConfigSchema map[string]interface{} `json:"config_schema"`
+
+	// Extend Volumes can be extended.
+	Extend bool `json:"extend"`
+
+	// InstantClone Volume clones share blocks with their source.
+	InstantClone bool   `json:"instant_clone"`
+	Type         string `json:"type"`
+
+	// VolumeFormats Volume formats the backend creates.
+	VolumeFormats []string `json:"volume_formats"`
+}
+
+// StorageTypesOutputBody defines model for StorageTypesOutputBody.
+type StorageTypesOutputBody struct {
+	Items []StorageType `json:"items"`
 }
 
 // VM defines model for VM.
@@ -1774,6 +1890,12 @@ type WaitOperationParams struct {
 	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
+// ListStorageTypesParams defines parameters for ListStorageTypes.
+type ListStorageTypesParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
 // ListStoragesParams defines parameters for ListStorages.
 type ListStoragesParams struct {
 	// Limit Page size, 1 to 1000 (default 100).
@@ -1785,8 +1907,8 @@ type ListStoragesParams struct {
 	// Status Only storages with this status.
 	Status *ListStoragesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
-	// Type Only storages of this type (localfs, nfs).
-	Type *ListStoragesParamsType `form:"type,omitempty" json:"type,omitempty"`
+	// Type Only storages of this type (the name of a storage backend, GET /api/v1/storage-types).
+	Type *string `form:"type,omitempty" json:"type,omitempty"`
 
 	// Name Only the storage with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
@@ -1797,9 +1919,6 @@ type ListStoragesParams struct {
 
 // ListStoragesParamsStatus defines parameters for ListStorages.
 type ListStoragesParamsStatus string
-
-// ListStoragesParamsType defines parameters for ListStorages.
-type ListStoragesParamsType string
 
 // CreateStorageParams defines parameters for CreateStorage.
 type CreateStorageParams struct {
@@ -2298,6 +2417,143 @@ func (t *Event_Data) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+// AsStorageCreateFake returns the union data inside the StorageCreate as a StorageCreateFake
+func (t StorageCreate) AsStorageCreateFake() (StorageCreateFake, error) {
+	var body StorageCreateFake
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromStorageCreateFake overwrites any union data inside the StorageCreate as the provided StorageCreateFake
+func (t *StorageCreate) FromStorageCreateFake(v StorageCreateFake) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"fake"}`))
+	t.union = b
+	return err
+}
+
+// MergeStorageCreateFake performs a merge with any union data inside the StorageCreate, using the provided StorageCreateFake
+func (t *StorageCreate) MergeStorageCreateFake(v StorageCreateFake) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"fake"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsStorageCreateLocalfs returns the union data inside the StorageCreate as a StorageCreateLocalfs
+func (t StorageCreate) AsStorageCreateLocalfs() (StorageCreateLocalfs, error) {
+	var body StorageCreateLocalfs
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromStorageCreateLocalfs overwrites any union data inside the StorageCreate as the provided StorageCreateLocalfs
+func (t *StorageCreate) FromStorageCreateLocalfs(v StorageCreateLocalfs) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"localfs"}`))
+	t.union = b
+	return err
+}
+
+// MergeStorageCreateLocalfs performs a merge with any union data inside the StorageCreate, using the provided StorageCreateLocalfs
+func (t *StorageCreate) MergeStorageCreateLocalfs(v StorageCreateLocalfs) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"localfs"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsStorageCreateNfs returns the union data inside the StorageCreate as a StorageCreateNfs
+func (t StorageCreate) AsStorageCreateNfs() (StorageCreateNfs, error) {
+	var body StorageCreateNfs
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromStorageCreateNfs overwrites any union data inside the StorageCreate as the provided StorageCreateNfs
+func (t *StorageCreate) FromStorageCreateNfs(v StorageCreateNfs) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"nfs"}`))
+	t.union = b
+	return err
+}
+
+// MergeStorageCreateNfs performs a merge with any union data inside the StorageCreate, using the provided StorageCreateNfs
+func (t *StorageCreate) MergeStorageCreateNfs(v StorageCreateNfs) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"nfs"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t StorageCreate) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t StorageCreate) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "fake":
+		return t.AsStorageCreateFake()
+	case "localfs":
+		return t.AsStorageCreateLocalfs()
+	case "nfs":
+		return t.AsStorageCreateNfs()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t StorageCreate) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *StorageCreate) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -2462,16 +2718,23 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
 	WaitOperation(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListStorageTypes List storage types
+	//
+	// Lists the storage types this server can create, each with its backend's capabilities and the JSON Schema of its configuration (also published as the StorageCreate variants of this document).
+	//
+	// Corresponds with GET /api/v1/storage-types (the `ListStorageTypes` operationId).
+	ListStorageTypes(ctx context.Context, params *ListStorageTypesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListStorages List storages
 	//
-	// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+	// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or a malformed type is 422 (a type no storage has lists nothing).
 	//
 	// Corresponds with GET /api/v1/storages (the `ListStorages` operationId).
 	ListStorages(ctx context.Context, params *ListStoragesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateStorageWithBody Create a storage (a local directory or device, or an NFS export)
 	//
-	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+	// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2480,7 +2743,7 @@ type ClientInterface interface {
 
 	// CreateStorage Create a storage (a local directory or device, or an NFS export)
 	//
-	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+	// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2954,9 +3217,26 @@ func (c *Client) WaitOperation(ctx context.Context, id openapi_types.UUID, param
 	return c.Client.Do(req)
 }
 
+// ListStorageTypes List storage types
+//
+// Lists the storage types this server can create, each with its backend's capabilities and the JSON Schema of its configuration (also published as the StorageCreate variants of this document).
+//
+// Corresponds with GET /api/v1/storage-types (the `ListStorageTypes` operationId).
+func (c *Client) ListStorageTypes(ctx context.Context, params *ListStorageTypesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListStorageTypesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListStorages List storages
 //
-// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or a malformed type is 422 (a type no storage has lists nothing).
 //
 // Corresponds with GET /api/v1/storages (the `ListStorages` operationId).
 func (c *Client) ListStorages(ctx context.Context, params *ListStoragesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2973,7 +3253,7 @@ func (c *Client) ListStorages(ctx context.Context, params *ListStoragesParams, r
 
 // CreateStorageWithBody Create a storage (a local directory or device, or an NFS export)
 //
-// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2992,7 +3272,7 @@ func (c *Client) CreateStorageWithBody(ctx context.Context, params *CreateStorag
 
 // CreateStorage Create a storage (a local directory or device, or an NFS export)
 //
-// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4510,6 +4790,48 @@ func NewWaitOperationRequest(server string, id openapi_types.UUID, params *WaitO
 			}
 
 			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListStorageTypesRequest constructs an http.Request for the ListStorageTypes method
+func NewListStorageTypesRequest(server string, params *ListStorageTypesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/storage-types")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
 		}
 
 	}
@@ -6753,9 +7075,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
 	WaitOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*WaitOperationResponse, error)
 
+	// ListStorageTypesWithResponse List storage types
+	//
+	// Lists the storage types this server can create, each with its backend's capabilities and the JSON Schema of its configuration (also published as the StorageCreate variants of this document).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/storage-types (the `ListStorageTypes` operationId).
+	ListStorageTypesWithResponse(ctx context.Context, params *ListStorageTypesParams, reqEditors ...RequestEditorFn) (*ListStorageTypesResponse, error)
+
 	// ListStoragesWithResponse List storages
 	//
-	// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+	// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or a malformed type is 422 (a type no storage has lists nothing).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6764,7 +7095,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateStorageWithBodyWithResponse Create a storage (a local directory or device, or an NFS export)
 	//
-	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+	// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6773,7 +7104,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateStorageWithResponse Create a storage (a local directory or device, or an NFS export)
 	//
-	// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+	// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8226,6 +8557,82 @@ func (r WaitOperationResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r WaitOperationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListStorageTypesResponse200Headers the declared response headers of an HTTP 200 response for ListStorageTypes
+type ListStorageTypesResponse200Headers struct {
+	XRequestId *string
+}
+
+type ListStorageTypesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *StorageTypesOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListStorageTypesResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListStorageTypesResponse) GetJSON200() *StorageTypesOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListStorageTypesResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListStorageTypesResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListStorageTypesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListStorageTypesResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListStorageTypesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListStorageTypesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListStorageTypesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListStorageTypesResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11738,9 +12145,24 @@ func (c *ClientWithResponses) WaitOperationWithResponse(ctx context.Context, id 
 	return ParseWaitOperationResponse(rsp)
 }
 
+// ListStorageTypesWithResponse List storage types
+//
+// Lists the storage types this server can create, each with its backend's capabilities and the JSON Schema of its configuration (also published as the StorageCreate variants of this document).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/storage-types (the `ListStorageTypes` operationId).
+func (c *ClientWithResponses) ListStorageTypesWithResponse(ctx context.Context, params *ListStorageTypesParams, reqEditors ...RequestEditorFn) (*ListStorageTypesResponse, error) {
+	rsp, err := c.ListStorageTypes(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListStorageTypesResponse(rsp)
+}
+
 // ListStoragesWithResponse List storages
 //
-// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or type is 422.
+// Lists storages, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine; an unknown status or a malformed type is 422 (a type no storage has lists nothing).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -11755,7 +12177,7 @@ func (c *ClientWithResponses) ListStoragesWithResponse(ctx context.Context, para
 
 // CreateStorageWithBodyWithResponse Create a storage (a local directory or device, or an NFS export)
 //
-// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -11770,7 +12192,7 @@ func (c *ClientWithResponses) CreateStorageWithBodyWithResponse(ctx context.Cont
 
 // CreateStorageWithResponse Create a storage (a local directory or device, or an NFS export)
 //
-// Creates a storage: type localfs with localfs.path (a directory, created when missing) or localfs.device (a block device, formatted only with format: true), or type nfs with nfs.server and nfs.export (NFSv3, spoken to directly). 503 when the NFS server cannot be reached.
+// Creates a storage of one of the server's types (GET /api/v1/storage-types): type names it and config is its configuration, checked by its backend (for example localfs: path, a directory created when missing, or device, a block device formatted only with format: true; nfs: server and export, NFSv3 spoken to directly). The older form, the configuration under a key named after the type (localfs: {...}), is still accepted and deprecated. 503 when the storage cannot be reached.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13508,6 +13930,73 @@ func ParseWaitOperationResponse(rsp *http.Response) (*WaitOperationResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers304 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListStorageTypesResponse parses an HTTP response from a ListStorageTypesWithResponse call
+func ParseListStorageTypesResponse(rsp *http.Response) (*ListStorageTypesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListStorageTypesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest StorageTypesOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListStorageTypesResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
