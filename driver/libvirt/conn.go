@@ -158,8 +158,9 @@ func (c *connector) dial(ctx context.Context) (*session, error) {
 	}
 	l := golibvirt.NewWithDialer(dialers.NewAlreadyConnected(nc))
 	type result struct {
-		caps string
-		err  error
+		caps    Caps
+		domCaps string
+		err     error
 	}
 	done := make(chan result, 1)
 	go func() {
@@ -170,8 +171,14 @@ func (c *connector) dial(ctx context.Context) (*session, error) {
 		caps, err := l.ConnectGetCapabilities()
 		if err != nil {
 			_ = l.Disconnect()
+			done <- result{err: err}
+			return
 		}
-		done <- result{caps, err}
+		hc := c.hostCaps(caps, nc)
+		// The domain type's capabilities say whether UEFI firmware is there (Info's uefi), as HostFacts
+		// reads them; a daemon that cannot tell (the test driver) leaves it unknown.
+		domCaps, _ := l.ConnectGetDomainCapabilities(nil, nil, nil, golibvirt.OptString{hc.DomainType}, 0)
+		done <- result{caps: hc, domCaps: domCaps}
 	}()
 	var r result
 	select {
@@ -188,7 +195,12 @@ func (c *connector) dial(ctx context.Context) (*session, error) {
 	}
 	sctx, scancel := context.WithCancel(context.Background())
 	s := &session{l: l, nc: nc, gone: l.Disconnected(), ctx: sctx, cancel: scancel}
-	s.caps = c.hostCaps(r.caps, nc)
+	s.caps = r.caps
+	var dc libvirtxml.DomainCaps
+	if r.domCaps != "" && dc.Unmarshal(r.domCaps) == nil {
+		uefi := hasEFILoader(dc)
+		s.caps.UEFI = &uefi
+	}
 	return s, nil
 }
 

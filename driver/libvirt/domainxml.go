@@ -28,6 +28,9 @@ type Caps struct {
 	// QEMUUID and QEMUGID are the uid and gid QEMU runs as, when known (-1 or unset: unknown). They become
 	// the <identity> of NFS disks, so that the server sees the owner of the image files.
 	QEMUUID, QEMUGID *int
+	// UEFI says whether the daemon's domain capabilities offer UEFI firmware; nil when the daemon cannot
+	// tell (the test driver).
+	UEFI *bool
 	// NVRAMDir, when set, holds the UEFI variable stores (<uuid>_VARS.fd); otherwise libvirt chooses.
 	NVRAMDir string
 	// ConsoleLogDir, when set, keeps what the guest writes on its serial console in

@@ -38,6 +38,8 @@ func TestHostFactsQEMUSession(t *testing.T) {
 	assert.True(t, slices.ContainsFunc(f.MachineTypes, func(m string) bool { return strings.HasPrefix(m, "pc-i440fx-") }),
 		"canonical names: %v", f.MachineTypes)
 	assert.Contains(t, f.Firmware, "bios")
+	assert.Equal(t, slices.Contains(f.Firmware, "uefi"), drv.Info().Capabilities.UEFI,
+		"Info's uefi is what the connected daemon's domain capabilities say, as HostFacts reports it")
 	assert.Positive(t, f.Memory)
 	assert.Positive(t, f.CPUs)
 

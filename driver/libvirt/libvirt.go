@@ -152,16 +152,23 @@ func (d *Driver) Close() error { return d.c.close() }
 // String describes the connection, for logs.
 func (d *Driver) String() string { return "libvirt " + d.c.String() }
 
-// Info names the driver and its capabilities. It does not dial: the domain type comes from the live
-// connection when there is one, else from the options and the local host (/dev/kvm usable).
+// Info names the driver and its capabilities. It does not dial: the domain type and UEFI come from the
+// live connection when there is one (UEFI from the daemon's domain capabilities), else from the options and
+// the local host (/dev/kvm usable, a QEMU firmware descriptor for UEFI installed).
 func (d *Driver) Info() driver.HypervisorInfo {
 	domType := d.opts.DomainType
-	if domType == "" {
-		d.c.mu.Lock()
-		if d.c.cur != nil {
+	var uefi *bool
+	d.c.mu.Lock()
+	if d.c.cur != nil {
+		if domType == "" {
 			domType = d.c.cur.caps.DomainType
 		}
-		d.c.mu.Unlock()
+		uefi = d.c.cur.caps.UEFI
+	}
+	d.c.mu.Unlock()
+	if uefi == nil {
+		local := uefiFirmwareInstalled()
+		uefi = &local
 	}
 	if domType == "" {
 		domType = "qemu"
@@ -173,7 +180,7 @@ func (d *Driver) Info() driver.HypervisorInfo {
 	return driver.HypervisorInfo{
 		Name: Name,
 		Capabilities: driver.HypervisorCapabilities{
-			UEFI:       uefiFirmwareInstalled(),
+			UEFI:       *uefi,
 			NFSDisks:   nfsBlockDriverInstalled(),
 			Graphics:   []string{"vnc", "spice"},
 			DomainType: domType,

@@ -1,38 +1,37 @@
 // Package localfs is the storage backend for local storages: a directory on the host (directory mode), or a
-// block device that the backend checks, formats on request (ext4 or xfs) and mounts under its data directory
-// (device mode). Volumes are files named volume-<id> and images files named image-<id> at the root of the
-// storage; raw volumes are sparse files and qcow2 volumes are written by internal/qcow2, so no external tool
-// is needed to manage volumes.
+// block device that the backend checks, formats on request (ext4, xfs or btrfs) and mounts under its data
+// directory (device mode). Volumes are files named volume-<id> and images files named image-<id> at the
+// root of the storage; raw volumes are sparse files and qcow2 volumes are written by internal/qcow2, so no
+// external tool is needed to manage volumes. A storage's configuration is a Config, its state a State.
 //
-// Directory mode: LocalFSSpec.Path must be absolute and clean; Prepare creates it (0710 or 0700, see New)
-// when its parent exists, and reports that it did (PoolState.CreatedDir, which callers keep in
-// LocalFSSpec.CreatedDir). Teardown removes the directory only when Prepare created it and it is empty: a
-// directory the user made, a mount point, or one holding other files stays (and Teardown succeeds).
-// Locate, before a storage is recorded, resolves the symbolic links of the path (LocalFSSpec.RealPath,
-// which the backend then works in, and by which storages are told apart).
+// Directory mode: Config.Path must be absolute and clean; Prepare creates it (0710 or 0700, see New) when
+// its parent exists, and records that it did (State.CreatedDir). Teardown removes the directory only when
+// Prepare created it and it is empty: a directory the user made, a mount point, or one holding other files
+// stays (and Teardown succeeds). CheckConfig, before a storage is recorded, resolves the symbolic links of
+// the path (State.RealPath, which the backend then works in, and by which storages are told apart: the
+// location is "dir:<real path>").
 //
-// System directories are refused (a *errkind.ValidationError on localfs.path, matching ErrInvalid), with
+// System directories are refused (a *driver.ValidationError on config.path, matching ErrInvalid), with
 // symbolic links resolved, whether or not allowed_dirs is set: /bin, /boot, /dev, /etc, /lib, /lib32,
 // /lib64, /libx32, /proc, /root, /sbin, /sys and /usr, and everything below them; and /, /run, /tmp and /var
 // themselves (their subdirectories, such as /var/lib/openvair, are allowed). The backend's data directory
 // (driver.Config.DataDir) and everything inside it is allowed wherever it is. A path that does not exist
 // (nor its parent), or is not a directory, is refused in the same way; a device that does not exist or is
-// not a block device names localfs.device.
+// not a block device names config.device.
 //
-// Device mode: LocalFSSpec.Device must be a block device under /dev, and Format or ReuseFilesystem must be
-// set (ErrInvalid otherwise). Prepare refuses (ErrInUse) a device that is mounted, holds a system mount point,
-// has partitions or holders, is active swap, or carries any signature other than an ext4/xfs filesystem; an
-// existing ext4/xfs filesystem is used only with ReuseFilesystem, or when its UUID is the storage's recorded
-// FSUUID. Format creates a filesystem (mkfs.ext4 or mkfs.xfs, run without a shell) only on a blank device: one
-// where neither the built-in probe, blkid nor wipefs --no-act finds a signature, and whose first and last
-// MiB are zeros; anything else is refused with ErrInUse naming what was found. LocalFSSpec.Wipe (with
-// Format) is the operator's explicit override: the device's signatures are erased (wipefs --all), its
-// first and last MiB zeroed and a new filesystem made, whatever it held, except the storage's own
-// filesystem (its recorded FSUUID), which is mounted again and never wiped. The
-// filesystem is mounted nosuid,nodev,noexec at <DataDir>/mnt/<storage id>, and Prepare reports its UUID:
-// callers record it in LocalFSSpec.FSUUID, so that a device that comes back under another name is found again
-// by UUID (and the device now at the old name is never formatted). Teardown unmounts (ErrInUse while files
-// are open) and removes the mount point.
+// Device mode: Config.Device must be a block device under /dev, and Format or ReuseFilesystem must be set
+// (ErrInvalid otherwise). Prepare refuses (ErrInUse) a device that is mounted, holds a system mount point,
+// has partitions or holders, is active swap, or carries any signature other than an ext4, xfs or btrfs
+// filesystem; an existing filesystem is used only with ReuseFilesystem, or when its UUID is the storage's
+// recorded State.FSUUID. Format creates a filesystem (mkfs.ext4, mkfs.xfs or mkfs.btrfs, run without a
+// shell) only on a blank device: one where neither the built-in probe, blkid nor wipefs --no-act finds a
+// signature, and whose first and last MiB are zeros; anything else is refused with ErrInUse naming what was
+// found. Config.Wipe (with Format) is the operator's explicit override: the device's signatures are erased
+// (wipefs --all), its first and last MiB zeroed and a new filesystem made, whatever it held, except the
+// storage's own filesystem (its recorded FSUUID), which is mounted again and never wiped. The filesystem is
+// mounted nosuid,nodev,noexec at <DataDir>/mnt/<storage id>, and Prepare records its UUID in the state, so
+// that a device that comes back under another name is found again by UUID (and the device now at the old
+// name is never formatted). Teardown unmounts (ErrInUse while files are open) and removes the mount point.
 //
 // Uploads are written to image-<id>.part, locked with flock, and renamed into place once complete and
 // synced; Prepare and later uploads remove the unlocked leftovers of a crashed process.

@@ -70,7 +70,7 @@ func (b *Backend) checkSystem(p, real string) error {
 // checkNewDir checks the directory of a storage being set up and returns it with its symbolic links
 // resolved. The directory must be a clean absolute path, inside the allowed directories if any, not a
 // system directory, and either an existing directory or a new name in an existing directory. Errors in the
-// path itself are *errkind.ValidationError naming localfs.path.
+// path itself are *errkind.ValidationError naming config.path.
 func (b *Backend) checkNewDir(p string) (string, error) {
 	if err := checkDirPath(p); err != nil {
 		return "", fieldError(fieldPath, "%v", err)
@@ -103,7 +103,7 @@ func (b *Backend) checkNewDir(p string) (string, error) {
 }
 
 // checkNewDevice checks the device of a storage being set up and returns it with its symbolic links
-// resolved; errors are *errkind.ValidationError naming localfs.device.
+// resolved; errors are *errkind.ValidationError naming config.device.
 func checkNewDevice(p string) (string, error) {
 	if err := checkDevicePath(p); err != nil {
 		return "", fieldError(fieldDevice, "%v", err)

@@ -120,9 +120,9 @@ func checkDirPath(p string) error {
 	return nil
 }
 
-// Prepare makes a storage usable. Directory mode checks the directory (see Locate: not a system directory,
-// inside allowed_dirs if set, a directory or a new name in an existing one) and creates it when missing,
-// reporting PoolState.CreatedDir; device mode checks, formats (when asked, and only a blank device unless
+// Prepare makes a storage usable. Directory mode checks the directory (see CheckConfig: not a system
+// directory, inside allowed_dirs if set, a directory or a new name in an existing one) and creates it when
+// missing, recording State.CreatedDir in the state it reports; device mode checks, formats (when asked, and only a blank device unless
 // Wipe is set) and mounts the device. It is idempotent, and removes the partial files of uploads
 // interrupted by a crash.
 func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
@@ -191,7 +191,7 @@ func (b *Backend) prepareDir(ctx context.Context, s *storage) (driver.PoolState,
 }
 
 // Teardown releases what Prepare set up: it unmounts a device-mode storage and removes its mount point, and
-// removes the directory of a directory-mode storage only when Prepare created it (LocalFSSpec.CreatedDir)
+// removes the directory of a directory-mode storage only when Prepare created it (State.CreatedDir)
 // and it is empty. A directory that existed before Prepare is never removed; nor is one that holds other
 // files, has something mounted on it, or was replaced by a symbolic link: those stay and Teardown succeeds.
 func (b *Backend) Teardown(ctx context.Context, pool driver.PoolSpec) error {

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair"
-	"github.com/openvair/openvair/driver/nfs"
 	"github.com/openvair/openvair/storage"
 )
 
@@ -45,7 +44,7 @@ func TestUnregisteredNamesSayWhatToImport(t *testing.T) {
 	require.NoError(t, err)
 	defer sys.Close()
 	_, err = sys.Storages.Create(ctx, storage.CreateRequest{Name: "remote", Type: "nfs",
-		Config: nfs.Config{Server: "192.0.2.1", Export: "/export"}})
+		Config: map[string]any{"server": "192.0.2.1", "export": "/export"}})
 	require.ErrorIs(t, err, openvair.ErrUnavailable)
 	assert.ErrorContains(t, err, "(import github.com/openvair/openvair/driver/nfs)")
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
-	"github.com/openvair/openvair/driver/localfs"
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/repo"
 	"github.com/openvair/openvair/repo/memory"
@@ -54,7 +53,7 @@ func New(t testing.TB, store repo.Store) *Env {
 func (e *Env) Storage(t testing.TB, name string) *storage.Storage {
 	t.Helper()
 	st, err := e.Sys.Storages.Create(e.Ctx, storage.CreateRequest{Name: name, Type: "localfs",
-		Config: localfs.Config{Path: "/srv/" + name}})
+		Config: map[string]string{"path": "/srv/" + name}})
 	require.NoError(t, err)
 	return st
 }

@@ -11,6 +11,17 @@
 // The schema is created and upgraded by embedded, versioned migrations (bun/migrate) when a store is
 // opened; a database whose schema is newer than this code is refused.
 //
+// Why the statements are written as SQL rather than with bun's models and query builder: every statement
+// here is portable SQL with ? placeholders, which bun formats for either dialect, so the builder would
+// remove no per-dialect SQL. What does differ between the dialects is behaviour, not syntax: how events
+// get their commit-order ids (an advisory transaction lock and a sequence, NOTIFY, on PostgreSQL; the
+// single writer on SQLite), transaction retries, and how constraint violations are recognised; the builder
+// has no say in those. The rules the repositories enforce (compare-and-swap on version and status,
+// uniqueness checked before the constraint so the error names the other entity, keyset pages) read best
+// as the statements themselves, next to the migrations that create the tables. bun is used for what it
+// does well here: the connection pools and dialect formatting, the driver for each database, and the
+// versioned migrations.
+//
 // DSNs: "postgres://user:pass@host:5432/db?sslmode=disable" (or postgresql://; the driver, pgdriver, uses
 // TLS unless sslmode=disable is given, and also reads connect_timeout, read_timeout and write_timeout) and
 // "sqlite:///absolute/path/file.db" (or sqlite:relative/path.db). SQLite files run in WAL mode with foreign
