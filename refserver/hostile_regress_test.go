@@ -89,16 +89,20 @@ func TestControlCharactersInParameters(t *testing.T) {
 	fullProblem(t, e.do("GET", "/api/v1/volumes?name=%00", "", nil), 401)
 }
 
-// TestSchemaBounds: filters are enums (an unknown status is 422, not an empty list), limit is 1..1000, a
+// TestSchemaBounds: filters are enums (an unknown status is 422, not an empty list; a storage type is
+// any well-formed backend name), limit is 1..1000, a
 // negative stop timeout is 422 at once (it was a 60 s wait, then 504).
 func TestSchemaBounds(t *testing.T) {
 	e := start(t, envOptions{})
-	for _, q := range []string{"/api/v1/storages?status=bogus", "/api/v1/storages?type=ceph", "/api/v1/volumes?status=bogus",
+	for _, q := range []string{"/api/v1/storages?status=bogus", "/api/v1/storages?type=Ceph%21", "/api/v1/volumes?status=bogus",
 		"/api/v1/images?status=bogus", "/api/v1/vms?status=bogus", "/api/v1/vms?power_state=bogus", "/api/v1/volumes?limit=0",
 		"/api/v1/vms?limit=-1", "/api/v1/images?storage_id=../..", "/api/v1/storages?name=" + strings.Repeat("n", 256)} {
 		fullProblem(t, e.do("GET", q, e.admin, nil), 422)
 	}
 	e.call("GET", "/api/v1/volumes?status=available&limit=1", nil, 200, nil)
+	var none refserver.StoragePage
+	e.call("GET", "/api/v1/storages?type=ceph", nil, 200, &none)
+	assert.Empty(t, none.Items, "a type no storage has lists nothing")
 	began := time.Now()
 	p := fullProblem(t, e.do("POST", "/api/v1/vms/"+uuid.NewString()+"/stop", e.admin, map[string]any{"timeout": -1}), 422)
 	assert.Equal(t, []string{"body.timeout"}, locations(p))
