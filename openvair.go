@@ -20,6 +20,7 @@
 //	import (
 //		_ "github.com/openvair/openvair/driver/localfs" // the "localfs" storage backend (directories, devices)
 //		_ "github.com/openvair/openvair/driver/nfs"     // the "nfs" storage backend (NFSv3, no kernel mount)
+//		_ "github.com/openvair/openvair/driver/btrfs"   // the "btrfs" storage backend (reflink clones)
 //		_ "github.com/openvair/openvair/driver/libvirt" // the "libvirt" hypervisor (Config.Hypervisor)
 //		_ "github.com/openvair/openvair/repo/sql"       // the "sqlite:", "postgres:" and "postgresql:" stores
 //	)

@@ -1,7 +1,8 @@
 // Package drivertest is the conformance suite every driver implementation must pass: RunStorageSuite for
 // storage backends and RunHypervisorSuite for hypervisors. Drivers call it from their own tests with a
 // harness that connects the suite to real components (a directory, a loop device, an NFS server, libvirtd).
-// RunBenchmarks measures every storage backend the same way.
+// RunBenchmarks measures every storage backend the same way, and BenchmarkClone its volume clones against
+// baseline commands (cp --reflink=always).
 //
 // The suites hold drivers to what they declare: a storage backend without Capabilities.Extend must refuse
 // ExtendVolume with ErrUnsupported, one that does not declare a volume format must refuse to create it with

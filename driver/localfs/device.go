@@ -81,6 +81,19 @@ func openBlockDevice(p string) (*blockDevice, error) {
 	return &blockDevice{path: p, major: unix.Major(st.Rdev), minor: unix.Minor(st.Rdev)}, nil
 }
 
+// mountDevice names the block device a mount comes from, as "major:minor". That is the mount's own device
+// number for most filesystems; btrfs reports an anonymous one (0:NN), so its source device (a path under
+// /dev) decides.
+func mountDevice(m mountEntry) string {
+	if m.major == 0 && strings.HasPrefix(m.source, "/dev/") {
+		var st unix.Stat_t
+		if unix.Stat(m.source, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			return devString(unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+	}
+	return devString(m.major, m.minor)
+}
+
 // checkNotInUse refuses a device that holds a mounted filesystem (or whose partitions do), active swap, a
 // partition table, or that another block device (LVM, RAID, dm-crypt) is built on. It reports ours=true when
 // the device itself is mounted only at mountPoint, that is when Prepare already ran.
@@ -108,7 +121,7 @@ func checkNotInUse(d *blockDevice, mountPoint string) (ours bool, err error) {
 	}
 	self := devString(d.major, d.minor)
 	for _, m := range mounts {
-		dev := devString(m.major, m.minor)
+		dev := mountDevice(m)
 		if !related[dev] {
 			continue
 		}

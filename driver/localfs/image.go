@@ -184,9 +184,14 @@ func removeUnlockedPart(path string, minAge time.Duration) (bool, error) {
 // sweepParts removes the upload files of a storage directory that no upload holds locked and that nobody
 // wrote for minAge (see removeUnlockedPart), and reports the removals that failed.
 func sweepParts(ctx context.Context, dir string, minAge time.Duration) error {
-	parts, err := filepath.Glob(filepath.Join(dir, string(driver.KindImage)+"-*"+partSuffix))
-	if err != nil {
-		return err
+	// Uploads (image-<id>.part) and clones (volume-<id>.part) both write to a locked part file first.
+	var parts []string
+	for _, kind := range []driver.ObjectKind{driver.KindImage, driver.KindVolume} {
+		m, err := filepath.Glob(filepath.Join(dir, string(kind)+"-*"+partSuffix))
+		if err != nil {
+			return err
+		}
+		parts = append(parts, m...)
 	}
 	var errs []error
 	for _, p := range parts {
@@ -202,8 +207,8 @@ func sweepParts(ctx context.Context, dir string, minAge time.Duration) error {
 
 var _ driver.UploadSweeper = (*Backend)(nil)
 
-// SweepUploads implements driver.UploadSweeper: it removes every upload file (image-<id>.part) of the
-// storage that no upload holds locked, whatever its age. Every upload, in this process or another, holds
+// SweepUploads implements driver.UploadSweeper: it removes every part file of the storage (image-<id>.part
+// of an upload, volume-<id>.part of a clone) that no upload or clone holds locked, whatever its age. Every upload, in this process or another, holds
 // its file locked (flock) from its creation until it is renamed or removed, and a lock dies with its
 // process, so an unlocked upload file is the leftover of a crashed or killed upload. (An upload caught
 // between creating its file and locking it makes a new one; see createPart.) A storage directory that is

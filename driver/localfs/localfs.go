@@ -36,6 +36,11 @@
 // Uploads are written to image-<id>.part, locked with flock, and renamed into place once complete and
 // synced; Prepare and later uploads remove the unlocked leftovers of a crashed process.
 //
+// CloneVolume (driver.VolumeCloner) copies a volume file within the storage: a reflink (FICLONE) where the
+// filesystem shares blocks (btrfs, xfs with reflink), else a sparse-aware streamed copy, both through a
+// locked volume-<id>.part file renamed into place when complete. CloneVolumeReflink refuses instead of
+// copying. Info does not declare InstantClone, since it depends on the filesystem of each storage.
+//
 // It registers itself as "localfs"; import it for its side effect or call New.
 package localfs
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/openvair/openvair"
+	_ "github.com/openvair/openvair/driver/btrfs"   // registers the "btrfs" storage backend (reflink clones)
 	_ "github.com/openvair/openvair/driver/libvirt" // registers the "libvirt" hypervisor
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
