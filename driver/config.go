@@ -55,27 +55,23 @@ func InvalidConfig(fields ...FieldError) error {
 	return &ValidationError{Entity: "storage", Fields: out}
 }
 
-// ConfigChecker collects the bad fields of a configuration, for CheckConfig implementations.
-type ConfigChecker struct{ fields []FieldError }
+// ConfigChecker collects the bad fields of a configuration, for CheckConfig implementations. Fields are
+// named inside the configuration ("server"); Err reports them as "config.<field>".
+type ConfigChecker struct{ v errkind.Validator }
 
-// Add records a bad field, named inside the configuration.
-func (c *ConfigChecker) Add(field, format string, args ...any) {
-	c.fields = append(c.fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
-}
+// Add records a bad field, named inside the configuration ("" for the configuration as a whole).
+func (c *ConfigChecker) Add(field, format string, args ...any) { c.v.Add(field, format, args...) }
 
 // Check records a bad field when ok is false.
-func (c *ConfigChecker) Check(ok bool, field, format string, args ...any) {
-	if !ok {
-		c.Add(field, format, args...)
-	}
-}
+func (c *ConfigChecker) Check(ok bool, field, format string, args ...any) { c.v.Check(ok, field, format, args...) }
 
 // Err returns InvalidConfig of the recorded fields, or nil when there are none.
 func (c *ConfigChecker) Err() error {
-	if len(c.fields) == 0 {
+	var ve *ValidationError
+	if !errors.As(c.v.Err(), &ve) {
 		return nil
 	}
-	return InvalidConfig(c.fields...)
+	return InvalidConfig(ve.Fields...)
 }
 
 // DecodeConfig decodes a configuration object into v strictly: unknown fields, a value of the wrong type,

@@ -115,23 +115,17 @@ type Service struct {
 }
 
 // Option configures a Service at construction (WithOperations).
-type Option func(*Service)
+type Option = func(*Service)
 
-// apply applies the options and registers the operation kinds when the service records operations.
-func (s *Service) apply(opts []Option) *Service {
-	for _, o := range opts {
-		o(s)
-	}
-	if s.ops != nil {
-		s.registerOperations()
-	}
-	return s
+// configure applies the options and registers the operation kinds when the service records operations.
+func (s *Service) configure(opts []Option) *Service {
+	return operation.Configure(s, opts, func() *operation.Service { return s.ops }, s.registerOperations)
 }
 
 // NewService returns a VM service.
 func NewService(d Deps, opts ...Option) *Service {
 	return (&Service{d: d, OpTimeout: 2 * time.Minute, DefaultStopTimeout: time.Minute, PollInterval: 250 * time.Millisecond,
-		defaultCPU: CPU{Mode: CPUHostModel}, Log: slog.Default(), now: time.Now}).apply(opts)
+		defaultCPU: CPU{Mode: CPUHostModel}, Log: slog.Default(), now: time.Now}).configure(opts)
 }
 
 // Get returns a VM by id.

@@ -78,23 +78,17 @@ type Service struct {
 }
 
 // Option configures a Service at construction (WithOperations, WithVMStates).
-type Option func(*Service)
+type Option = func(*Service)
 
-// apply applies the options and registers the operation kinds when the service records operations.
-func (s *Service) apply(opts []Option) *Service {
-	for _, o := range opts {
-		o(s)
-	}
-	if s.ops != nil {
-		s.registerOperations()
-	}
-	return s
+// configure applies the options and registers the operation kinds when the service records operations.
+func (s *Service) configure(opts []Option) *Service {
+	return operation.Configure(s, opts, func() *operation.Service { return s.ops }, s.registerOperations)
 }
 
 // NewService returns a volume service.
 func NewService(repo Repository, storages StorageReader, tx Transactor, backends Backends, opts ...Option) *Service {
 	return (&Service{repo: repo, storages: storages, tx: tx, backends: backends, OpTimeout: 5 * time.Minute,
-		MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}).apply(opts)
+		MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}).configure(opts)
 }
 
 // WithVMStates has extends confirm with the hypervisor, through vms, that no VM using the volume runs: the
