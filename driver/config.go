@@ -63,7 +63,9 @@ type ConfigChecker struct{ v errkind.Validator }
 func (c *ConfigChecker) Add(field, format string, args ...any) { c.v.Add(field, format, args...) }
 
 // Check records a bad field when ok is false.
-func (c *ConfigChecker) Check(ok bool, field, format string, args ...any) { c.v.Check(ok, field, format, args...) }
+func (c *ConfigChecker) Check(ok bool, field, format string, args ...any) {
+	c.v.Check(ok, field, format, args...)
+}
 
 // Err returns InvalidConfig of the recorded fields, or nil when there are none.
 func (c *ConfigChecker) Err() error {
