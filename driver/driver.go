@@ -448,3 +448,12 @@ type VolumeCloner interface {
 	// sure nothing writes to src while it is cloned (its VM is stopped).
 	CloneVolume(ctx context.Context, pool PoolSpec, src VolumeSpec, dst uuid.UUID) (VolumeInfo, error)
 }
+
+// SerialConsoler is implemented by hypervisors that connect to a running domain's serial console.
+type SerialConsoler interface {
+	// OpenSerial connects to the first serial console of the running domain id: reads return what the
+	// guest writes on it, writes are typed into it. Closing the connection ends it and leaves the domain
+	// running. ErrNotFound when the domain is not defined, an error wrapping ErrUnavailable when it is not
+	// running or the console is taken by another client.
+	OpenSerial(ctx context.Context, id uuid.UUID) (io.ReadWriteCloser, error)
+}

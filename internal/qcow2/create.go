@@ -3,6 +3,7 @@ package qcow2
 import (
 	"encoding/binary"
 	"math/bits"
+	"strings"
 )
 
 // Defaults and values written by Create.
@@ -19,10 +20,27 @@ const (
 	PreallocMetadata = "metadata"
 )
 
+// Backing file formats accepted by Create (CreateOptions.BackingFormat) and read by NewReaderWithBacking.
+const (
+	FormatQCOW2 = "qcow2"
+	FormatRaw   = "raw"
+)
+
 // CreateOptions tunes Create.
 type CreateOptions struct {
 	ClusterSize   int64  // power of two in [512, 2 MiB]; default 65536
 	Preallocation string // "off" (default) or "metadata"
+
+	// BackingFile, when not empty, makes the image an overlay: clusters it does not allocate read from this
+	// file. The name is stored as given; QEMU resolves a relative name against the directory of the overlay,
+	// so callers pass a bare name ("volume-<id>") to keep a storage movable. At most 1023 bytes, no NUL, and
+	// not something QEMU would take for a protocol ("json:...", or a colon before the first slash: write
+	// "./a:b"). It cannot be combined with Preallocation "metadata", whose allocated clusters would hide the
+	// backing file. The virtual size given to Create should be at least the backing file's (not checked).
+	BackingFile string
+	// BackingFormat is the format of BackingFile, FormatQCOW2 or FormatRaw; required with BackingFile (it is
+	// recorded in the backing file format header extension, so that nothing probes the format).
+	BackingFormat string
 }
 
 // layout is where Create puts each structure, in clusters.
@@ -72,7 +90,8 @@ func planCreate(virtualSize, cs int64, prealloc bool) (layout, error) {
 }
 
 // Create writes a new version 3 image of virtualSize bytes into the empty file f and returns the resulting
-// file length. virtualSize must be a multiple of 512. With Preallocation "metadata" every L2 table and data
+// file length. virtualSize must be a multiple of 512. With opts.BackingFile the image is an overlay of that
+// file (see CreateOptions). With Preallocation "metadata" every L2 table and data
 // cluster is allocated (the data clusters stay holes of the file, which read as zeros). The header is written
 // last, after a Sync when f has one, so an interrupted Create leaves a file that is not mistaken for a valid
 // image. Create does not sync the header itself: a caller that needs the new file durable syncs it.
@@ -95,6 +114,9 @@ func Create(f File, virtualSize int64, opts CreateOptions) (fileSize int64, err 
 	}
 	if virtualSize < 0 || virtualSize%512 != 0 {
 		return 0, invalid("virtual size %d must be a non-negative multiple of 512", virtualSize)
+	}
+	if err := checkBacking(opts, cs, prealloc); err != nil {
+		return 0, err
 	}
 	l, err := planCreate(virtualSize, cs, prealloc)
 	if err != nil {
@@ -122,6 +144,7 @@ func Create(f File, virtualSize int64, opts CreateOptions) (fileSize int64, err 
 	}
 	hdr := make([]byte, cs)
 	putHeader(hdr, virtualSize, l)
+	putBacking(hdr, opts.BackingFile, opts.BackingFormat)
 	if err := writeAt(f, hdr, 0, "header"); err != nil {
 		return 0, err
 	}
@@ -200,4 +223,58 @@ func putHeader(hdr []byte, virtualSize int64, l layout) {
 	be.PutUint32(hdr[96:], createRefOrder)
 	be.PutUint32(hdr[100:], createHeaderLength)
 	// hdr[104] compression type zlib, hdr[112:120] end-of-extensions marker: already zero.
+}
+
+// backingNameOffset is where putBacking stores the backing file name of an overlay whose backing format is
+// fmtName: after the header, the backing format extension and the end-of-extensions marker.
+func backingNameOffset(fmtName string) int64 {
+	return createHeaderLength + 8 + int64(len(fmtName)+7)&^7 + 8
+}
+
+// checkBacking validates the backing file options of Create.
+func checkBacking(opts CreateOptions, cs int64, prealloc bool) error {
+	name, format := opts.BackingFile, opts.BackingFormat
+	if name == "" {
+		if format != "" {
+			return invalid("backing format %q given without a backing file", format)
+		}
+		return nil
+	}
+	if format != FormatQCOW2 && format != FormatRaw {
+		return invalid("backing format %q not supported (qcow2 or raw)", format)
+	}
+	if prealloc {
+		return invalid("an image with a backing file cannot be preallocated")
+	}
+	if len(name) > maxBackingName {
+		return invalid("backing file name of %d bytes exceeds %d", len(name), maxBackingName)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return invalid("backing file name contains a NUL byte")
+	}
+	if colon := strings.IndexByte(name, ':'); strings.HasPrefix(name, "json:") ||
+		(colon >= 0 && !strings.Contains(name[:colon], "/")) {
+		return invalid("backing file name %q would be taken by QEMU for a protocol; prefix it with ./", name)
+	}
+	if end := backingNameOffset(format) + int64(len(name)); end > cs {
+		return invalid("backing file name of %d bytes does not fit in a %d-byte cluster", len(name), cs)
+	}
+	return nil
+}
+
+// putBacking adds the backing file format extension and the backing file name to a header made by putHeader
+// (nothing when name is empty). checkBacking has validated them.
+func putBacking(hdr []byte, name, format string) {
+	if name == "" {
+		return
+	}
+	be := binary.BigEndian
+	be.PutUint32(hdr[createHeaderLength:], extBackingFormat)
+	be.PutUint32(hdr[createHeaderLength+4:], uint32(len(format)))
+	copy(hdr[createHeaderLength+8:], format)
+	off := backingNameOffset(format)
+	clear(hdr[off-8 : off]) // end of extensions
+	copy(hdr[off:], name)
+	be.PutUint64(hdr[8:], uint64(off))
+	be.PutUint32(hdr[16:], uint32(len(name)))
 }
