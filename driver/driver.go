@@ -457,3 +457,47 @@ type SerialConsoler interface {
 	// running or the console is taken by another client.
 	OpenSerial(ctx context.Context, id uuid.UUID) (io.ReadWriteCloser, error)
 }
+
+// ObjectRef names an object on a storage and its format, as the base of a linked clone.
+type ObjectRef struct {
+	Kind   ObjectKind
+	ID     uuid.UUID
+	Format VolumeFormat // qcow2 or raw (an image's format, for images)
+}
+
+// ObjectFile is an object's file as stored (a qcow2 volume is read as its qcow2 file, not its guest data).
+type ObjectFile interface {
+	io.ReaderAt
+	io.Closer
+	// Size is the file's size in bytes.
+	Size() int64
+}
+
+// ObjectReader is implemented by storage backends that let openvair read objects' files, so that volumes
+// can be made from images and from other volumes (copies and conversions run in Go, in openvair).
+type ObjectReader interface {
+	// OpenObject opens the file of a volume or an image for reading; the caller closes it. ErrNotFound
+	// when it is missing.
+	OpenObject(ctx context.Context, pool PoolSpec, kind ObjectKind, id uuid.UUID) (ObjectFile, error)
+}
+
+// VolumeFiller is implemented by storage backends that create a volume with given content.
+type VolumeFiller interface {
+	// FillVolume creates the volume vol of format vol.Format and virtual size vol.Size whose guest data is
+	// read from src: src holds srcSize bytes of guest data (srcSize <= vol.Size; the rest reads as zeros)
+	// and is read with ReadAt from any goroutine. Runs of zeros may be left unallocated (sparse files,
+	// unallocated qcow2 clusters). progress, when not nil, is called now and then with the bytes of src
+	// done. Like CreateVolume it refuses an existing id (ErrAlreadyExists) and leaves no volume behind when
+	// it fails or ctx ends.
+	FillVolume(ctx context.Context, pool PoolSpec, vol VolumeSpec, src io.ReaderAt, srcSize int64, progress func(done int64)) (VolumeInfo, error)
+}
+
+// VolumeLinker is implemented by storage backends that make linked clones: a qcow2 volume whose
+// unallocated clusters read from a base object on the same storage. The base is named by a path relative
+// to the new volume, so the storage can move, and must not change while linked volumes use it (openvair
+// refuses to delete or write it).
+type VolumeLinker interface {
+	// LinkVolume creates the qcow2 volume vol (vol.Format must be qcow2, vol.Size at least the base's
+	// virtual size) over base. ErrNotFound when the base is missing, ErrAlreadyExists when vol exists.
+	LinkVolume(ctx context.Context, pool PoolSpec, base ObjectRef, vol VolumeSpec) (VolumeInfo, error)
+}

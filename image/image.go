@@ -50,6 +50,12 @@ type Attachment struct {
 	VMName string    `json:"vm_name"`
 }
 
+// LinkedVolume is a volume whose backing file is the image.
+type LinkedVolume struct {
+	VolumeID   uuid.UUID `json:"volume_id"`
+	VolumeName string    `json:"volume_name"`
+}
+
 // Image is an uploaded ISO or disk image.
 type Image struct {
 	ID           uuid.UUID    `json:"id"`
@@ -62,8 +68,11 @@ type Image struct {
 	Status       Status       `json:"status"`
 	StatusReason string       `json:"status_reason,omitempty"`
 	Attachments  []Attachment `json:"attachments"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
+	// Linked are the volumes that use this image as their backing file (linked clones); it cannot be
+	// deleted while there are any. Repositories fill it on reads.
+	Linked    []LinkedVolume `json:"linked,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
 	// Version increases with every update; repositories refuse an update based on a stale version.
 	Version int64 `json:"version"`
 }
@@ -78,6 +87,7 @@ func (i *Image) SetStatus(to Status, reason string) error {
 func (i *Image) Clone() *Image {
 	c := *i
 	c.Attachments = append([]Attachment(nil), i.Attachments...)
+	c.Linked = append([]LinkedVolume(nil), i.Linked...)
 	return &c
 }
 

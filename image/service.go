@@ -241,6 +241,13 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 			}
 			return errkind.InUseBy("image", id.String(), fmt.Sprintf("used as a cdrom by VM %q", cur.Attachments[0].VMName), refs)
 		}
+		if len(cur.Linked) > 0 {
+			refs := make([]errkind.Ref, len(cur.Linked))
+			for i, l := range cur.Linked {
+				refs[i] = errkind.Ref{Kind: "volume", ID: l.VolumeID.String(), Name: l.VolumeName}
+			}
+			return errkind.InUseBy("image", id.String(), fmt.Sprintf("the backing file of volume %q", cur.Linked[0].VolumeName), refs)
+		}
 		return cur.SetStatus(StatusDeleting, "")
 	})
 	if err != nil {

@@ -26,9 +26,13 @@ var descriptions = map[string]string{
 	"deleteStorage": "Deletes a storage that holds no volumes or images (409 in_use otherwise); its files are left in place.",
 	"listVolumes": "Lists volumes, newest first, a page at a time: pass next_cursor as cursor for the next page. " +
 		"Filters combine; an unknown status is 422.",
-	"createVolume": "Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).",
-	"getVolume":    "Returns one volume with the VMs that use it.",
-	"editVolume":   "Changes a volume's name, description, read_only or shareable; absent fields stay as they are.",
+	"createVolume": "Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With " +
+		"source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, " +
+		"with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, " +
+		"which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with " +
+		"instant_clone). An ISO image is not a volume source (422).",
+	"getVolume":  "Returns one volume with the VMs that use it.",
+	"editVolume": "Changes a volume's name, description, read_only or shareable; absent fields stay as they are.",
 	"extendVolume": "Grows a volume to size bytes: volumes only grow (422 otherwise); a volume used by a VM that is not " +
 		"shut off cannot be extended (409).",
 	"deleteVolume": "Deletes a volume no VM uses (409 in_use otherwise) and its file.",

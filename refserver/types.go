@@ -165,6 +165,8 @@ type Volume struct {
 	Status       volume.Status      `json:"status" enum:"creating,available,extending,deleting,error"`
 	StatusReason string             `json:"status_reason,omitempty"`
 	Attachments  []VolumeAttachment `json:"attachments" nullable:"false"`
+	Backing      *VolumeBacking     `json:"backing,omitempty" doc:"For a linked volume: the image or volume its unallocated clusters read from."`
+	Linked       []LinkedVolume     `json:"linked,omitempty" doc:"The linked volumes that use this one as their backing file; it cannot be deleted while there are any."`
 	CreatedAt    time.Time          `json:"created_at"`
 	UpdatedAt    time.Time          `json:"updated_at"`
 	Version      int64              `json:"version"`
@@ -174,11 +176,31 @@ type Volume struct {
 type VolumeCreate struct {
 	Name        string        `json:"name" minLength:"1" maxLength:"255" doc:"Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped."`
 	Description string        `json:"description,omitempty" maxLength:"255" doc:"At most 255 characters, no control characters."`
-	StorageID   uuid.UUID     `json:"storage_id" format:"uuid"`
-	Format      volume.Format `json:"format" enum:"qcow2,raw" doc:"qcow2 or raw."`
-	Size        int64         `json:"size" minimum:"1" doc:"Virtual size in bytes."`
+	StorageID   uuid.UUID     `json:"storage_id,omitempty" format:"uuid" doc:"Required without source; with one it defaults to the source's storage."`
+	Format      volume.Format `json:"format,omitempty" enum:"qcow2,raw" doc:"qcow2 or raw. Required without source; with one it defaults to the source's (qcow2 for a linked volume)."`
+	Size        int64         `json:"size,omitempty" minimum:"1" doc:"Virtual size in bytes. Required without source; with one it defaults to the source's, and may be larger."`
 	ReadOnly    bool          `json:"read_only,omitempty"`
 	Shareable   bool          `json:"shareable,omitempty"`
+	Source      *VolumeSource `json:"source,omitempty" doc:"What the volume's content starts from: an image (qcow2 or raw) or another volume."`
+}
+
+// VolumeSource is what a new volume's content starts from; give exactly one of image_id and volume_id.
+type VolumeSource struct {
+	ImageID  uuid.UUID `json:"image_id,omitempty" format:"uuid" doc:"A qcow2 or raw image (an ISO is refused: attach it as a cdrom)."`
+	VolumeID uuid.UUID `json:"volume_id,omitempty" format:"uuid" doc:"Another volume (a clone); for copy and instant, no running VM may be writing to it."`
+	Mode     string    `json:"mode,omitempty" enum:"copy,linked,instant" doc:"copy (default): an independent copy, streamed and sparse, converted to the volume's format, on any storage, with progress; linked: a qcow2 overlay whose backing file is the source on the same storage, made at once, the source then cannot be deleted; instant: an independent reflink copy on the same storage, for storages with instant_clone."`
+}
+
+// VolumeBacking is the backing file of a linked volume.
+type VolumeBacking struct {
+	Kind string    `json:"kind" enum:"image,volume"`
+	ID   uuid.UUID `json:"id" format:"uuid"`
+}
+
+// LinkedVolume is a volume that uses an image or a volume as its backing file.
+type LinkedVolume struct {
+	VolumeID   uuid.UUID `json:"volume_id" format:"uuid"`
+	VolumeName string    `json:"volume_name"`
 }
 
 // VolumeEdit changes a volume's metadata; absent fields stay as they are.
@@ -195,8 +217,12 @@ type VolumeExtend struct {
 }
 
 func (c *VolumeCreate) request() volume.CreateRequest {
-	return volume.CreateRequest{Name: c.Name, Description: c.Description, StorageID: c.StorageID, Format: c.Format,
+	r := volume.CreateRequest{Name: c.Name, Description: c.Description, StorageID: c.StorageID, Format: c.Format,
 		Size: c.Size, ReadOnly: c.ReadOnly, Shareable: c.Shareable}
+	if c.Source != nil {
+		r.Source = &volume.Source{ImageID: c.Source.ImageID, VolumeID: c.Source.VolumeID, Mode: volume.CloneMode(c.Source.Mode)}
+	}
+	return r
 }
 
 func volumeOut(v *volume.Volume) *Volume {
@@ -206,6 +232,12 @@ func volumeOut(v *volume.Volume) *Volume {
 		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Version: v.Version}
 	for _, a := range v.Attachments {
 		out.Attachments = append(out.Attachments, VolumeAttachment{VMID: a.VMID, VMName: a.VMName, Active: a.Active})
+	}
+	if v.Backing != nil {
+		out.Backing = &VolumeBacking{Kind: string(v.Backing.Kind), ID: v.Backing.ID}
+	}
+	for _, l := range v.Linked {
+		out.Linked = append(out.Linked, LinkedVolume{VolumeID: l.VolumeID, VolumeName: l.VolumeName})
 	}
 	return out
 }
@@ -228,6 +260,7 @@ type Image struct {
 	Status       image.Status      `json:"status" enum:"uploading,available,deleting,error"`
 	StatusReason string            `json:"status_reason,omitempty"`
 	Attachments  []ImageAttachment `json:"attachments" nullable:"false"`
+	Linked       []LinkedVolume    `json:"linked,omitempty" doc:"The linked volumes whose backing file is this image; it cannot be deleted while there are any."`
 	CreatedAt    time.Time         `json:"created_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
 	Version      int64             `json:"version"`
@@ -240,6 +273,9 @@ func imageOut(i *image.Image) *Image {
 		Version: i.Version}
 	for _, a := range i.Attachments {
 		out.Attachments = append(out.Attachments, ImageAttachment{VMID: a.VMID, VMName: a.VMName})
+	}
+	for _, l := range i.Linked {
+		out.Linked = append(out.Linked, LinkedVolume{VolumeID: l.VolumeID, VolumeName: l.VolumeName})
 	}
 	return out
 }

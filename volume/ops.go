@@ -50,9 +50,25 @@ func opSpec(kind string, id uuid.UUID, cancellable bool, payload any) operation.
 // rounded up to what the format stores (a multiple of 512 bytes for the localfs and nfs backends: a qcow2 or
 // raw volume asked for 1000 bytes has 1024). When the backend fails, or the operation is cancelled, nothing
 // remains.
+//
+// With req.Source the volume's content starts from an image or another volume (see Source and CloneMode):
+// the source is checked (it exists and is available, an image is not an ISO, a volume being copied is not
+// written by a running VM) and so are the backends' capabilities for the mode, before anything is recorded
+// or queued; a copy needs the source's allocated bytes free on the storage. Its progress is the
+// operation's.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
+	}
+	if req.Source != nil {
+		probe := req
+		o, err := s.resolveSource(ctx, &probe)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkSourceCapabilities(ctx, probe, o); err != nil {
+			return nil, err
+		}
 	}
 	return operation.Do(ctx, s.ops, opSpec(OpCreate, uuid.Nil, true, req), func(ctx context.Context) (*Volume, error) {
 		return s.create(ctx, req)

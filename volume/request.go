@@ -15,6 +15,9 @@ type CreateRequest struct {
 	Size        int64     `json:"size"` // bytes
 	ReadOnly    bool      `json:"read_only,omitempty"`
 	Shareable   bool      `json:"shareable,omitempty"`
+	// Source, when set, is what the volume's content starts from: an image or another volume. Format,
+	// StorageID and Size may then be left out: they default to the source's (qcow2 for a linked volume).
+	Source *Source `json:"source,omitempty"`
 }
 
 // Validate reports every bad field at once.
@@ -29,6 +32,12 @@ func (r *CreateRequest) validate(v *errkind.Validator, prefix string) {
 	validate.NormalizeName(&r.Name)
 	validate.Name(v, prefix+"name", r.Name)
 	validate.Description(v, prefix+"description", r.Description)
+	if r.Source != nil {
+		r.Source.validate(v, prefix+"source")
+		v.Check(r.Format == "" || r.Format == FormatQCOW2 || r.Format == FormatRaw, prefix+"format", "must be qcow2 or raw")
+		v.Check(r.Size >= 0, prefix+"size", "must not be negative")
+		return
+	}
 	v.Check(r.StorageID != uuid.Nil, prefix+"storage_id", "is required")
 	v.Check(r.Format == FormatQCOW2 || r.Format == FormatRaw, prefix+"format", "must be qcow2 or raw")
 	v.Check(r.Size > 0, prefix+"size", "must be greater than 0 bytes")

@@ -63,6 +63,7 @@ type VMStates interface {
 type Service struct {
 	repo     Repository
 	storages StorageReader
+	images   ImageReader // the sources of volumes made from images (WithImages)
 	tx       Transactor
 	backends Backends
 	ops      *operation.Service
@@ -71,6 +72,8 @@ type Service struct {
 	vms VMStates
 	// OpTimeout bounds each backend call that has no earlier deadline.
 	OpTimeout time.Duration
+	// CopyTimeout bounds the making of a volume from a source (a copy of many GiB takes minutes).
+	CopyTimeout time.Duration
 	// MonitorTimeout bounds one inspection of one volume.
 	MonitorTimeout time.Duration
 	Log            *slog.Logger
@@ -88,7 +91,7 @@ func (s *Service) configure(opts []Option) *Service {
 // NewService returns a volume service.
 func NewService(repo Repository, storages StorageReader, tx Transactor, backends Backends, opts ...Option) *Service {
 	return (&Service{repo: repo, storages: storages, tx: tx, backends: backends, OpTimeout: 5 * time.Minute,
-		MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}).configure(opts)
+		CopyTimeout: 6 * time.Hour, MonitorTimeout: 5 * time.Second, Log: slog.Default(), now: time.Now}).configure(opts)
 }
 
 // WithVMStates has extends confirm with the hypervisor, through vms, that no VM using the volume runs: the
@@ -117,13 +120,25 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*Volume, error
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	var o origin
+	needs := req.Size
+	if req.Source != nil {
+		var err error
+		if o, err = s.resolveSource(ctx, &req); err != nil {
+			return nil, err
+		}
+		if err := s.checkSourceCapabilities(ctx, req, o); err != nil {
+			return nil, err
+		}
+		needs = room(req.Source.mode(), o)
+	}
 	var (
 		vol *Volume
 		st  *storage.Storage
 	)
 	err := s.tx.InTx(ctx, func(ctx context.Context) error {
 		var err error
-		st, err = s.usableStorage(ctx, req.StorageID, req.Size)
+		st, err = s.usableStorage(ctx, req.StorageID, needs)
 		if err != nil {
 			return err
 		}
@@ -131,6 +146,13 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*Volume, error
 		vol = &Volume{ID: uuid.Must(uuid.NewV7()), Name: req.Name, Description: req.Description, StorageID: req.StorageID,
 			Format: req.Format, Size: req.Size, ReadOnly: req.ReadOnly, Shareable: req.Shareable, Status: StatusCreating,
 			CreatedAt: now, UpdatedAt: now}
+		if req.Source != nil && req.Source.mode() == ModeLinked {
+			// The base must still be there in this unit of work: a delete that began meanwhile wins.
+			if err := s.requireBase(ctx, o); err != nil {
+				return err
+			}
+			vol.Backing = &Backing{Kind: o.kind, ID: o.id}
+		}
 		if err := s.ops.SetTarget(ctx, vol.ID); err != nil {
 			return err
 		}
@@ -141,7 +163,11 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*Volume, error
 	}
 	backend, err := s.backend(st, vol.Format)
 	var info driver.VolumeInfo
-	if err == nil {
+	switch {
+	case err != nil:
+	case req.Source != nil:
+		info, err = s.fill(ctx, st, backend, vol, req.Source.mode(), o)
+	default:
 		dctx, cancel := deadline.Ensure(ctx, s.OpTimeout)
 		info, err = backend.CreateVolume(dctx, st.Pool(), driver.VolumeSpec{ID: vol.ID, Format: vol.Format, Size: vol.Size})
 		cancel()
@@ -348,6 +374,9 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 		if len(cur.Attachments) > 0 {
 			return errkind.InUseBy("volume", id.String(), fmt.Sprintf("attached to VM %q", cur.Attachments[0].VMName), vmRefs(cur.Attachments))
 		}
+		if len(cur.Linked) > 0 {
+			return errkind.InUseBy("volume", id.String(), fmt.Sprintf("the backing file of volume %q", cur.Linked[0].VolumeName), linkedRefs(cur.Linked))
+		}
 		return cur.SetStatus(StatusDeleting, "")
 	})
 	if err != nil {
@@ -362,6 +391,14 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 		return fmt.Errorf("delete volume %q: %w", vol.Name, err)
 	}
 	return s.repo.Delete(ctx, id)
+}
+
+func linkedRefs(ls []LinkedVolume) []errkind.Ref {
+	refs := make([]errkind.Ref, len(ls))
+	for i, l := range ls {
+		refs[i] = errkind.Ref{Kind: "volume", ID: l.VolumeID.String(), Name: l.VolumeName}
+	}
+	return refs
 }
 
 func vmRefs(as []Attachment) []errkind.Ref {

@@ -68,8 +68,13 @@ type Volume struct {
 	Status       Status       `json:"status"`
 	StatusReason string       `json:"status_reason,omitempty"`
 	Attachments  []Attachment `json:"attachments"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
+	// Backing, for a linked volume, is the image or volume its unallocated clusters read from.
+	Backing *Backing `json:"backing,omitempty"`
+	// Linked are the volumes that use this one as their backing file; it cannot be deleted while there are
+	// any. Repositories fill it on reads.
+	Linked    []LinkedVolume `json:"linked,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
 	// Version increases with every update; repositories refuse an update based on a stale version.
 	Version int64 `json:"version"`
 }
@@ -84,6 +89,11 @@ func (v *Volume) SetStatus(to Status, reason string) error {
 func (v *Volume) Clone() *Volume {
 	c := *v
 	c.Attachments = append([]Attachment(nil), v.Attachments...)
+	c.Linked = append([]LinkedVolume(nil), v.Linked...)
+	if v.Backing != nil {
+		b := *v.Backing
+		c.Backing = &b
+	}
 	return &c
 }
 

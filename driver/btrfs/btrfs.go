@@ -454,3 +454,31 @@ func (b *Backend) DiskSource(pool driver.PoolSpec, kind driver.ObjectKind, id uu
 // Close releases what the inner backend keeps (nothing: localfs keeps no connection). Device-mode
 // storages stay mounted. It is idempotent.
 func (b *Backend) Close() error { return b.inner.Close() }
+
+// OpenObject opens a volume's or an image's file for reading, as localfs does (driver.ObjectReader).
+func (b *Backend) OpenObject(ctx context.Context, pool driver.PoolSpec, kind driver.ObjectKind, id uuid.UUID) (driver.ObjectFile, error) {
+	s, err := b.ready(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	return b.inner.OpenObject(ctx, s.local, kind, id)
+}
+
+// FillVolume creates a volume from guest data, as localfs does (driver.VolumeFiller).
+func (b *Backend) FillVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec, src io.ReaderAt, srcSize int64,
+	progress func(done int64)) (driver.VolumeInfo, error) {
+	s, err := b.ready(ctx, pool)
+	if err != nil {
+		return driver.VolumeInfo{}, err
+	}
+	return b.inner.FillVolume(ctx, s.local, vol, src, srcSize, progress)
+}
+
+// LinkVolume creates a qcow2 overlay over a volume or an image, as localfs does (driver.VolumeLinker).
+func (b *Backend) LinkVolume(ctx context.Context, pool driver.PoolSpec, base driver.ObjectRef, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
+	s, err := b.ready(ctx, pool)
+	if err != nil {
+		return driver.VolumeInfo{}, err
+	}
+	return b.inner.LinkVolume(ctx, s.local, base, vol)
+}

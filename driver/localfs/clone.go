@@ -84,7 +84,43 @@ func (b *Backend) cloneVolume(ctx context.Context, pool driver.PoolSpec, src dri
 		return driver.VolumeInfo{}, err
 	}
 
-	final := s.objectPath(driver.KindVolume, dst)
+	return b.writeVolume(ctx, s, dst, srcInfo.Format, func(out *os.File) error {
+		err := reflink(out, in)
+		switch {
+		case err == nil:
+		case !reflinkUnsupported(err):
+			return fileErr(err, "volume", did, "reflink volume %s", sid)
+		case reflinkOnly:
+			return errkind.Wrap(errkind.Unsupported, err, "volume", did,
+				"the filesystem of storage %s cannot reflink volume %s (FICLONE)", s.id, sid)
+		default:
+			if err := copySparse(ctx, out, in, fi.Size()); err != nil {
+				if ctx.Err() != nil {
+					return ctxErr(ctx.Err(), "volume", did)
+				}
+				return fileErr(err, "volume", did, "copy volume %s", sid)
+			}
+		}
+		return nil
+	}, func(info driver.VolumeInfo) error {
+		if info.VirtualSize != srcInfo.VirtualSize {
+			// The source changed under us (the caller must stop its writers).
+			return errkind.New(errkind.Unavailable, "volume", did,
+				"volume %s changed while it was cloned (%d bytes, then %d)", sid, srcInfo.VirtualSize, info.VirtualSize)
+		}
+		return nil
+	})
+}
+
+// writeVolume makes the volume file of id through a locked part file, the way every volume made from
+// content is made: fill writes the content into the part file (given to QEMU's group like any volume),
+// which is synced, inspected as format, checked by check (may be nil), and renamed into place only when
+// complete and only when no volume file of that id exists. Nothing is left behind when a step fails or ctx
+// ends.
+func (b *Backend) writeVolume(ctx context.Context, s *storage, id uuid.UUID, format driver.VolumeFormat,
+	fill func(out *os.File) error, check func(driver.VolumeInfo) error) (driver.VolumeInfo, error) {
+	did := id.String()
+	final := s.objectPath(driver.KindVolume, id)
 	if _, err := os.Lstat(final); err == nil {
 		return driver.VolumeInfo{}, errkind.New(errkind.AlreadyExists, "volume", did, "volume file already exists")
 	}
@@ -98,7 +134,7 @@ func (b *Backend) cloneVolume(ctx context.Context, pool driver.PoolSpec, src dri
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return driver.VolumeInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "volume", did, "a clone to this volume is already in progress")
+			return driver.VolumeInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "volume", did, "a volume with this id is already being made")
 		}
 		return driver.VolumeInfo{}, fileErr(err, "volume", did, "create volume file")
 	}
@@ -112,34 +148,20 @@ func (b *Backend) cloneVolume(ctx context.Context, pool driver.PoolSpec, src dri
 	if err := b.giveToQEMU(part); err != nil {
 		return driver.VolumeInfo{}, fileErr(err, "volume", did, "give the volume file to the QEMU group")
 	}
-
-	err = reflink(out, in)
-	switch {
-	case err == nil:
-	case !reflinkUnsupported(err):
-		return driver.VolumeInfo{}, fileErr(err, "volume", did, "reflink volume %s", sid)
-	case reflinkOnly:
-		return driver.VolumeInfo{}, errkind.Wrap(errkind.Unsupported, err, "volume", did,
-			"the filesystem of storage %s cannot reflink volume %s (FICLONE)", s.id, sid)
-	default:
-		if err := copySparse(ctx, out, in, fi.Size()); err != nil {
-			if ctx.Err() != nil {
-				return driver.VolumeInfo{}, ctxErr(ctx.Err(), "volume", did)
-			}
-			return driver.VolumeInfo{}, fileErr(err, "volume", did, "copy volume %s", sid)
-		}
+	if err := fill(out); err != nil {
+		return driver.VolumeInfo{}, err
 	}
 	if err := out.Sync(); err != nil {
 		return driver.VolumeInfo{}, fileErr(err, "volume", did, "sync volume")
 	}
-	info, err := inspectFile(out, did, srcInfo.Format)
+	info, err := inspectFile(out, did, format)
 	if err != nil {
 		return driver.VolumeInfo{}, err
 	}
-	if info.VirtualSize != srcInfo.VirtualSize {
-		// The source changed under us (the caller must stop its writers).
-		return driver.VolumeInfo{}, errkind.New(errkind.Unavailable, "volume", did,
-			"volume %s changed while it was cloned (%d bytes, then %d)", sid, srcInfo.VirtualSize, info.VirtualSize)
+	if check != nil {
+		if err := check(info); err != nil {
+			return driver.VolumeInfo{}, err
+		}
 	}
 	if err := checkCtx(ctx, s.id); err != nil {
 		return driver.VolumeInfo{}, err
@@ -149,7 +171,7 @@ func (b *Backend) cloneVolume(ctx context.Context, pool driver.PoolSpec, src dri
 		if errors.Is(err, os.ErrExist) {
 			return driver.VolumeInfo{}, errkind.Wrap(errkind.AlreadyExists, err, "volume", did, "volume file already exists")
 		}
-		return driver.VolumeInfo{}, fileErr(err, "volume", did, "rename cloned volume")
+		return driver.VolumeInfo{}, fileErr(err, "volume", did, "rename the new volume file")
 	}
 	done = true
 	err = out.Close()

@@ -25,16 +25,10 @@ func (b *Backend) CreateVolume(ctx context.Context, pool driver.PoolSpec, vol dr
 		return driver.VolumeInfo{}, err
 	}
 	id := vol.ID.String()
-	if vol.ID == uuid.Nil {
-		return driver.VolumeInfo{}, errkind.New(errkind.Invalid, "volume", id, "volume id missing")
-	}
-	if vol.Size <= 0 || vol.Size > maxVirtualSize {
-		return driver.VolumeInfo{}, errkind.New(errkind.Invalid, "volume", id, "size %d out of range (1 byte to %d bytes)", vol.Size, int64(maxVirtualSize))
+	if err := checkNewVolume(vol); err != nil {
+		return driver.VolumeInfo{}, err
 	}
 	size := roundUp(vol.Size)
-	if vol.Format != driver.FormatRaw && vol.Format != driver.FormatQCOW2 {
-		return driver.VolumeInfo{}, errkind.New(errkind.Invalid, "volume", id, "format %q is not qcow2 or raw", vol.Format)
-	}
 	path := s.objectPath(driver.KindVolume, vol.ID)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, b.fileMode)
 	if err != nil {

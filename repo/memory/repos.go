@@ -2,9 +2,12 @@ package memory
 
 import (
 	"context"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/storage"
@@ -129,7 +132,23 @@ func (r volumeRepo) view(v *volume.Volume) *volume.Volume {
 			c.Attachments = append(c.Attachments, volume.Attachment{VMID: m.ID, VMName: m.Name, Active: m.PowerState.UsesDisks()})
 		}
 	}
+	c.Linked = nil
+	for _, l := range r.s.linkedTo(driver.KindVolume, v.ID) {
+		c.Linked = append(c.Linked, volume.LinkedVolume{VolumeID: l.ID, VolumeName: l.Name})
+	}
 	return c
+}
+
+// linkedTo lists, by name, the volumes whose backing file is the object kind/id.
+func (s *Store) linkedTo(kind driver.ObjectKind, id uuid.UUID) []*volume.Volume {
+	var out []*volume.Volume
+	for _, v := range s.volumes.rows {
+		if v.Backing != nil && v.Backing.Kind == kind && v.Backing.ID == id {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b *volume.Volume) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, error) {
@@ -177,6 +196,7 @@ func (r volumeRepo) Update(ctx context.Context, v *volume.Volume) error {
 		if err := stays("volume", next.ID, cur.StorageID, next.StorageID); err != nil {
 			return err
 		}
+		next.Backing = cur.Backing // set once, at create
 		return r.check(next)
 	})
 }
@@ -185,6 +205,9 @@ func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
 	return r.s.volumes.delete(r.s, ctx, id, func() error {
 		if r.attachedSet()[id] {
 			return errkind.New(errkind.InUse, "volume", id.String(), "attached to a VM")
+		}
+		if len(r.s.linkedTo(driver.KindVolume, id)) > 0 {
+			return errkind.New(errkind.InUse, "volume", id.String(), "the backing file of linked volumes")
 		}
 		return nil
 	})
@@ -199,6 +222,10 @@ func (r imageRepo) view(img *image.Image) *image.Image {
 		if m.HasImage(img.ID) {
 			c.Attachments = append(c.Attachments, image.Attachment{VMID: m.ID, VMName: m.Name})
 		}
+	}
+	c.Linked = nil
+	for _, l := range r.s.linkedTo(driver.KindImage, img.ID) {
+		c.Linked = append(c.Linked, image.LinkedVolume{VolumeID: l.ID, VolumeName: l.Name})
 	}
 	return c
 }
@@ -247,6 +274,9 @@ func (r imageRepo) Delete(ctx context.Context, id uuid.UUID) error {
 			if m.HasImage(id) {
 				return errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", m.Name)
 			}
+		}
+		if len(r.s.linkedTo(driver.KindImage, id)) > 0 {
+			return errkind.New(errkind.InUse, "image", id.String(), "the backing file of linked volumes")
 		}
 		return nil
 	})

@@ -52,7 +52,14 @@ func (r imageRepo) Get(ctx context.Context, id uuid.UUID) (*image.Image, error) 
 	if len(sc.items) == 0 {
 		return nil, notFound("image", id.String())
 	}
+	if err := fillLinked(ctx, r.s.reader(ctx), "backing_image_id", sc.items, addLinkedImage); err != nil {
+		return nil, err
+	}
 	return sc.items[0], nil
+}
+
+func addLinkedImage(img *image.Image, l linked) {
+	img.Linked = append(img.Linked, image.LinkedVolume{VolumeID: l.id, VolumeName: l.name})
 }
 
 func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, error) {
@@ -69,6 +76,9 @@ func (r imageRepo) List(ctx context.Context, o image.ListOptions) (image.Page, e
 		return image.Page{}, err
 	}
 	items, next := trim(sc.items, q.limit, func(img *image.Image) uuid.UUID { return img.ID })
+	if err := fillLinked(ctx, r.s.reader(ctx), "backing_image_id", items, addLinkedImage); err != nil {
+		return image.Page{}, err
+	}
 	return image.Page{Items: items, NextCursor: next}, nil
 }
 
@@ -140,6 +150,12 @@ func (r imageRepo) Delete(ctx context.Context, id uuid.UUID) error {
 		}
 		if used {
 			return errkind.New(errkind.InUse, "image", id.String(), "used as a cdrom by VM %q", user)
+		}
+		if backs, err := c.exists(ctx, "SELECT 1 FROM volumes WHERE backing_image_id = ?", id); err != nil || backs {
+			if err != nil {
+				return err
+			}
+			return errkind.New(errkind.InUse, "image", id.String(), "the backing file of linked volumes")
 		}
 		_, err = c.exec(ctx, "DELETE FROM images WHERE id = ?", id)
 		return err

@@ -3,8 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 
 	"github.com/google/uuid"
+	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
 	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
@@ -12,7 +14,7 @@ import (
 
 type volumeRepo struct{ s *Store }
 
-const volumeCols = "v.id, v.name, v.description, v.storage_id, v.format, v.size, v.allocated, v.read_only, v.shareable, v.status, v.status_reason, v.created_at, v.updated_at, v.version"
+const volumeCols = "v.id, v.name, v.description, v.storage_id, v.format, v.size, v.allocated, v.read_only, v.shareable, v.status, v.status_reason, v.created_at, v.updated_at, v.version, v.backing_volume_id, v.backing_image_id"
 
 // volumeJoin appends each volume's attachments (the VMs using it, in VM id order) to the rows of v.
 const volumeJoin = " LEFT JOIN vm_disks d ON d.volume_id = v.id LEFT JOIN vms m ON m.id = d.vm_id"
@@ -24,11 +26,18 @@ type volumeScanner struct{ items []*volume.Volume }
 func (sc *volumeScanner) scan(rows *sql.Rows) error {
 	var v volume.Volume
 	var created, updated sql.NullInt64
-	var vmID uuid.NullUUID
+	var vmID, backingVolume, backingImage uuid.NullUUID
 	var vmName, power sql.NullString
 	if err := rows.Scan(&v.ID, &v.Name, &v.Description, &v.StorageID, &v.Format, &v.Size, &v.Allocated, &v.ReadOnly,
-		&v.Shareable, &v.Status, &v.StatusReason, &created, &updated, &v.Version, &vmID, &vmName, &power); err != nil {
+		&v.Shareable, &v.Status, &v.StatusReason, &created, &updated, &v.Version, &backingVolume, &backingImage,
+		&vmID, &vmName, &power); err != nil {
 		return err
+	}
+	switch {
+	case backingVolume.Valid:
+		v.Backing = &volume.Backing{Kind: driver.KindVolume, ID: backingVolume.UUID}
+	case backingImage.Valid:
+		v.Backing = &volume.Backing{Kind: driver.KindImage, ID: backingImage.UUID}
 	}
 	cur := &v
 	if n := len(sc.items); n > 0 && sc.items[n-1].ID == v.ID {
@@ -54,7 +63,44 @@ func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, erro
 	if len(sc.items) == 0 {
 		return nil, notFound("volume", id.String())
 	}
+	if err := fillLinked(ctx, r.s.reader(ctx), "backing_volume_id", sc.items, func(v *volume.Volume, l linked) {
+		v.Linked = append(v.Linked, volume.LinkedVolume{VolumeID: l.id, VolumeName: l.name})
+	}); err != nil {
+		return nil, err
+	}
 	return sc.items[0], nil
+}
+
+// linked is a volume that uses another object as its backing file.
+type linked struct {
+	id, backing uuid.UUID
+	name        string
+}
+
+// fillLinked adds to each of items (volumes or images) the volumes whose column (backing_volume_id or
+// backing_image_id) names it, by name, with one query.
+func fillLinked[T interface{ EntityID() uuid.UUID }](ctx context.Context, c conn, column string, items []T, add func(T, linked)) error {
+	if len(items) == 0 {
+		return nil
+	}
+	byID := make(map[uuid.UUID]T, len(items))
+	args := make([]any, 0, len(items))
+	marks := make([]string, 0, len(items))
+	for _, it := range items {
+		byID[it.EntityID()] = it
+		args = append(args, it.EntityID())
+		marks = append(marks, "?")
+	}
+	return c.query(ctx, func(rows *sql.Rows) error {
+		var l linked
+		if err := rows.Scan(&l.id, &l.name, &l.backing); err != nil {
+			return err
+		}
+		if it, ok := byID[l.backing]; ok {
+			add(it, l)
+		}
+		return nil
+	}, "SELECT id, name, "+column+" FROM volumes WHERE "+column+" IN ("+strings.Join(marks, ", ")+") ORDER BY name, id", args...)
 }
 
 func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page, error) {
@@ -78,6 +124,11 @@ func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page
 		return volume.Page{}, err
 	}
 	items, next := trim(sc.items, q.limit, func(v *volume.Volume) uuid.UUID { return v.ID })
+	if err := fillLinked(ctx, r.s.reader(ctx), "backing_volume_id", items, func(v *volume.Volume, l linked) {
+		v.Linked = append(v.Linked, volume.LinkedVolume{VolumeID: l.id, VolumeName: l.name})
+	}); err != nil {
+		return volume.Page{}, err
+	}
 	return volume.Page{Items: items, NextCursor: next}, nil
 }
 
@@ -98,9 +149,16 @@ func (r volumeRepo) Create(ctx context.Context, v *volume.Volume) error {
 		if err := nameFreeOnStorage(ctx, c, "volumes", "volume", v.ID, v.StorageID, v.Name); err != nil {
 			return err
 		}
+		var backingVolume, backingImage uuid.NullUUID
+		if v.Backing != nil && v.Backing.Kind == driver.KindVolume {
+			backingVolume = uuid.NullUUID{UUID: v.Backing.ID, Valid: true}
+		} else if v.Backing != nil {
+			backingImage = uuid.NullUUID{UUID: v.Backing.ID, Valid: true}
+		}
 		_, err = c.exec(ctx, `INSERT INTO volumes (id, name, description, storage_id, format, size, allocated, read_only, shareable,
-			status, status_reason, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
-			append([]any{v.ID}, volumeArgs(v)...)...)
+			status, status_reason, created_at, updated_at, version, backing_volume_id, backing_image_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+			append(append([]any{v.ID}, volumeArgs(v)...), backingVolume, backingImage)...)
 		if err != nil {
 			return err
 		}
@@ -147,6 +205,12 @@ func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
 		}
 		if attached {
 			return errkind.New(errkind.InUse, "volume", id.String(), "attached to a VM")
+		}
+		if backs, err := c.exists(ctx, "SELECT 1 FROM volumes WHERE backing_volume_id = ?", id); err != nil || backs {
+			if err != nil {
+				return err
+			}
+			return errkind.New(errkind.InUse, "volume", id.String(), "the backing file of linked volumes")
 		}
 		_, err = c.exec(ctx, "DELETE FROM volumes WHERE id = ?", id)
 		return err

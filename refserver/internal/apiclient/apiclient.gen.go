@@ -670,6 +670,24 @@ func (e VolumeAttachBus) Valid() bool {
 	}
 }
 
+// Defines values for VolumeBackingKind.
+const (
+	VolumeBackingKindImage  VolumeBackingKind = "image"
+	VolumeBackingKindVolume VolumeBackingKind = "volume"
+)
+
+// Valid indicates whether the value is a known member of the VolumeBackingKind enum.
+func (e VolumeBackingKind) Valid() bool {
+	switch e {
+	case VolumeBackingKindImage:
+		return true
+	case VolumeBackingKindVolume:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VolumeCreateFormat.
 const (
 	VolumeCreateFormatQcow2 VolumeCreateFormat = "qcow2"
@@ -682,6 +700,27 @@ func (e VolumeCreateFormat) Valid() bool {
 	case VolumeCreateFormatQcow2:
 		return true
 	case VolumeCreateFormatRaw:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VolumeSourceMode.
+const (
+	Copy    VolumeSourceMode = "copy"
+	Instant VolumeSourceMode = "instant"
+	Linked  VolumeSourceMode = "linked"
+)
+
+// Valid indicates whether the value is a known member of the VolumeSourceMode enum.
+func (e VolumeSourceMode) Valid() bool {
+	switch e {
+	case Copy:
+		return true
+	case Instant:
+		return true
+	case Linked:
 		return true
 	default:
 		return false
@@ -1142,7 +1181,10 @@ type Image struct {
 	// Format Detected from the content: iso, qcow2 or raw.
 	Format string             `json:"format"`
 	Id     openapi_types.UUID `json:"id"`
-	Name   string             `json:"name"`
+
+	// Linked The linked volumes whose backing file is this image; it cannot be deleted while there are any.
+	Linked *[]LinkedVolume `json:"linked,omitempty"`
+	Name   string          `json:"name"`
 
 	// Sha256 Hex SHA-256 of the content, computed while uploading.
 	Sha256 string `json:"sha256"`
@@ -1191,6 +1233,12 @@ type InterfaceModel string
 
 // InterfaceType bridge or network.
 type InterfaceType string
+
+// LinkedVolume defines model for LinkedVolume.
+type LinkedVolume struct {
+	VolumeId   openapi_types.UUID `json:"volume_id"`
+	VolumeName string             `json:"volume_name"`
+}
 
 // LocalfsConfig A local directory (path), or a block device (device) that openvair formats (format) or whose filesystem it mounts (reuse_filesystem).
 type LocalfsConfig struct {
@@ -1633,13 +1681,19 @@ type Volume struct {
 	// Allocated Bytes used on the storage.
 	Allocated   int64              `json:"allocated"`
 	Attachments []VolumeAttachment `json:"attachments"`
+
+	// Backing For a linked volume: the image or volume its unallocated clusters read from.
+	Backing     *VolumeBacking     `json:"backing,omitempty"`
 	CreatedAt   time.Time          `json:"created_at"`
 	Description string             `json:"description"`
 	Format      VolumeFormat       `json:"format"`
 	Id          openapi_types.UUID `json:"id"`
-	Name        string             `json:"name"`
-	ReadOnly    bool               `json:"read_only"`
-	Shareable   bool               `json:"shareable"`
+
+	// Linked The linked volumes that use this one as their backing file; it cannot be deleted while there are any.
+	Linked    *[]LinkedVolume `json:"linked,omitempty"`
+	Name      string          `json:"name"`
+	ReadOnly  bool            `json:"read_only"`
+	Shareable bool            `json:"shareable"`
 
 	// Size Virtual size in bytes.
 	Size         int64              `json:"size"`
@@ -1674,25 +1728,39 @@ type VolumeAttachment struct {
 	VmName string             `json:"vm_name"`
 }
 
+// VolumeBacking defines model for VolumeBacking.
+type VolumeBacking struct {
+	Id   openapi_types.UUID `json:"id"`
+	Kind VolumeBackingKind  `json:"kind"`
+}
+
+// VolumeBackingKind defines model for VolumeBacking.Kind.
+type VolumeBackingKind string
+
 // VolumeCreate defines model for VolumeCreate.
 type VolumeCreate struct {
 	// Description At most 255 characters, no control characters.
 	Description *string `json:"description,omitempty"`
 
-	// Format qcow2 or raw.
-	Format VolumeCreateFormat `json:"format"`
+	// Format qcow2 or raw. Required without source; with one it defaults to the source's (qcow2 for a linked volume).
+	Format *VolumeCreateFormat `json:"format,omitempty"`
 
 	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
 	Name      string `json:"name"`
 	ReadOnly  *bool  `json:"read_only,omitempty"`
 	Shareable *bool  `json:"shareable,omitempty"`
 
-	// Size Virtual size in bytes.
-	Size      int64              `json:"size"`
-	StorageId openapi_types.UUID `json:"storage_id"`
+	// Size Virtual size in bytes. Required without source; with one it defaults to the source's, and may be larger.
+	Size *int64 `json:"size,omitempty"`
+
+	// Source What the volume's content starts from: an image (qcow2 or raw) or another volume.
+	Source *VolumeSource `json:"source,omitempty"`
+
+	// StorageId Required without source; with one it defaults to the source's storage.
+	StorageId *openapi_types.UUID `json:"storage_id,omitempty"`
 }
 
-// VolumeCreateFormat qcow2 or raw.
+// VolumeCreateFormat qcow2 or raw. Required without source; with one it defaults to the source's (qcow2 for a linked volume).
 type VolumeCreateFormat string
 
 // VolumeEdit defines model for VolumeEdit.
@@ -1717,6 +1785,21 @@ type VolumePage struct {
 	Items      []Volume `json:"items"`
 	NextCursor *string  `json:"next_cursor,omitempty"`
 }
+
+// VolumeSource defines model for VolumeSource.
+type VolumeSource struct {
+	// ImageId A qcow2 or raw image (an ISO is refused: attach it as a cdrom).
+	ImageId *openapi_types.UUID `json:"image_id,omitempty"`
+
+	// Mode copy (default): an independent copy, streamed and sparse, converted to the volume's format, on any storage, with progress; linked: a qcow2 overlay whose backing file is the source on the same storage, made at once, the source then cannot be deleted; instant: an independent reflink copy on the same storage, for storages with instant_clone.
+	Mode *VolumeSourceMode `json:"mode,omitempty"`
+
+	// VolumeId Another volume (a clone); for copy and instant, no running VM may be writing to it.
+	VolumeId *openapi_types.UUID `json:"volume_id,omitempty"`
+}
+
+// VolumeSourceMode copy (default): an independent copy, streamed and sparse, converted to the volume's format, on any storage, with progress; linked: a qcow2 overlay whose backing file is the source on the same storage, made at once, the source then cannot be deleted; instant: an independent reflink copy on the same storage, for storages with instant_clone.
+type VolumeSourceMode string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
@@ -2926,7 +3009,7 @@ type ClientInterface interface {
 
 	// CreateVolumeWithBody Create a volume
 	//
-	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2935,7 +3018,7 @@ type ClientInterface interface {
 
 	// CreateVolume Create a volume
 	//
-	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3685,7 +3768,7 @@ func (c *Client) ListVolumes(ctx context.Context, params *ListVolumesParams, req
 
 // CreateVolumeWithBody Create a volume
 //
-// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 //
 // Takes any type of body and a specified content type.
 //
@@ -3704,7 +3787,7 @@ func (c *Client) CreateVolumeWithBody(ctx context.Context, params *CreateVolumeP
 
 // CreateVolume Create a volume
 //
-// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -7311,7 +7394,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVolumeWithBodyWithResponse Create a volume
 	//
-	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7320,7 +7403,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateVolumeWithResponse Create a volume
 	//
-	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+	// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12537,7 +12620,7 @@ func (c *ClientWithResponses) ListVolumesWithResponse(ctx context.Context, param
 
 // CreateVolumeWithBodyWithResponse Create a volume
 //
-// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12552,7 +12635,7 @@ func (c *ClientWithResponses) CreateVolumeWithBodyWithResponse(ctx context.Conte
 
 // CreateVolumeWithResponse Create a volume
 //
-// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room).
+// Creates a qcow2 or raw volume of size bytes on a storage (413 when the storage has no room). With source, the volume starts from an image or another volume: copied (converted between raw and qcow2, sparse, with progress: use Prefer: respond-async and follow the operation), linked (a qcow2 overlay on the source, which then cannot be deleted: 409 naming the linked volumes) or instant (a reflink copy on storages with instant_clone). An ISO image is not a volume source (422).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
