@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -53,6 +54,7 @@ import (
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/reqctx"
 	"github.com/openvair/openvair/internal/secret"
+	"github.com/openvair/openvair/internal/urlfetch"
 	"github.com/openvair/openvair/repo"
 	_ "github.com/openvair/openvair/repo/memory" // registers the "memory:" store, the default DSN
 	"github.com/openvair/openvair/repo/outbox"
@@ -136,8 +138,13 @@ type Config struct {
 	HypervisorInstance driver.Hypervisor
 	// HypervisorOptions are passed to the hypervisor factory ("uri", "socket").
 	HypervisorOptions map[string]string
-	// MaxImageSize limits uploads, in bytes (default image.DefaultMaxSize).
+	// MaxImageSize limits uploads and imports, in bytes (default image.DefaultMaxSize).
 	MaxImageSize int64
+	// ImportAllowCIDRs and ImportAllowHosts open image imports from URLs (Images.Import) to addresses the
+	// SSRF guard refuses by default (loopback, private, link-local, ...): a private mirror's range, or its
+	// host name whatever it resolves to.
+	ImportAllowCIDRs []netip.Prefix
+	ImportAllowHosts []string
 	// MonitorInterval is how often Run refreshes storages, volumes and images (default 10 s).
 	MonitorInterval time.Duration
 	// PowerResync is how often Run resynchronises every VM's power state besides events (default 30 s).
@@ -246,7 +253,9 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		volOpts = append(volOpts, volume.WithVMStates(vm.NewRunningChecker(hv, 2*time.Minute)))
 	}
 	sys.Volumes = volume.NewService(st.Volumes(), st.Storages(), st, sys.backends, volOpts...)
-	sys.Images = image.NewService(st.Images(), st.Storages(), st, sys.backends, image.WithOperations(sys.Operations))
+	sys.Images = image.NewService(st.Images(), st.Storages(), st, sys.backends, image.WithOperations(sys.Operations),
+		image.WithFetcher(urlfetch.New(urlfetch.Config{AllowCIDRs: cfg.ImportAllowCIDRs, AllowHosts: cfg.ImportAllowHosts,
+			MaxSize: cfg.MaxImageSize, Entity: "image"})))
 	if cfg.MaxImageSize > 0 {
 		sys.Images.MaxSize = cfg.MaxImageSize
 	}

@@ -26,6 +26,7 @@ func (s *Service) registerOperations() {
 	ops := s.ops
 	operation.Register(ops, OpEdit, func(ctx context.Context, a editArgs) (*Image, error) { return s.Edit(ctx, a.ID, a.Req) })
 	operation.Register(ops, OpDelete, func(ctx context.Context, id uuid.UUID) (struct{}, error) { return struct{}{}, s.Delete(ctx, id) })
+	operation.Register(ops, OpImport, func(ctx context.Context, req ImportRequest) (*Image, error) { return s.Import(ctx, req) })
 }
 
 type editArgs struct {

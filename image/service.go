@@ -17,6 +17,7 @@ import (
 	"github.com/openvair/openvair/internal/fsm"
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/uow"
+	"github.com/openvair/openvair/internal/urlfetch"
 	"github.com/openvair/openvair/storage"
 )
 
@@ -65,6 +66,7 @@ type Service struct {
 	tx       Transactor
 	backends Backends
 	ops      *operation.Service
+	fetcher  *urlfetch.Fetcher // downloads of imports from URLs (WithFetcher)
 	// MaxSize is the largest image accepted, in bytes.
 	MaxSize int64
 	// UploadTimeout bounds one upload that has no earlier deadline.

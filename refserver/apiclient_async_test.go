@@ -81,7 +81,7 @@ func TestAPIClientAsyncFlow(t *testing.T) {
 
 	// A VM create answered 202 with its operation, then waited for.
 	async := "respond-async"
-	vr, err := c.CreateVolumeWithResponse(ctx, nil, apiclient.CreateVolumeJSONRequestBody{Name: "root", StorageId: st.Id, Format: "qcow2", Size: 1 << 20})
+	vr, err := c.CreateVolumeWithResponse(ctx, nil, apiclient.CreateVolumeJSONRequestBody{Name: "root", StorageId: &st.Id, Format: ptr(apiclient.VolumeCreateFormat("qcow2")), Size: ptr(int64(1 << 20))})
 	require.NoError(t, err)
 	require.NotNil(t, vr.JSON201, "%s", vr.Body)
 	cr, err := c.CreateVMWithResponse(ctx, &apiclient.CreateVMParams{Prefer: &async}, apiclient.CreateVMJSONRequestBody{Name: "web",

@@ -83,7 +83,7 @@ func TestAPIClientFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, fr.ApplicationproblemJSON403)
 
-	vr, err := c.CreateVolumeWithResponse(ctx, nil, apiclient.CreateVolumeJSONRequestBody{Name: "root", StorageId: st.Id, Format: "qcow2", Size: 1 << 30})
+	vr, err := c.CreateVolumeWithResponse(ctx, nil, apiclient.CreateVolumeJSONRequestBody{Name: "root", StorageId: &st.Id, Format: ptr(apiclient.VolumeCreateFormat("qcow2")), Size: ptr(int64(1 << 30))})
 	require.NoError(t, err)
 	require.Equal(t, 201, vr.StatusCode(), "%s", vr.Body)
 	vol := vr.JSON201

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,8 @@ type envOptions struct {
 	system bool
 	// storageBackends adds storage types served by these backends, as an embedding program does.
 	storageBackends map[storage.Type]driver.StorageBackend
+	// importAllow opens image imports to these ranges (loopback file servers of the tests).
+	importAllow []netip.Prefix
 }
 
 // start opens an SDK on SQLite in a temp dir and serves the API on 127.0.0.1:0.
@@ -78,7 +81,8 @@ func start(t testing.TB, o envOptions) *env {
 		dsn = pg.Start(t)
 	}
 	cfg := openvair.Config{DSN: dsn, DataDir: dir,
-		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger(), StorageBackends: o.storageBackends}
+		StorageOptions: o.storageOptions, MaxImageSize: o.maxImageSize, Logger: quietLogger(), StorageBackends: o.storageBackends,
+		ImportAllowCIDRs: o.importAllow}
 	if o.libvirt != "" && !o.system {
 		e.daemon = libvirtd.Start(t)
 		cfg.Hypervisor = "libvirt"

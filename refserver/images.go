@@ -2,6 +2,7 @@ package refserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"path"
+	"reflect"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -128,6 +130,9 @@ func (s *server) registerImages(api huma.API) {
 				"description": {Type: "string"},
 				"file":        {Type: "string", Format: "binary", Description: "The image; the last part."},
 			}, Required: []string{"file"}}}
+		// A JSON body imports the image from a URL instead.
+		item.Post.RequestBody.Content["application/json"] = &huma.MediaType{Schema: api.OpenAPI().Components.Schemas.Schema(
+			reflect.TypeFor[ImageImport](), true, "ImageImport")}
 	}
 
 	huma.Register(api, s.op(http.MethodGet, "/api/v1/images/{id}", "getImage", "Get an image", tag, http.StatusNotFound),
@@ -175,6 +180,9 @@ func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image
 	// file name: the problem names them where the client put them.
 	fromQuery := map[string]bool{"name": in.Name != "", "description": in.Description != "", "storage_id": in.StorageID != ""}
 	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mediaType == "application/json" {
+		return s.importImage(ctx, in)
+	}
 	limit := s.cfg.MaxImageSize
 	if mediaType == "multipart/form-data" {
 		limit += multipartOverhead
@@ -211,6 +219,31 @@ func (s *server) upload(ctx context.Context, in *uploadImageInput) (*image.Image
 		}
 		return "body." + f
 	})
+}
+
+// ImageImport is the JSON body of an image import: POST /api/v1/images with Content-Type application/json.
+type ImageImport struct {
+	Name        string    `json:"name,omitempty" maxLength:"255" doc:"Default: the last segment of the URL's path."`
+	Description string    `json:"description,omitempty" maxLength:"255"`
+	StorageID   uuid.UUID `json:"storage_id" format:"uuid"`
+	URL         string    `json:"url" maxLength:"4096" doc:"http or https; a host that resolves to a loopback, private, link-local or other non-public address is refused (422) unless the server allows it (import_allow)."`
+	SHA256      string    `json:"sha256,omitempty" pattern:"^[0-9a-fA-F]{64}$" doc:"The expected SHA-256 of the content: a download that does not match is refused (422) and leaves nothing."`
+}
+
+// importImage reads an ImageImport body and downloads the image (an image.import operation: with Prefer:
+// respond-async the answer is 202 and the operation shows the bytes received).
+func (s *server) importImage(ctx context.Context, in *uploadImageInput) (*image.Image, error) {
+	body := http.MaxBytesReader(in.w, in.r.Body, 64<<10)
+	defer body.Close()
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	var req ImageImport
+	if err := dec.Decode(&req); err != nil {
+		return nil, newProblem(http.StatusBadRequest, "invalid", "malformed import request: "+err.Error())
+	}
+	img, err := s.sys.Images.Import(ctx, image.ImportRequest{Name: req.Name, Description: req.Description,
+		StorageID: req.StorageID, URL: req.URL, SHA256: req.SHA256})
+	return img, err
 }
 
 // filePart reads the form fields up to the first file part and returns that part, unread.

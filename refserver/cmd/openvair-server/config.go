@@ -36,6 +36,9 @@ type config struct {
 	Tokens          []refserver.Token `toml:"tokens"`           // more tokens, stored as SHA-256
 	DefaultStorage  *bool             `toml:"default_storage"`  // create a LocalFS storage "default" in <data_dir>/storage when there is none (default true)
 	MaxImageSize    int64             `toml:"max_image_size"`   // bytes (default 64 GiB)
+	// ImportAllow opens image imports from URLs to addresses the SSRF guard refuses by default (loopback,
+	// private, link-local, ...): CIDR ranges ("10.20.0.0/16"), addresses, or host names of private mirrors.
+	ImportAllow []string `toml:"import_allow"`
 	MaxBodyBytes    int64             `toml:"max_body_bytes"`   // JSON request bodies (default 1 MiB)
 	RequestTimeout  duration          `toml:"request_timeout"`  // default 5m
 	UploadTimeout   duration          `toml:"upload_timeout"`   // default 6h

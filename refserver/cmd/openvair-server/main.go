@@ -20,8 +20,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxImageSize: cfg.MaxImageSize, MonitorInterval: cfg.MonitorInterval.Duration, Logger: log,
 		DefaultCPUMode: cfg.CPUMode, DefaultCPUModel: cfg.CPUModel, Lease: cfg.Lease.Duration, Workers: cfg.Workers,
 		EventRetention: cfg.EventRetention.Duration, OperationRetention: cfg.OperationRetention.Duration}
+	if sysCfg.ImportAllowCIDRs, sysCfg.ImportAllowHosts, err = importAllow(cfg.ImportAllow); err != nil {
+		return err
+	}
 	if cfg.Hypervisor == "libvirt" {
 		sysCfg.Hypervisor = "libvirt"
 		sysCfg.HypervisorOptions = map[string]string{"uri": cfg.LibvirtURI}
@@ -153,4 +158,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return err
+}
+
+// importAllow splits the import_allow entries into address ranges (a CIDR, or one address) and host names.
+func importAllow(entries []string) ([]netip.Prefix, []string, error) {
+	var cidrs []netip.Prefix
+	var hosts []string
+	for _, e := range entries {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			cidrs = append(cidrs, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(e); err == nil {
+			cidrs = append(cidrs, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		if e == "" || strings.ContainsAny(e, "/:@ ") {
+			return nil, nil, fmt.Errorf("import_allow: %q is neither a CIDR range, an address nor a host name", e)
+		}
+		hosts = append(hosts, strings.ToLower(e))
+	}
+	return cidrs, hosts, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,4 +215,17 @@ func (l *lockedWriter) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.String()
+}
+
+// import_allow takes CIDR ranges, single addresses and host names; anything else is refused.
+func TestImportAllow(t *testing.T) {
+	cidrs, hosts, err := importAllow([]string{"10.20.0.0/16", "192.168.1.7", "fd00::1", "Mirror.LAN"})
+	require.NoError(t, err)
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("192.168.1.7/32"),
+		netip.MustParsePrefix("fd00::1/128")}, cidrs)
+	assert.Equal(t, []string{"mirror.lan"}, hosts)
+	for _, bad := range []string{"", "http://mirror", "10.0.0.0/99", "a b"} {
+		_, _, err := importAllow([]string{bad})
+		assert.Error(t, err, bad)
+	}
 }
