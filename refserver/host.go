@@ -56,6 +56,39 @@ func (s *server) registerHost(api huma.API) {
 		}
 		return &hostOutput{Body: hostOut(f)}, nil
 	})
+
+	n := s.op(http.MethodGet, "/api/v1/networks", "listNetworks", "What NICs can be connected to", "host",
+		http.StatusUnprocessableEntity, http.StatusServiceUnavailable, http.StatusGatewayTimeout)
+	n.Description = "Lists what the hypervisor offers to network interfaces, so that clients do not guess names: its " +
+		"virtual networks, active or not (interface type network), and the host's bridges (interface type bridge; " +
+		"listed when the hypervisor runs on this host). A VM whose interface names something absent from this list " +
+		"is refused with 422 at create or edit."
+	huma.Register(api, n, func(ctx context.Context, _ *struct{}) (*networksOutput, error) {
+		nets, err := s.sys.VMs.Networks(ctx)
+		if err != nil {
+			return nil, s.problemOf(ctx, err)
+		}
+		out := &networksOutput{}
+		out.Body.Items = make([]Network, 0, len(nets))
+		for _, x := range nets {
+			out.Body.Items = append(out.Body.Items, Network{Name: x.Name, Type: x.Type, Active: x.Active, Bridge: x.Bridge})
+		}
+		return out, nil
+	})
+}
+
+// Network is something a network interface can be connected to.
+type Network struct {
+	Name   string `json:"name" doc:"The source of an interface of this type."`
+	Type   string `json:"type" enum:"network,bridge" doc:"The interface type that uses it."`
+	Active bool   `json:"active" doc:"A network runs (a VM using an inactive network does not start); bridges are always active."`
+	Bridge string `json:"bridge,omitempty" doc:"The host bridge a network uses."`
+}
+
+type networksOutput struct {
+	Body struct {
+		Items []Network `json:"items" nullable:"false"`
+	}
 }
 
 // hostOut copies the facts; absent lists become empty arrays (never null).

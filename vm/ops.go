@@ -99,6 +99,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 	if _, err := s.createSpec(req); err != nil {
 		return nil, err
 	}
+	if err := s.checkNICs(ctx, req.Interfaces, "interfaces"); err != nil {
+		return nil, err
+	}
 	args := createArgs{Req: req}
 	if operation.WantsAsync(ctx) {
 		pw, err := s.seal(req.Graphics.Password)
@@ -115,6 +118,11 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*VM, error) {
 // Edit changes a VM that is shut off (a vm.edit operation). Volumes asked for with New are created; the
 // domain is redefined; when a step fails, the VM and its domain stay as they were.
 func (s *Service) Edit(ctx context.Context, id uuid.UUID, req EditRequest) (*VM, error) {
+	if req.Interfaces != nil {
+		if err := s.checkNICs(ctx, *req.Interfaces, "interfaces"); err != nil {
+			return nil, err
+		}
+	}
 	args := editArgs{ID: id, Req: req}
 	if req.Graphics != nil && operation.WantsAsync(ctx) {
 		pw, err := s.seal(req.Graphics.Password)
