@@ -34,6 +34,7 @@
 package openvair
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -265,7 +266,8 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		return nil, err
 	}
 	sys.VMs = vm.NewService(vm.Deps{Repo: st.VMs(), Tx: st, Volumes: st.Volumes(), Storages: st.Storages(), Images: st.Images(),
-		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv, Secrets: secrets}, vm.WithOperations(sys.Operations))
+		VolumeSvc: sys.Volumes, Locator: sys.backends, Hypervisor: hv, Secrets: secrets,
+		Seeds: seeds{storages: st.Storages(), backends: sys.backends}}, vm.WithOperations(sys.Operations))
 	sys.Storages.Log, sys.Volumes.Log, sys.Images.Log, sys.VMs.Log = cfg.Logger, cfg.Logger, cfg.Logger, cfg.Logger
 	if cfg.DefaultCPUMode != "" || cfg.DefaultCPUModel != "" {
 		if err := sys.VMs.SetDefaultCPU(cfg.DefaultCPUMode, cfg.DefaultCPUModel); err != nil {
@@ -578,4 +580,39 @@ func (s *System) StorageTypes() []StorageType {
 	}
 	slices.SortFunc(out, func(a, b StorageType) int { return strings.Compare(string(a.Type), string(b.Type)) })
 	return out
+}
+
+// seeds keeps cloud-init seed ISOs (vm.Seeds) on storages through their backends, as image files no image
+// row names.
+type seeds struct {
+	storages storage.Repository
+	backends backends
+}
+
+func (s seeds) backend(ctx context.Context, storageID uuid.UUID) (*storage.Storage, driver.StorageBackend, error) {
+	st, err := s.storages.Get(ctx, storageID)
+	if err != nil {
+		return nil, nil, err
+	}
+	be, err := s.backends.get(st.Type)
+	return st, be, err
+}
+
+// WriteSeed implements vm.Seeds.
+func (s seeds) WriteSeed(ctx context.Context, storageID, id uuid.UUID, iso []byte) error {
+	st, be, err := s.backend(ctx, storageID)
+	if err != nil {
+		return err
+	}
+	_, err = be.WriteImage(ctx, st.Pool(), driver.ImageWrite{ID: id, MaxSize: int64(len(iso))}, bytes.NewReader(iso))
+	return err
+}
+
+// DeleteSeed implements vm.Seeds.
+func (s seeds) DeleteSeed(ctx context.Context, storageID, id uuid.UUID) error {
+	st, be, err := s.backend(ctx, storageID)
+	if err != nil {
+		return err
+	}
+	return be.DeleteImage(ctx, st.Pool(), id)
 }

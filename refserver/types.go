@@ -354,6 +354,7 @@ type VM struct {
 	CDROMs       []CDROM       `json:"cdroms" nullable:"false"`
 	Interfaces   []Interface   `json:"interfaces" nullable:"false"`
 	Graphics     Graphics      `json:"graphics"`
+	CloudInit    *CloudInit    `json:"cloud_init,omitempty" doc:"The VM's cloud-init configuration, with user_data and network_config redacted (they may hold secrets): write-only through the API."`
 	Status       vm.Status     `json:"status" enum:"creating,available,starting,stopping,editing,deleting,error"`
 	StatusReason string        `json:"status_reason,omitempty"`
 	PowerState   vm.PowerState `json:"power_state" enum:"shut_off,running,paused,shutting_down,crashed,missing"`
@@ -379,6 +380,24 @@ type VMCreate struct {
 	CDROMs      []CDROM          `json:"cdroms,omitempty" maxItems:"64"`
 	Interfaces  []Interface      `json:"interfaces,omitempty" maxItems:"32"`
 	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
+	CloudInit   *CloudInit       `json:"cloud_init,omitempty" doc:"Configure the guest with cloud-init (NoCloud): openvair builds the seed ISO (label cidata) on the storage of the first disk and attaches it as a read-only cdrom."`
+}
+
+// CloudInit is a VM's cloud-init (NoCloud) configuration.
+type CloudInit struct {
+	UserData          string   `json:"user_data,omitempty" maxLength:"65536" doc:"A #cloud-config YAML document, a script starting with #!, or MIME multipart."`
+	MetaData          string   `json:"meta_data,omitempty" maxLength:"65536" doc:"YAML mapping; instance-id (the VM's id) and local-hostname are filled in."`
+	NetworkConfig     string   `json:"network_config,omitempty" maxLength:"65536" doc:"Network config version 1 or 2 (YAML)."`
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys,omitempty" maxItems:"100" doc:"OpenSSH public keys, given to the guest as public-keys."`
+	Hostname          string   `json:"hostname,omitempty" maxLength:"253"`
+}
+
+func cloudInitIn(c *CloudInit) *vm.CloudInitConfig {
+	if c == nil {
+		return nil
+	}
+	return &vm.CloudInitConfig{UserData: c.UserData, MetaData: c.MetaData, NetworkConfig: c.NetworkConfig,
+		SSHAuthorizedKeys: c.SSHAuthorizedKeys, Hostname: c.Hostname}
 }
 
 // VMEdit changes a stopped VM; absent fields stay as they are, lists given replace the current ones.
@@ -394,6 +413,7 @@ type VMEdit struct {
 	CDROMs      *[]CDROM         `json:"cdroms,omitempty" maxItems:"64"`
 	Interfaces  *[]Interface     `json:"interfaces,omitempty" maxItems:"32"`
 	Graphics    *GraphicsRequest `json:"graphics,omitempty"`
+	CloudInit   *CloudInit       `json:"cloud_init,omitempty" doc:"Replaces the cloud-init configuration; the seed ISO is rebuilt."`
 }
 
 // VMStop says how to stop a VM.
@@ -427,6 +447,11 @@ func vmOut(v *vm.VM) *VM {
 	}
 	for _, n := range v.Interfaces {
 		out.Interfaces = append(out.Interfaces, Interface(n))
+	}
+	if v.CloudInit != nil {
+		c := v.CloudInit.Config.Redacted()
+		out.CloudInit = &CloudInit{UserData: c.UserData, MetaData: c.MetaData, NetworkConfig: c.NetworkConfig,
+			SSHAuthorizedKeys: c.SSHAuthorizedKeys, Hostname: c.Hostname}
 	}
 	return out
 }
@@ -485,12 +510,13 @@ func graphicsIn(g *GraphicsRequest) vm.Graphics {
 func (c *VMCreate) request() vm.CreateRequest {
 	return vm.CreateRequest{Name: c.Name, Description: c.Description, CPU: cpuIn(c.CPU), MemoryBytes: c.Memory,
 		Firmware: c.Firmware, MachineType: c.MachineType, Boot: c.Boot, Disks: disksIn(c.Disks),
-		CDROMs: cdromsIn(c.CDROMs), Interfaces: interfacesIn(c.Interfaces), Graphics: graphicsIn(c.Graphics)}
+		CDROMs: cdromsIn(c.CDROMs), Interfaces: interfacesIn(c.Interfaces), Graphics: graphicsIn(c.Graphics),
+		CloudInit: cloudInitIn(c.CloudInit)}
 }
 
 func (e *VMEdit) request() vm.EditRequest {
 	r := vm.EditRequest{Name: e.Name, Description: e.Description, MemoryBytes: e.Memory, Firmware: e.Firmware,
-		MachineType: e.MachineType, Boot: e.Boot}
+		MachineType: e.MachineType, Boot: e.Boot, CloudInit: cloudInitIn(e.CloudInit)}
 	if e.CPU != nil {
 		c := cpuIn(*e.CPU)
 		r.CPU = &c

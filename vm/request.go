@@ -54,7 +54,10 @@ type CreateRequest struct {
 	Disks       []DiskRequest `json:"disks,omitempty"`
 	CDROMs      []CDROM       `json:"cdroms,omitempty"`
 	Interfaces  []Interface   `json:"interfaces,omitempty"`
-	Graphics    Graphics      `json:"graphics"`
+	// CloudInit, when set, configures the guest with cloud-init (NoCloud): openvair builds the seed ISO
+	// on the storage of the first disk and attaches it as a read-only cdrom.
+	CloudInit *CloudInitConfig `json:"cloud_init,omitempty"`
+	Graphics  Graphics         `json:"graphics"`
 }
 
 // EditRequest changes a stopped VM; nil fields stay as they are, lists given replace the current ones.
@@ -71,6 +74,9 @@ type EditRequest struct {
 	CDROMs      *[]CDROM       `json:"cdroms,omitempty"`
 	Interfaces  *[]Interface   `json:"interfaces,omitempty"`
 	Graphics    *Graphics      `json:"graphics,omitempty"`
+	// CloudInit replaces the cloud-init configuration; the seed ISO is rebuilt (the guest reads it at its
+	// next boot, and reruns what its cloud-init reruns for a known instance-id).
+	CloudInit *CloudInitConfig `json:"cloud_init,omitempty"`
 }
 
 var (
@@ -91,6 +97,7 @@ type spec struct {
 	CDROMs                []CDROM
 	Interfaces            []Interface
 	Graphics              Graphics
+	CloudInit             *CloudInitConfig // nil: none, or unchanged by an edit
 }
 
 // normalize fills defaults and puts the name in its stored form.
@@ -144,6 +151,7 @@ func (s *spec) validate() error {
 	v := &errkind.Validator{Entity: "vm"}
 	validate.Name(v, "name", s.Name)
 	validate.Description(v, "description", s.Description)
+	s.CloudInit.Check(v)
 	c := s.CPU
 	v.Check(c.Sockets >= 1, "cpu.sockets", "must be at least 1")
 	v.Check(c.Cores >= 1, "cpu.cores", "must be at least 1")
@@ -234,7 +242,8 @@ func newMAC() string {
 func (r *CreateRequest) spec() spec {
 	return spec{Name: r.Name, Description: r.Description, CPU: r.CPU, MemoryBytes: r.MemoryBytes, Firmware: r.Firmware,
 		MachineType: r.MachineType, Boot: r.Boot, Disks: append([]DiskRequest(nil), r.Disks...),
-		CDROMs: append([]CDROM(nil), r.CDROMs...), Interfaces: append([]Interface(nil), r.Interfaces...), Graphics: r.Graphics}
+		CDROMs: append([]CDROM(nil), r.CDROMs...), Interfaces: append([]Interface(nil), r.Interfaces...), Graphics: r.Graphics,
+		CloudInit: r.CloudInit}
 }
 
 // Validate reports every bad field at once (after filling defaults in a copy).
@@ -265,6 +274,9 @@ func (r *EditRequest) apply(s *spec) {
 	}
 	set(&s.Name, r.Name)
 	set(&s.Description, r.Description)
+	if r.CloudInit != nil {
+		s.CloudInit = r.CloudInit
+	}
 	set(&s.Firmware, r.Firmware)
 	set(&s.MachineType, r.MachineType)
 	if r.CPU != nil {

@@ -94,6 +94,7 @@ type Deps struct {
 	Locator    Locator
 	Hypervisor Hypervisor // nil: no hypervisor configured, VM operations fail with errkind.Unavailable
 	Secrets    Secrets    // nil: graphics passwords are stored as given
+	Seeds      Seeds      // nil: cloud-init is ErrUnsupported
 }
 
 // Service holds the VM rules.
@@ -195,6 +196,14 @@ func (s *Service) create(ctx context.Context, req CreateRequest) (*VM, error) {
 		if v.Interfaces[i].MAC == "" {
 			v.Interfaces[i].MAC = newMAC()
 		}
+	}
+	if req.CloudInit != nil {
+		ci, err := s.writeSeed(ctx, v, *req.CloudInit)
+		if err != nil {
+			return nil, err
+		}
+		v.CloudInit = ci
+		rev.Add(func(ctx context.Context) { s.deleteSeed(ctx, v.ID, ci) })
 	}
 	err = s.d.Tx.InTx(ctx, func(ctx context.Context) error {
 		if err := s.checkAttachable(ctx, v, nil); err != nil {
@@ -385,6 +394,13 @@ func (s *Service) domainSpec(ctx context.Context, v *VM) (driver.DomainSpec, err
 		}
 		spec.Disks = append(spec.Disks, driver.DiskSpec{Device: "cdrom", Bus: "sata", Format: format, ReadOnly: true, Source: src, BootOrder: c.BootOrder})
 	}
+	if v.CloudInit != nil {
+		d, err := s.seedDisk(ctx, v.CloudInit)
+		if err != nil {
+			return spec, err
+		}
+		spec.Disks = append(spec.Disks, d)
+	}
 	for _, n := range v.Interfaces {
 		spec.Interfaces = append(spec.Interfaces, driver.NICSpec{Type: n.Type, Source: n.Source, Model: n.Model, MAC: n.MAC})
 	}
@@ -517,6 +533,14 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 			next.Interfaces[i].MAC = newMAC()
 		}
 	}
+	if req.CloudInit != nil { // a new seed beside the old one; the old one goes once the edit is done
+		ci, err := s.writeSeed(ctx, next, *req.CloudInit)
+		if err != nil {
+			return nil, err
+		}
+		next.CloudInit = ci
+		rev.Add(func(ctx context.Context) { s.deleteSeed(ctx, id, ci) })
+	}
 	if err := s.d.Tx.InTx(ctx, func(ctx context.Context) error { return s.checkAttachable(ctx, next, prev) }); err != nil {
 		return nil, err
 	}
@@ -540,6 +564,9 @@ func (s *Service) edit(ctx context.Context, id uuid.UUID, compute func(cur *VM) 
 		return nil, err
 	}
 	rev.Success()
+	if req.CloudInit != nil {
+		s.deleteSeed(context.WithoutCancel(ctx), id, prev.CloudInit)
+	}
 	return out, nil
 }
 
@@ -618,6 +645,7 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID, opts DeleteOptions) 
 	if err := s.d.Repo.Delete(ctx, id); err != nil {
 		return err
 	}
+	s.deleteSeed(ctx, id, v.CloudInit)
 	if !opts.DeleteVolumes {
 		return nil
 	}

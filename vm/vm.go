@@ -124,21 +124,23 @@ func (g Graphics) MarshalJSON() ([]byte, error) {
 
 // VM is a virtual machine.
 type VM struct {
-	ID           uuid.UUID   `json:"id"`
-	Name         string      `json:"name"`
-	Description  string      `json:"description"`
-	CPU          CPU         `json:"cpu"`
-	MemoryBytes  int64       `json:"memory"`
-	Firmware     string      `json:"firmware"` // bios or uefi
-	MachineType  string      `json:"machine_type,omitempty"`
-	Boot         []string    `json:"boot"` // hd, cdrom, network
-	Disks        []Disk      `json:"disks"`
-	CDROMs       []CDROM     `json:"cdroms"`
-	Interfaces   []Interface `json:"interfaces"`
-	Graphics     Graphics    `json:"graphics"`
-	Status       Status      `json:"status"`
-	StatusReason string      `json:"status_reason,omitempty"`
-	PowerState   PowerState  `json:"power_state"`
+	ID          uuid.UUID   `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	CPU         CPU         `json:"cpu"`
+	MemoryBytes int64       `json:"memory"`
+	Firmware    string      `json:"firmware"` // bios or uefi
+	MachineType string      `json:"machine_type,omitempty"`
+	Boot        []string    `json:"boot"` // hd, cdrom, network
+	Disks       []Disk      `json:"disks"`
+	CDROMs      []CDROM     `json:"cdroms"`
+	Interfaces  []Interface `json:"interfaces"`
+	Graphics    Graphics    `json:"graphics"`
+	// CloudInit, when set, is the VM's cloud-init configuration and where its seed ISO is.
+	CloudInit    *CloudInit `json:"cloud_init,omitempty"`
+	Status       Status     `json:"status"`
+	StatusReason string     `json:"status_reason,omitempty"`
+	PowerState   PowerState `json:"power_state"`
 	// PowerStateReason is the hypervisor's reason for PowerState ("" when not known).
 	PowerStateReason PowerReason `json:"power_state_reason,omitempty"`
 	// PowerStateObservedAt is when the hypervisor last confirmed PowerState: the last event, operation or
@@ -173,6 +175,7 @@ func (v *VM) Clone() *VM {
 	c := *v
 	c.Boot = append([]string(nil), v.Boot...)
 	c.Disks = append([]Disk(nil), v.Disks...)
+	c.CloudInit = v.CloudInit.clone()
 	c.CDROMs = append([]CDROM(nil), v.CDROMs...)
 	c.Interfaces = append([]Interface(nil), v.Interfaces...)
 	return &c

@@ -8,6 +8,7 @@ import (
 
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/vm"
 	"github.com/openvair/openvair/volume"
 )
 
@@ -67,4 +68,29 @@ func testLinkedVolumes(t *testing.T, open Opener) {
 	require.NoError(t, st.Volumes().Delete(ctx, third.ID))
 	require.NoError(t, st.Volumes().Delete(ctx, first.ID))
 	require.NoError(t, st.Images().Delete(ctx, img.ID))
+}
+
+// testCloudInit: a VM's cloud-init configuration round trips whole (user data included: only its JSON
+// for events and readers is redacted), is replaced by an update, and is absent for VMs without one.
+func testCloudInit(t *testing.T, open Opener) {
+	st, ctx := fresh(t, open)
+	plain := NewVM("plain", nil, nil)
+	require.NoError(t, st.VMs().Create(ctx, plain))
+	m := NewVM("seeded", nil, nil)
+	m.CloudInit = &vm.CloudInit{Config: vm.CloudInitConfig{UserData: "#cloud-config\npassword: secret\n", Hostname: "web-1",
+		SSHAuthorizedKeys: []string{"ssh-ed25519 AAAA test"}}, SeedStorageID: newID(), SeedID: newID()}
+	require.NoError(t, st.VMs().Create(ctx, m))
+	got, err := st.VMs().Get(ctx, m.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.CloudInit)
+	assert.Equal(t, *m.CloudInit, *got.CloudInit)
+	p, err := st.VMs().Get(ctx, plain.ID)
+	require.NoError(t, err)
+	assert.Nil(t, p.CloudInit)
+
+	got.CloudInit.UserData, got.CloudInit.SeedID = "#!/bin/sh\necho hi\n", newID()
+	require.NoError(t, st.VMs().Update(ctx, got))
+	again, err := st.VMs().Get(ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, *got.CloudInit, *again.CloudInit)
 }

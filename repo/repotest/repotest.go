@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Volumes", func(t *testing.T) { testVolumes(t, open) })
 	t.Run("Images", func(t *testing.T) { testImages(t, open) })
 	t.Run("LinkedVolumes", func(t *testing.T) { testLinkedVolumes(t, open) })
+	t.Run("CloudInit", func(t *testing.T) { testCloudInit(t, open) })
 	t.Run("VMs", func(t *testing.T) { testVMs(t, open) })
 	t.Run("Pagination", func(t *testing.T) { testPagination(t, open) })
 	t.Run("UnitOfWork", func(t *testing.T) { testUnitOfWork(t, open) })

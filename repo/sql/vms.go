@@ -15,16 +15,25 @@ type vmRepo struct{ s *Store }
 
 const vmCols = `id, name, description, cpu_sockets, cpu_cores, cpu_threads, cpu_mode, cpu_model, memory_bytes, firmware,
 	machine_type, boot, graphics_type, graphics_listen, graphics_password, status, status_reason, power_state,
-	power_state_reason, power_state_observed_at, created_at, updated_at, version`
+	power_state_reason, power_state_observed_at, created_at, updated_at, version, cloud_init`
 
 func scanVM(rows *sql.Rows) (*vm.VM, error) {
 	var v vm.VM
 	var boot string
 	var created, updated, observed sql.NullInt64
+	var cloudInit sql.NullString
 	if err := rows.Scan(&v.ID, &v.Name, &v.Description, &v.CPU.Sockets, &v.CPU.Cores, &v.CPU.Threads, &v.CPU.Mode, &v.CPU.Model,
 		&v.MemoryBytes, &v.Firmware, &v.MachineType, &boot, &v.Graphics.Type, &v.Graphics.Listen, &v.Graphics.Password,
-		&v.Status, &v.StatusReason, &v.PowerState, &v.PowerStateReason, &observed, &created, &updated, &v.Version); err != nil {
+		&v.Status, &v.StatusReason, &v.PowerState, &v.PowerStateReason, &observed, &created, &updated, &v.Version, &cloudInit); err != nil {
 		return nil, err
+	}
+	if cloudInit.Valid {
+		var ci storedCloudInit
+		if err := json.Unmarshal([]byte(cloudInit.String), &ci); err != nil {
+			return nil, err
+		}
+		c := vm.CloudInit(ci)
+		v.CloudInit = &c
 	}
 	if err := json.Unmarshal([]byte(boot), &v.Boot); err != nil {
 		return nil, err
@@ -222,6 +231,9 @@ func missing[T any](ctx context.Context, c conn, table, entity string, refs []T,
 	return nil
 }
 
+// storedCloudInit is a VM's cloud-init as stored: whole (vm.CloudInit's own JSON redacts the user data).
+type storedCloudInit vm.CloudInit
+
 func vmArgs(v *vm.VM) ([]any, error) {
 	boot := v.Boot
 	if boot == nil {
@@ -234,6 +246,15 @@ func vmArgs(v *vm.VM) ([]any, error) {
 	return []any{v.Name, v.Description, v.CPU.Sockets, v.CPU.Cores, v.CPU.Threads, v.CPU.Mode, v.CPU.Model, v.MemoryBytes,
 		v.Firmware, v.MachineType, string(b), v.Graphics.Type, v.Graphics.Listen, v.Graphics.Password, v.Status, v.StatusReason,
 		v.PowerState, v.PowerStateReason, nanos(v.PowerStateObservedAt), nanos(v.CreatedAt), nanos(v.UpdatedAt)}, nil
+}
+
+// cloudInitArg is the cloud_init column of v.
+func cloudInitArg(v *vm.VM) (sql.NullString, error) {
+	if v.CloudInit == nil {
+		return sql.NullString{}, nil
+	}
+	b, err := json.Marshal(storedCloudInit(*v.CloudInit))
+	return sql.NullString{String: string(b), Valid: err == nil}, err
 }
 
 // insertDevices writes the disks, cdroms and interfaces of v.
@@ -284,8 +305,12 @@ func (r vmRepo) Create(ctx context.Context, v *vm.VM) error {
 		if err != nil {
 			return err
 		}
-		_, err = c.exec(ctx, `INSERT INTO vms (`+vmCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
-			append([]any{v.ID}, args...)...)
+		ci, err := cloudInitArg(v)
+		if err != nil {
+			return err
+		}
+		_, err = c.exec(ctx, `INSERT INTO vms (`+vmCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`,
+			append(append([]any{v.ID}, args...), ci)...)
 		if err != nil {
 			return err
 		}
@@ -313,11 +338,15 @@ func (r vmRepo) Update(ctx context.Context, v *vm.VM) error {
 		if err != nil {
 			return err
 		}
+		ci, err := cloudInitArg(v)
+		if err != nil {
+			return err
+		}
 		n, err := c.execN(ctx, `UPDATE vms SET name = ?, description = ?, cpu_sockets = ?, cpu_cores = ?, cpu_threads = ?, cpu_mode = ?,
 			cpu_model = ?, memory_bytes = ?, firmware = ?, machine_type = ?, boot = ?, graphics_type = ?, graphics_listen = ?,
 			graphics_password = ?, status = ?, status_reason = ?, power_state = ?, power_state_reason = ?, power_state_observed_at = ?,
-			created_at = ?, updated_at = ?,
-			version = version + 1 WHERE id = ? AND version = ? AND status = ?`, append(args, v.ID, v.Version, status)...)
+			created_at = ?, updated_at = ?, cloud_init = ?,
+			version = version + 1 WHERE id = ? AND version = ? AND status = ?`, append(args, ci, v.ID, v.Version, status)...)
 		if err != nil {
 			return err
 		}
