@@ -249,7 +249,8 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	st := sys.Store
 	sys.hv = hv
 	sys.Storages = storage.NewService(st.Storages(), st, sys.backends, storage.WithOperations(sys.Operations))
-	volOpts := []volume.Option{volume.WithOperations(sys.Operations), volume.WithImages(st.Images())}
+	volOpts := []volume.Option{volume.WithOperations(sys.Operations), volume.WithImages(st.Images()),
+		volume.WithSnapshots(st.Snapshots())}
 	if hv != nil { // extends check the hypervisor, not only the stored power state
 		volOpts = append(volOpts, volume.WithVMStates(vm.NewRunningChecker(hv, 2*time.Minute)))
 	}

@@ -162,7 +162,7 @@ type Volume struct {
 	Allocated    int64              `json:"allocated" doc:"Bytes used on the storage."`
 	ReadOnly     bool               `json:"read_only"`
 	Shareable    bool               `json:"shareable"`
-	Status       volume.Status      `json:"status" enum:"creating,available,extending,deleting,error"`
+	Status       volume.Status      `json:"status" enum:"creating,available,extending,reverting,deleting,error"`
 	StatusReason string             `json:"status_reason,omitempty"`
 	Attachments  []VolumeAttachment `json:"attachments" nullable:"false"`
 	Backing      *VolumeBacking     `json:"backing,omitempty" doc:"For a linked volume: the image or volume its unallocated clusters read from."`
@@ -184,11 +184,13 @@ type VolumeCreate struct {
 	Source      *VolumeSource `json:"source,omitempty" doc:"What the volume's content starts from: an image (qcow2 or raw) or another volume."`
 }
 
-// VolumeSource is what a new volume's content starts from; give exactly one of image_id and volume_id.
+// VolumeSource is what a new volume's content starts from; give exactly one of image_id, volume_id and
+// snapshot_id.
 type VolumeSource struct {
-	ImageID  uuid.UUID `json:"image_id,omitempty" format:"uuid" doc:"A qcow2 or raw image (an ISO is refused: attach it as a cdrom)."`
-	VolumeID uuid.UUID `json:"volume_id,omitempty" format:"uuid" doc:"Another volume (a clone); for copy and instant, no running VM may be writing to it."`
-	Mode     string    `json:"mode,omitempty" enum:"copy,linked,instant" doc:"copy (default): an independent copy, streamed and sparse, converted to the volume's format, on any storage, with progress; linked: a qcow2 overlay whose backing file is the source on the same storage, made at once, the source then cannot be deleted; instant: an independent reflink copy on the same storage, for storages with instant_clone."`
+	ImageID    uuid.UUID `json:"image_id,omitempty" format:"uuid" doc:"A qcow2 or raw image (an ISO is refused: attach it as a cdrom)."`
+	VolumeID   uuid.UUID `json:"volume_id,omitempty" format:"uuid" doc:"Another volume (a clone); for copy and instant, no running VM may be writing to it."`
+	SnapshotID uuid.UUID `json:"snapshot_id,omitempty" format:"uuid" doc:"A volume's snapshot (copy or instant)."`
+	Mode       string    `json:"mode,omitempty" enum:"copy,linked,instant" doc:"copy (default): an independent copy, streamed and sparse, converted to the volume's format, on any storage, with progress; linked: a qcow2 overlay whose backing file is the source on the same storage, made at once, the source then cannot be deleted; instant: an independent reflink copy on the same storage, for storages with instant_clone."`
 }
 
 // VolumeBacking is the backing file of a linked volume.
@@ -220,7 +222,8 @@ func (c *VolumeCreate) request() volume.CreateRequest {
 	r := volume.CreateRequest{Name: c.Name, Description: c.Description, StorageID: c.StorageID, Format: c.Format,
 		Size: c.Size, ReadOnly: c.ReadOnly, Shareable: c.Shareable}
 	if c.Source != nil {
-		r.Source = &volume.Source{ImageID: c.Source.ImageID, VolumeID: c.Source.VolumeID, Mode: volume.CloneMode(c.Source.Mode)}
+		r.Source = &volume.Source{ImageID: c.Source.ImageID, VolumeID: c.Source.VolumeID, SnapshotID: c.Source.SnapshotID,
+			Mode: volume.CloneMode(c.Source.Mode)}
 	}
 	return r
 }

@@ -31,7 +31,7 @@ type listVolumesInput struct {
 	Limit     int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size, 1 to 1000 (default 100)."`
 	Cursor    string `query:"cursor" maxLength:"64" doc:"The next_cursor of the previous page."`
 	StorageID string `query:"storage_id" format:"uuid" doc:"Only volumes on this storage."`
-	Status    string `query:"status" enum:"creating,available,extending,deleting,error" doc:"Only volumes with this status."`
+	Status    string `query:"status" enum:"creating,available,extending,reverting,deleting,error" doc:"Only volumes with this status."`
 	Name      string `query:"name" maxLength:"255" doc:"Only volumes with this name."`
 	Attached  string `query:"attached" enum:"true,false" doc:"true: only volumes attached to a VM; false: only free ones."`
 }
@@ -145,12 +145,22 @@ func (s *server) registerVolumes(api huma.API) {
 	huma.Register(api, noContent(s.op(http.MethodDelete, "/api/v1/volumes/{id}", "deleteVolume",
 		"Delete a volume no VM uses", tag, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable,
 		http.StatusGatewayTimeout)),
-		func(ctx context.Context, in *idInput) (*struct{}, error) {
+		func(ctx context.Context, in *deleteVolumeInput) (*struct{}, error) {
 			return byID(ctx, s, in.ID, func(id uuid.UUID) (*struct{}, error) {
-				if err := svc.Delete(ctx, id); err != nil {
+				del := svc.Delete
+				if in.DeleteSnapshots {
+					del = svc.DeleteWithSnapshots
+				}
+				if err := del(ctx, id); err != nil {
 					return nil, err
 				}
 				return nil, nil
 			})
 		})
+	s.registerSnapshots(api)
+}
+
+type deleteVolumeInput struct {
+	ID              string `path:"id" format:"uuid" doc:"The entity's id."`
+	DeleteSnapshots bool   `query:"delete_snapshots" doc:"Delete the volume's snapshots with it; without it a volume with snapshots is 409."`
 }

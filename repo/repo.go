@@ -46,6 +46,7 @@ type Store interface {
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 	Storages() storage.Repository
 	Volumes() volume.Repository
+	Snapshots() volume.SnapshotRepository
 	Images() image.Repository
 	VMs() vm.Repository
 	// Operations, Events, Idempotency and Leases keep the records of work, the change log, idempotency

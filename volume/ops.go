@@ -94,10 +94,19 @@ func (s *Service) Extend(ctx context.Context, id uuid.UUID, newSize int64) (*Vol
 	})
 }
 
-// Delete removes a volume that no VM uses (a volume.delete operation).
+// Delete removes a volume that no VM uses (a volume.delete operation). A volume with snapshots is refused
+// (ErrInUse naming them); DeleteWithSnapshots removes them too.
 func (s *Service) Delete(ctx context.Context, id uuid.UUID) error {
 	_, err := operation.Do(ctx, s.ops, opSpec(OpDelete, id, false, id), func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.delete(ctx, id)
+		return struct{}{}, s.delete(ctx, id, false)
+	})
+	return err
+}
+
+// DeleteWithSnapshots removes a volume that no VM uses and all its snapshots (a volume.delete operation).
+func (s *Service) DeleteWithSnapshots(ctx context.Context, id uuid.UUID) error {
+	_, err := operation.Do(ctx, s.ops, opSpec(OpDelete, id, false, id), func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.delete(ctx, id, true)
 	})
 	return err
 }

@@ -64,9 +64,11 @@ type Service struct {
 	repo     Repository
 	storages StorageReader
 	images   ImageReader // the sources of volumes made from images (WithImages)
-	tx       Transactor
-	backends Backends
-	ops      *operation.Service
+	// snapshots keeps the volumes' snapshots (WithSnapshots).
+	snapshots SnapshotRepository
+	tx        Transactor
+	backends  Backends
+	ops       *operation.Service
 	// vms, when set (WithVMStates), confirms with the hypervisor that no VM using a volume runs before the
 	// volume is extended (growing a disk under a running guest corrupts it).
 	vms VMStates
@@ -366,7 +368,14 @@ func (s *Service) fail(ctx context.Context, id uuid.UUID, reason string) {
 }
 
 // delete removes a volume that no VM uses.
-func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
+func (s *Service) delete(ctx context.Context, id uuid.UUID, withSnapshots bool) error {
+	refs, err := s.snapshotRefs(ctx, id)
+	if err != nil {
+		return err
+	}
+	if len(refs) > 0 && !withSnapshots {
+		return errkind.InUseBy("volume", id.String(), fmt.Sprintf("has %d snapshots (%q first); delete them, or the volume with them", len(refs), refs[0].Name), refs)
+	}
 	vol, err := s.update(ctx, id, func(cur *Volume) error {
 		if err := fsm.Require("volume", id.String(), "delete", cur.Status, StatusAvailable, StatusError); err != nil {
 			return err
@@ -381,6 +390,12 @@ func (s *Service) delete(ctx context.Context, id uuid.UUID) error {
 	})
 	if err != nil {
 		return err
+	}
+	if withSnapshots {
+		if err := s.deleteSnapshotsOf(ctx, id); err != nil {
+			s.fail(context.WithoutCancel(ctx), id, "delete failed: deleting its snapshots: "+err.Error())
+			return err
+		}
 	}
 	err = s.withBackend(ctx, vol.StorageID, s.OpTimeout, func(ctx context.Context, b Backend, st *storage.Storage) error {
 		return b.DeleteVolume(ctx, st.Pool(), id)
@@ -483,7 +498,7 @@ func (s *Service) RefreshAll(ctx context.Context) error {
 // or an interrupted delete whose file is still there, leaves the volume in error with a reason (a refresh
 // or a new delete resolves it).
 func (s *Service) Recover(ctx context.Context) error {
-	for _, status := range []Status{StatusCreating, StatusExtending, StatusDeleting} {
+	for _, status := range []Status{StatusCreating, StatusExtending, StatusReverting, StatusDeleting} {
 		err := forEach(ctx, s.repo, ListOptions{Status: status}, func(v *Volume) {
 			if s.ops.Busy(ctx, v.ID) {
 				return // a live operation of another process (or this one) is on it

@@ -37,11 +37,12 @@ const (
 	ModeInstant CloneMode = "instant"
 )
 
-// Source is what a new volume's content starts from: an image (qcow2 or raw, not an ISO) or another
-// volume. Exactly one id is set.
+// Source is what a new volume's content starts from: an image (qcow2 or raw, not an ISO), another volume,
+// or a volume's snapshot. Exactly one id is set.
 type Source struct {
-	ImageID  uuid.UUID `json:"image_id,omitempty"`
-	VolumeID uuid.UUID `json:"volume_id,omitempty"`
+	ImageID    uuid.UUID `json:"image_id,omitempty"`
+	VolumeID   uuid.UUID `json:"volume_id,omitempty"`
+	SnapshotID uuid.UUID `json:"snapshot_id,omitempty"`
 	// Mode is how the content is made: copy (the default), linked or instant.
 	Mode CloneMode `json:"mode,omitempty"`
 }
@@ -73,17 +74,18 @@ func WithImages(images ImageReader) Option {
 // validate checks the source's own fields, naming them with prefix ("source.").
 func (src *Source) validate(v *errkind.Validator, prefix string) {
 	n := 0
-	for _, id := range []uuid.UUID{src.ImageID, src.VolumeID} {
+	for _, id := range []uuid.UUID{src.ImageID, src.VolumeID, src.SnapshotID} {
 		if id != uuid.Nil {
 			n++
 		}
 	}
-	v.Check(n == 1, prefix, "give exactly one of image_id and volume_id")
+	v.Check(n == 1, prefix, "give exactly one of image_id, volume_id and snapshot_id")
 	switch src.Mode {
 	case "", ModeCopy, ModeLinked, ModeInstant:
 	default:
 		v.Add(prefix+".mode", "must be copy, linked or instant")
 	}
+	v.Check(src.SnapshotID == uuid.Nil || src.Mode != ModeLinked, prefix+".mode", "a snapshot is copied (copy or instant), not linked")
 }
 
 func (src *Source) mode() CloneMode {
@@ -132,6 +134,23 @@ func (s *Service) resolveSource(ctx context.Context, req *CreateRequest) (origin
 		if o.format == FormatRaw {
 			o.size = img.Size
 		}
+	case src.SnapshotID != uuid.Nil:
+		if s.snapshots == nil {
+			return o, errkind.New(errkind.Unsupported, "volume", "", "snapshots are not configured")
+		}
+		sn, err := s.snapshots.Get(ctx, src.SnapshotID)
+		if errors.Is(err, errkind.NotFound) {
+			return o, fieldError("source.snapshot_id", "no snapshot has id %s", src.SnapshotID)
+		}
+		if err != nil {
+			return o, err
+		}
+		if err := fsm.Require("snapshot", sn.ID.String(), "be copied", sn.Status, StatusAvailable); err != nil {
+			return o, err
+		}
+		// A snapshot is stored as a volume object of its own id: it is read and cloned as one.
+		o = origin{kind: driver.KindVolume, id: sn.ID, name: sn.Name, storageID: sn.StorageID, format: sn.Format,
+			size: sn.Size, allocated: sn.Allocated}
 	default:
 		vol, err := s.repo.Get(ctx, src.VolumeID)
 		if errors.Is(err, errkind.NotFound) {

@@ -28,6 +28,7 @@ const (
 	StatusCreating  Status = "creating"
 	StatusAvailable Status = "available"
 	StatusExtending Status = "extending"
+	StatusReverting Status = "reverting" // its content is being replaced by a snapshot's
 	StatusDeleting  Status = "deleting"
 	StatusError     Status = "error"
 )
@@ -36,10 +37,11 @@ const (
 // failed is removed rather than kept in error.
 var transitions = fsm.Table[Status]{
 	StatusCreating:  {StatusAvailable, StatusError},
-	StatusAvailable: {StatusAvailable, StatusExtending, StatusDeleting, StatusError},
+	StatusAvailable: {StatusAvailable, StatusExtending, StatusReverting, StatusDeleting, StatusError},
 	StatusExtending: {StatusAvailable, StatusError},
+	StatusReverting: {StatusAvailable, StatusError},
 	StatusDeleting:  {StatusError},
-	StatusError:     {StatusAvailable, StatusError, StatusDeleting},
+	StatusError:     {StatusAvailable, StatusError, StatusReverting, StatusDeleting},
 }
 
 // CanTransition reports whether a volume may go from s to to.

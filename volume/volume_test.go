@@ -18,10 +18,11 @@ import (
 func TestTransitionTable(t *testing.T) {
 	legal := map[volume.Status][]volume.Status{
 		volume.StatusCreating:  {volume.StatusAvailable, volume.StatusError},
-		volume.StatusAvailable: {volume.StatusAvailable, volume.StatusExtending, volume.StatusDeleting, volume.StatusError},
+		volume.StatusAvailable: {volume.StatusAvailable, volume.StatusExtending, volume.StatusReverting, volume.StatusDeleting, volume.StatusError},
+		volume.StatusReverting: {volume.StatusAvailable, volume.StatusError},
 		volume.StatusExtending: {volume.StatusAvailable, volume.StatusError},
 		volume.StatusDeleting:  {volume.StatusError},
-		volume.StatusError:     {volume.StatusAvailable, volume.StatusError, volume.StatusDeleting},
+		volume.StatusError:     {volume.StatusAvailable, volume.StatusError, volume.StatusReverting, volume.StatusDeleting},
 	}
 	fsmtest.Check(t, legal, volume.Status.CanTransition, func(from, to volume.Status) (volume.Status, error) {
 		e := &volume.Volume{Status: from}

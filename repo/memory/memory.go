@@ -33,6 +33,7 @@ type Store struct {
 	mu       sync.RWMutex
 	storages table[*storage.Storage]
 	volumes  table[*volume.Volume]
+	snaps    table[*volume.Snapshot]
 	images   table[*image.Image]
 	vms      table[*vm.VM]
 	rec      records
@@ -49,6 +50,9 @@ func New() *Store {
 		volumes: table[*volume.Volume]{entity: "volume", rows: map[uuid.UUID]*volume.Volume{},
 			id: func(v *volume.Volume) uuid.UUID { return v.ID }, version: func(v *volume.Volume) *int64 { return &v.Version },
 			store: func(v *volume.Volume) *volume.Volume { c := v.Clone(); c.Attachments = nil; return c }},
+		snaps: table[*volume.Snapshot]{entity: "snapshot", rows: map[uuid.UUID]*volume.Snapshot{},
+			id: func(v *volume.Snapshot) uuid.UUID { return v.ID }, version: func(v *volume.Snapshot) *int64 { return &v.Version },
+			store: (*volume.Snapshot).Clone},
 		images: table[*image.Image]{entity: "image", rows: map[uuid.UUID]*image.Image{},
 			id: func(v *image.Image) uuid.UUID { return v.ID }, version: func(v *image.Image) *int64 { return &v.Version },
 			store: func(v *image.Image) *image.Image { c := v.Clone(); c.Attachments = nil; return c }},
@@ -129,6 +133,9 @@ func (s *Store) Storages() storage.Repository { return storageRepo{s} }
 
 // Volumes returns the volume repository.
 func (s *Store) Volumes() volume.Repository { return volumeRepo{s} }
+
+// Snapshots returns the snapshot repository.
+func (s *Store) Snapshots() volume.SnapshotRepository { return snapshotRepo{s} }
 
 // Images returns the image repository.
 func (s *Store) Images() image.Repository { return imageRepo{s} }

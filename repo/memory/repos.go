@@ -209,6 +209,9 @@ func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
 		if len(r.s.linkedTo(driver.KindVolume, id)) > 0 {
 			return errkind.New(errkind.InUse, "volume", id.String(), "the backing file of linked volumes")
 		}
+		if len(r.s.snapshotsOf(id)) > 0 {
+			return errkind.New(errkind.InUse, "volume", id.String(), "has snapshots")
+		}
 		return nil
 	})
 }

@@ -212,6 +212,12 @@ func (r volumeRepo) Delete(ctx context.Context, id uuid.UUID) error {
 			}
 			return errkind.New(errkind.InUse, "volume", id.String(), "the backing file of linked volumes")
 		}
+		if snaps, err := c.exists(ctx, "SELECT 1 FROM snapshots WHERE volume_id = ?", id); err != nil || snaps {
+			if err != nil {
+				return err
+			}
+			return errkind.New(errkind.InUse, "volume", id.String(), "has snapshots")
+		}
 		_, err = c.exec(ctx, "DELETE FROM volumes WHERE id = ?", id)
 		return err
 	})
