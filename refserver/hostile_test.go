@@ -628,7 +628,7 @@ func (h *hostileRun) send(op *hostileOp) {
 		_ = json.Unmarshal(b, &p)
 		switch {
 		case !h.vms && st == http.StatusServiceUnavailable && p.Kind == "unavailable" &&
-			(strings.HasPrefix(op.path, "/api/v1/vms") || op.path == "/api/v1/host"):
+			(strings.HasPrefix(op.path, "/api/v1/vms") || op.path == "/api/v1/host" || op.path == "/api/v1/networks"):
 			h.counts["503 without a hypervisor (expected)"]++
 		case op.id == "createStorage" && st == http.StatusServiceUnavailable && p.Kind == "unavailable" &&
 			bytes.Contains(rq.body, []byte(`"nfs"`)):
