@@ -183,6 +183,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 	s.registerOperations(api)
 	s.registerEvents(api)
 	s.registerHealth(api)
+	s.registerConsole(api, mux) // console ticket (Huma), console WebSockets and noVNC page (mux); see console_ws.go
 	useProblemSchema(api)
 	s.documentStorageTypes(api)
 	documentStatuses(api)

@@ -350,8 +350,13 @@ func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64
 	free := make(chan []byte, convertBuffers)
 	full := make(chan filled, convertBuffers)
 	for range convertBuffers {
-		free <- make([]byte, chunk)
+		free <- getChunkBuf(chunk)
 	}
+	defer func() {
+		for range convertBuffers {
+			putChunkBuf(<-free)
+		}
+	}()
 	ranger := dataRanger(src)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -415,6 +420,25 @@ func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64
 	return ctxErr(err)
 }
 
+// chunkBufs recycles the chunk buffers of streamChunks between calls (a conversion needs convertBuffers
+// buffers of convertChunk bytes, so that allocating and faulting them in afresh is measurable).
+var chunkBufs sync.Pool
+
+func getChunkBuf(n int64) []byte {
+	if n == convertChunk {
+		if b, ok := chunkBufs.Get().(*[]byte); ok {
+			return (*b)[:n]
+		}
+	}
+	return make([]byte, n)
+}
+
+func putChunkBuf(b []byte) {
+	if cap(b) == convertChunk {
+		chunkBufs.Put(&b)
+	}
+}
+
 // fillChunk reads the guest data at [off, off+len(buf)) into buf, reading only the ranges ranger (may be
 // nil) reports as data; [start, end) is the first of them, already known.
 func fillChunk(src io.ReaderAt, ranger DataRanger, buf []byte, off, start, end int64) error {
@@ -429,7 +453,7 @@ func fillChunk(src io.ReaderAt, ranger DataRanger, buf []byte, off, start, end i
 				}
 			}
 		}
-		start, end = max(start, pos), min(end, limit)
+		start, end = min(max(start, pos), limit), min(end, limit)
 		if end <= start && start < limit {
 			end = limit // an empty range breaks the contract: read everything rather than loop
 		}

@@ -357,6 +357,9 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Add(mem.Bytes(mem.Len()))
 	f.Add([]byte(Magic))
+	for _, s := range overlaySeeds(f) { // NewReader refuses these: backing files are never followed
+		f.Add(s)
+	}
 
 	known := func(err error) bool {
 		return err == nil || errors.Is(err, io.EOF) || errors.Is(err, errkind.Invalid) || errors.Is(err, errkind.Unsupported)

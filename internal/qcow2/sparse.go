@@ -8,12 +8,18 @@ import (
 )
 
 // dataRanger returns what tells where the data of src lies: src itself when it is a DataRanger, a SEEK_DATA
-// and SEEK_HOLE ranger when src is a file with a descriptor (an *os.File: syscall.Conn, or an Fd method), and
-// nil otherwise.
+// and SEEK_HOLE ranger when src is a file with a descriptor (an *os.File: syscall.Conn, or an Fd method), the
+// ranger of the underlying source of an *io.SectionReader, and nil otherwise.
 func dataRanger(src io.ReaderAt) DataRanger {
 	switch s := src.(type) {
 	case DataRanger:
 		return s
+	case *io.SectionReader:
+		outer, base, n := s.Outer()
+		if inner := dataRanger(outer); inner != nil {
+			return &sectionRanger{inner: inner, base: base, n: n}
+		}
+		return nil
 	case syscall.Conn:
 		rc, err := s.SyscallConn()
 		if err != nil || !seekDataSupported {
@@ -65,4 +71,31 @@ func (s *seekRanger) DataRange(off, limit int64) (start, end int64, err error) {
 		return off, limit, nil
 	}
 	return start, end, nil
+}
+
+// sectionRanger is the DataRanger of an io.SectionReader over a source with one: the window [base, base+n) of
+// the source, moved to offset 0 (a SectionReader reads nothing past n).
+type sectionRanger struct {
+	inner   DataRanger
+	base, n int64
+}
+
+// DataRange implements DataRanger.
+func (s *sectionRanger) DataRange(off, limit int64) (start, end int64, err error) {
+	lim := min(limit, s.n)
+	if off >= lim {
+		return limit, limit, nil
+	}
+	start, end, err = s.inner.DataRange(s.base+off, s.base+lim)
+	if err != nil {
+		return 0, 0, err
+	}
+	start, end = start-s.base, end-s.base
+	switch {
+	case start >= lim:
+		return limit, limit, nil
+	case end <= start:
+		end = lim // an empty range breaks the contract: say everything may be data
+	}
+	return start, min(end, lim), nil
 }

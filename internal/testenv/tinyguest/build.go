@@ -30,11 +30,13 @@ const kernelMeta = "linux-image-amd64"
 
 // guestModules are the modules the guest loads, with their dependencies (resolved again from each module's
 // .modinfo, so a kernel with other dependencies still works): virtio PCI transport and block device for
-// /dev/vda, evdev for /dev/input/event*, and the ACPI button driver that turns the ACPI power button into a
-// KEY_POWER input event. Builtin modules are skipped.
+// /dev/vda, evdev for /dev/input/event*, the ACPI button driver that turns the ACPI power button into a
+// KEY_POWER input event, and AHCI with the SCSI cdrom driver for the SATA cdroms libvirt attaches (a NoCloud
+// seed is one; the guest reads its ISO 9660 in Go, so no filesystem module is needed). Builtin modules are
+// skipped.
 var guestModules = []string{
 	"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk",
-	"evdev", "button",
+	"evdev", "button", "ahci", "sr_mod",
 }
 
 // kernelCmdline is the kernel command line: serial and VGA consoles (the serial one last, so /dev/console

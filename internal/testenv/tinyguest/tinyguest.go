@@ -1,10 +1,19 @@
 // Package tinyguest builds a tiny real Linux guest for integration tests: a bootable ISO (ISOLINUX, Debian's
 // kernel, a Go /init) of about 10 MiB that boots under TCG in seconds, prints fixed lines on its serial and VGA
 // consoles, counts its boots in a marker at offset 0 of its first virtio disk, and powers off on the ACPI power
-// button.
+// button; and a bootable raw disk image of the same guest (see DiskImage) for VMs that boot from a volume.
 //
-// The ISO is built from Debian packages (see reference/test-infrastructure.md, "Real guests") at most once per
-// machine and cached; see ISO.
+// When a NoCloud seed is attached (a cdrom holding an ISO 9660 labelled cidata, as openvair's cloud_init
+// attaches one), the guest reads it in Go, prints LineCIData followed by meta-data's local-hostname, and adds
+// instance-id, hostname and a marker from the user-data to its record (see Record and package guestrec for
+// the format and the user-data convention). ReadRecord reads a record back from a raw or qcow2 disk file.
+//
+// Where the record goes: a guest booted from the ISO writes it at ISORecordOffset (0) of /dev/vda, as it
+// always has; a guest booted from DiskImage writes it at DiskRecordOffset (512 KiB), in the gap between the
+// MBR and the boot partition.
+//
+// Both are built from Debian packages (see reference/test-infrastructure.md, "Real guests") at most once per
+// machine and cached; see ISO and DiskImage.
 package tinyguest
 
 import (
@@ -29,10 +38,11 @@ import (
 
 	"github.com/openvair/openvair/internal/qcow2"
 	"github.com/openvair/openvair/internal/testenv"
+	"github.com/openvair/openvair/internal/testenv/tinyguest/guestrec"
 )
 
-// Marker starts the record the guest writes at byte offset 0 of its first virtio disk (/dev/vda).
-const Marker = "OPENVAIR-TINYGUEST-MARKER"
+// Marker starts the record the guest writes on its first virtio disk (/dev/vda).
+const Marker = guestrec.Marker
 
 // Console lines the guest prints on its serial console (ttyS0) and VGA console.
 const (
@@ -40,6 +50,9 @@ const (
 	LineMarker   = "tinyguest: marker written"             // after the marker is on disk (fsync'ed)
 	LineNoDisk   = "tinyguest: no disk"                    // no /dev/vda appeared within about 20 s
 	LinePowerOff = "tinyguest: power button, powering off" // KEY_POWER seen; the guest powers off
+	// LineCIData is followed by meta-data's local-hostname when the guest read a NoCloud seed; it comes
+	// before LineMarker, whose record then holds what the seed said.
+	LineCIData = "tinyguest: cidata hostname="
 )
 
 // SectorSize is the size of the marker record on disk.
@@ -47,12 +60,12 @@ const SectorSize = 512
 
 // guestSource is the source of the guest's /init; its hash is part of the cache key.
 //
-//go:embed guestinit/*.go
+//go:embed guestinit/*.go guestrec/*.go
 var guestSource embed.FS
 
 // layoutVersion changes whenever the way the ISO is put together changes (kernel command line, initramfs
 // layout, module list), so that cached ISOs built the old way are not reused.
-const layoutVersion = "tinyguest-layout-1"
+const layoutVersion = "tinyguest-layout-2"
 
 // buildTimeout bounds a whole build (download, extraction, go build, xorriso).
 const buildTimeout = 10 * time.Minute
@@ -188,11 +201,21 @@ func cachedISO(ctx context.Context, logf func(string, ...any)) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	name := fmt.Sprintf("%s_%s-%s.iso", sanitize(pkg), sanitize(version), hash)
+	return cachedFile(ctx, name, pkg+" "+version, logf, func(ctx context.Context, out string) error {
+		return build(ctx, pkg, out, logf)
+	})
+}
+
+// cachedFile returns the path of name in the cache directory, building it with build (into a temporary file
+// of the same directory, renamed once complete) under an exclusive file lock when it is missing. from says
+// what it is built from, for the log.
+func cachedFile(ctx context.Context, name, from string, logf func(string, ...any), build func(ctx context.Context, out string) error) (string, error) {
 	dir, err := cacheDir()
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s_%s-%s.iso", sanitize(pkg), sanitize(version), hash))
+	path := filepath.Join(dir, name)
 	if isFile(path) {
 		return path, nil
 	}
@@ -211,14 +234,14 @@ func cachedISO(ctx context.Context, logf func(string, ...any)) (string, error) {
 	}
 
 	start := time.Now()
-	tmp, err := os.CreateTemp(dir, ".tinyguest-*.iso.tmp")
+	tmp, err := os.CreateTemp(dir, ".tinyguest-*"+filepath.Ext(name)+".tmp")
 	if err != nil {
 		return "", fmt.Errorf("tinyguest: %w", err)
 	}
 	tmpName := tmp.Name()
 	_ = tmp.Close()
 	defer os.Remove(tmpName) // a no-op after the rename
-	if err := build(ctx, pkg, tmpName, logf); err != nil {
+	if err := build(ctx, tmpName); err != nil {
 		return "", err
 	}
 	if err := os.Chmod(tmpName, 0o644); err != nil {
@@ -227,7 +250,7 @@ func cachedISO(ctx context.Context, logf func(string, ...any)) (string, error) {
 	if err := os.Rename(tmpName, path); err != nil {
 		return "", fmt.Errorf("tinyguest: %w", err)
 	}
-	logf("tinyguest: built %s from %s %s in %v", path, pkg, version, time.Since(start).Round(time.Millisecond))
+	logf("tinyguest: built %s from %s in %v", path, from, time.Since(start).Round(time.Millisecond))
 	return path, nil
 }
 

@@ -60,10 +60,12 @@ func TestParseMarker(t *testing.T) {
 func TestGuestInitUsesTheConstants(t *testing.T) {
 	src, err := guestSource.ReadFile("guestinit/main.go")
 	require.NoError(t, err)
-	for _, s := range []string{Marker, LineBooted, LineMarker, LineNoDisk, LinePowerOff} {
+	for _, s := range []string{LineBooted, LineMarker, LineNoDisk, LinePowerOff, LineCIData} {
 		assert.Contains(t, string(src), strconv.Quote(s))
 	}
-	assert.Contains(t, string(src), `" boots="`)
+	assert.Contains(t, string(src), strconv.Quote("tinyguest.record="))
+	assert.Contains(t, syslinuxCfg, " tinyguest.record="+strconv.Itoa(DiskRecordOffset)+"\n")
+	assert.Equal(t, formatMarker(3), Record{Boots: 3}.Encode()[:SectorSize], "the guest's record without a seed is the marker sector")
 }
 
 // cpioEntry is one parsed newc entry.
@@ -176,13 +178,16 @@ func TestLoadOrder(t *testing.T) {
 			"virtio_pci":            {deps: []string{"virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio"}},
 			"virtio_blk":            {deps: []string{"virtio", "virtio_ring", "extra"}},
 			"button":                {},
+			"ahci":                  {deps: []string{"libata"}},
+			"libata":                {},
+			"sr_mod":                {},
 		},
 	}
 	order, missing, err := loadOrder(k)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"extra"}, missing, "a dependency not read yet is reported")
 	assert.Equal(t, []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-		"virtio_blk", "button"}, order, "dependencies first, builtin evdev left out")
+		"virtio_blk", "button", "libata", "ahci", "sr_mod"}, order, "dependencies first, builtin evdev left out")
 
 	delete(k.modules, "button")
 	_, _, err = loadOrder(k)
@@ -202,13 +207,19 @@ type qemuGuest struct {
 // startGuest boots the ISO with disk as its virtio disk, in its own process group, killed with the test.
 func startGuest(t *testing.T, qemu, iso, disk string) *qemuGuest {
 	t.Helper()
+	return startQEMU(t, qemu, "-boot", "order=d", "-cdrom", iso, "-drive", "file="+disk+",if=virtio,format=qcow2")
+}
+
+// startQEMU starts a TCG QEMU with 256 MiB, no network, the serial port in a log file and a monitor socket,
+// plus args (the disks and the boot order), in its own process group, killed with the test.
+func startQEMU(t *testing.T, qemu string, args ...string) *qemuGuest {
+	t.Helper()
 	dir := t.TempDir()
 	g := &qemuGuest{log: filepath.Join(dir, "serial.log"), mon: filepath.Join(dir, "mon.sock"), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	g.cmd = exec.CommandContext(ctx, qemu,
-		"-machine", "pc,accel=tcg", "-m", "256", "-nographic", "-no-reboot", "-boot", "order=d", "-nic", "none",
-		"-cdrom", iso, "-drive", "file="+disk+",if=virtio,format=qcow2",
-		"-serial", "file:"+g.log, "-monitor", "unix:"+g.mon+",server,nowait", "-display", "none")
+	g.cmd = exec.CommandContext(ctx, qemu, append([]string{
+		"-machine", "pc,accel=tcg", "-m", "256", "-nographic", "-no-reboot", "-nic", "none",
+		"-serial", "file:" + g.log, "-monitor", "unix:" + g.mon + ",server,nowait", "-display", "none"}, args...)...)
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	g.cmd.Cancel = func() error { return syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL) }
 	g.cmd.Stdout = &g.stderr

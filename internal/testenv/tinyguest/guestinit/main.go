@@ -1,9 +1,15 @@
 // Command guestinit is the /init (PID 1) of the tiny test guest built by package tinyguest.
 //
 // It mounts devtmpfs, proc and sysfs, loads the kernel modules listed in /modules/order, prints its progress on
-// the serial and VGA consoles, records a boot counter at offset 0 of /dev/vda, and powers the machine off when
-// the ACPI power button is pressed. It never exits: PID 1 exiting would panic the kernel. The strings below must
-// match the constants of package tinyguest (a test there checks it).
+// the serial and VGA consoles, reads a NoCloud seed when a cdrom labelled cidata is attached (meta-data's
+// local-hostname and instance-id, and a marker from user-data; see package guestrec), writes a record (a boot
+// counter, plus what it read from the seed) on /dev/vda, and powers the machine off when the ACPI power button
+// is pressed. It never exits: PID 1 exiting would panic the kernel.
+//
+// The record goes to byte offset 0 of /dev/vda, or to the offset given on the kernel command line as
+// tinyguest.record=<bytes> (a multiple of 512): a guest booted from its disk keeps its record clear of the
+// boot sector and the partition. The strings below must match the constants of package tinyguest (a test
+// there checks it).
 package main
 
 import (
@@ -19,19 +25,23 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvair/openvair/internal/testenv/tinyguest/guestrec"
 )
 
 const (
-	marker       = "OPENVAIR-TINYGUEST-MARKER"
 	lineBooted   = "tinyguest: booted"
 	lineMarker   = "tinyguest: marker written"
 	lineNoDisk   = "tinyguest: no disk"
 	linePowerOff = "tinyguest: power button, powering off"
+	lineCIData   = "tinyguest: cidata hostname="
+	cmdlineKey   = "tinyguest.record="
 
 	disk        = "/dev/vda"
 	diskWait    = 20 * time.Second
 	moduleList  = "/modules/order"
 	sectorSize  = 512
+	maxOffset   = 1 << 40
 	evKey       = 0x01 // EV_KEY
 	keyPower    = 116  // KEY_POWER
 	inputEvSize = 24   // struct input_event on 64-bit: timeval (16), type (2), code (2), value (4)
@@ -79,7 +89,19 @@ func main() {
 	case <-time.After(20 * time.Second):
 		say("tinyguest: no Power Button input device after 20 s")
 	}
-	writeMarker()
+	var rec guestrec.Record
+	if s := findSeed(); s != nil {
+		rec = guestrec.Record{Seed: true, InstanceID: s.instanceID, Hostname: s.hostname,
+			UserMarker: guestrec.UserDataMarker(s.userData)}
+		if s.hostname != "" {
+			if err := unix.Sethostname([]byte(guestrec.Cut(s.hostname, 64))); err != nil {
+				say("tinyguest: sethostname: %v", err)
+			}
+		}
+		say("tinyguest: cidata from %s instance-id=%s", s.dev, printable(guestrec.Cut(s.instanceID, guestrec.MaxValue)))
+		say("%s%s", lineCIData, printable(guestrec.Cut(s.hostname, guestrec.MaxValue)))
+	}
+	writeMarker(rec)
 	select {}
 }
 
@@ -124,8 +146,8 @@ func loadModule(path string) error {
 	return nil
 }
 
-// writeMarker waits for the first virtio disk and records the boot count at its offset 0.
-func writeMarker() {
+// writeMarker waits for the first virtio disk and writes rec there with the boot count bumped.
+func writeMarker(rec guestrec.Record) {
 	deadline := time.Now().Add(diskWait)
 	for {
 		if _, err := os.Stat(disk); err == nil {
@@ -137,7 +159,12 @@ func writeMarker() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	boots, err := bumpMarker()
+	off, err := recordOffset()
+	if err != nil {
+		say("tinyguest: %v", err)
+		return
+	}
+	boots, err := bumpMarker(off, rec)
 	if err != nil {
 		say("tinyguest: marker: %v", err)
 		return
@@ -146,48 +173,44 @@ func writeMarker() {
 	say(lineMarker)
 }
 
-func bumpMarker() (int, error) {
+// recordOffset returns where the record goes: tinyguest.record=<bytes> from the kernel command line, else 0.
+func recordOffset() (int64, error) {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return 0, fmt.Errorf("read the kernel command line: %w", err)
+	}
+	for _, arg := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(arg, cmdlineKey); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 || n%sectorSize != 0 || n > maxOffset {
+				return 0, fmt.Errorf("bad %s%s: want a multiple of %d bytes", cmdlineKey, v, sectorSize)
+			}
+			return n, nil
+		}
+	}
+	return 0, nil
+}
+
+// bumpMarker writes rec at off of the disk with the boot count found there plus one, and fsyncs it.
+func bumpMarker(off int64, rec guestrec.Record) (int, error) {
 	f, err := os.OpenFile(disk, os.O_RDWR, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	sector := make([]byte, sectorSize)
-	if _, err := f.ReadAt(sector, 0); err != nil {
-		return 0, fmt.Errorf("read sector 0: %w", err)
+	area := make([]byte, guestrec.Size)
+	if _, err := f.ReadAt(area, off); err != nil {
+		return 0, fmt.Errorf("read the record at %d: %w", off, err)
 	}
-	prev, _ := parseMarker(sector) // 0 when there is no marker yet
-	boots := prev + 1
-	clear(sector)
-	copy(sector, marker+" boots="+strconv.Itoa(boots)+"\n")
-	if _, err := f.WriteAt(sector, 0); err != nil {
-		return 0, fmt.Errorf("write sector 0: %w", err)
+	prev, _ := guestrec.Parse(area) // Boots 0 when there is no record yet
+	rec.Boots = prev.Boots + 1
+	if _, err := f.WriteAt(rec.Encode(), off); err != nil {
+		return 0, fmt.Errorf("write the record at %d: %w", off, err)
 	}
 	if err := f.Sync(); err != nil {
 		return 0, fmt.Errorf("fsync: %w", err)
 	}
-	return boots, nil
-}
-
-// parseMarker mirrors tinyguest.ParseMarker.
-func parseMarker(sector []byte) (int, bool) {
-	prefix := marker + " boots="
-	if len(sector) > sectorSize {
-		sector = sector[:sectorSize]
-	}
-	s := string(sector)
-	if !strings.HasPrefix(s, prefix) {
-		return 0, false
-	}
-	digits, _, found := strings.Cut(s[len(prefix):], "\n")
-	if !found {
-		return 0, false
-	}
-	if len(digits) == 0 || len(digits) > 9 || strings.Trim(digits, "0123456789") != "" {
-		return 0, false
-	}
-	n, err := strconv.Atoi(digits)
-	return n, err == nil
+	return rec.Boots, nil
 }
 
 // watchPowerButton watches every /dev/input/event* device (rescanning for late ones) and powers off on a
