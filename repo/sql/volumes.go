@@ -63,12 +63,14 @@ func (r volumeRepo) Get(ctx context.Context, id uuid.UUID) (*volume.Volume, erro
 	if len(sc.items) == 0 {
 		return nil, notFound("volume", id.String())
 	}
-	if err := fillLinked(ctx, r.s.reader(ctx), "backing_volume_id", sc.items, func(v *volume.Volume, l linked) {
-		v.Linked = append(v.Linked, volume.LinkedVolume{VolumeID: l.id, VolumeName: l.name})
-	}); err != nil {
+	if err := fillLinked(ctx, r.s.reader(ctx), "backing_volume_id", sc.items, addLinkedVolume); err != nil {
 		return nil, err
 	}
 	return sc.items[0], nil
+}
+
+func addLinkedVolume(v *volume.Volume, l linked) {
+	v.Linked = append(v.Linked, volume.LinkedVolume{VolumeID: l.id, VolumeName: l.name})
 }
 
 // linked is a volume that uses another object as its backing file.
@@ -124,9 +126,7 @@ func (r volumeRepo) List(ctx context.Context, o volume.ListOptions) (volume.Page
 		return volume.Page{}, err
 	}
 	items, next := trim(sc.items, q.limit, func(v *volume.Volume) uuid.UUID { return v.ID })
-	if err := fillLinked(ctx, r.s.reader(ctx), "backing_volume_id", items, func(v *volume.Volume, l linked) {
-		v.Linked = append(v.Linked, volume.LinkedVolume{VolumeID: l.id, VolumeName: l.name})
-	}); err != nil {
+	if err := fillLinked(ctx, r.s.reader(ctx), "backing_volume_id", items, addLinkedVolume); err != nil {
 		return volume.Page{}, err
 	}
 	return volume.Page{Items: items, NextCursor: next}, nil
