@@ -30,6 +30,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,9 +90,9 @@ var (
 // ISO returns the path of a bootable tiny-guest ISO (El Torito, ISOLINUX, ~10 MiB). It builds it at most once
 // per machine and caches it (cache dir: $OPENVAIR_TEST_CACHE/tinyguest if OPENVAIR_TEST_CACHE is set, else
 // /var/cache/openvair-test/tinyguest, else the user's cache directory when that one is not writable), keyed by
-// the kernel package version and a hash of the guestinit source, so later test processes reuse it; a
-// per-process sync.Once plus a file lock (flock) makes concurrent test binaries safe, and the ISO is written to a
-// temp name then renamed. When a needed tool or package is missing it calls testenv.Unavailable(t, ...) with the
+// the kernel package version and a hash of the guest's source (guestinit and guestrec), so later test
+// processes reuse it; a per-process sync.Once plus a file lock (flock) makes concurrent test binaries safe, and
+// the ISO is written to a temp name then renamed. When a needed tool or package is missing it calls testenv.Unavailable(t, ...) with the
 // apt-get line that fixes it. The caller must not modify or delete the file.
 func ISO(t testing.TB) string {
 	t.Helper()
@@ -170,7 +171,7 @@ func sourceHash() (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", layoutVersion, runtime.Version())
 	err := fs.WalkDir(guestSource, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") { // tests are not in the guest
 			return err
 		}
 		b, err := guestSource.ReadFile(path)

@@ -21,29 +21,29 @@ import (
 // config is the server's configuration. Sources, later ones winning: the embedded defaults, the TOML file
 // (-config or OPENVAIR_CONFIG), environment variables (OPENVAIR_*), command-line flags.
 type config struct {
-	Listen          string            `toml:"listen"`           // OPENVAIR_LISTEN, -listen
-	DataDir         string            `toml:"data_dir"`         // OPENVAIR_DATA_DIR, -data-dir
-	DSN             string            `toml:"dsn"`              // OPENVAIR_DSN, -dsn; default sqlite:///<data_dir>/openvair.db
-	Hypervisor      string            `toml:"hypervisor"`       // "libvirt" (default) or "none"
-	LibvirtURI      string            `toml:"libvirt_uri"`      // OPENVAIR_LIBVIRT_URI, -libvirt-uri
-	LibvirtSocket   string            `toml:"libvirt_socket"`   // OPENVAIR_LIBVIRT_SOCKET, -libvirt-socket
-	LibvirtOptions  map[string]string `toml:"libvirt_options"`  // other driver options (console_log_dir, qemu_uid, ...)
-	DomainType      string            `toml:"domain_type"`      // OPENVAIR_DOMAIN_TYPE: kvm or qemu (TCG); default kvm when the host offers it
-	CPUMode         string            `toml:"cpu_mode"`         // OPENVAIR_CPU_MODE: default CPU mode of new VMs, host-model (default), host-passthrough or custom
-	CPUModel        string            `toml:"cpu_model"`        // OPENVAIR_CPU_MODEL: the model for cpu_mode custom (e.g. qemu64)
-	StorageOptions  map[string]string `toml:"storage_options"`  // options of the storage drivers (file_mode, ...)
-	AdminToken      string            `toml:"admin_token"`      // OPENVAIR_ADMIN_TOKEN; default generated into <data_dir>/admin.token
-	Tokens          []refserver.Token `toml:"tokens"`           // more tokens, stored as SHA-256
-	DefaultStorage  *bool             `toml:"default_storage"`  // create a LocalFS storage "default" in <data_dir>/storage when there is none (default true)
-	MaxImageSize    int64             `toml:"max_image_size"`   // bytes (default 64 GiB)
+	Listen         string            `toml:"listen"`          // OPENVAIR_LISTEN, -listen
+	DataDir        string            `toml:"data_dir"`        // OPENVAIR_DATA_DIR, -data-dir
+	DSN            string            `toml:"dsn"`             // OPENVAIR_DSN, -dsn; default sqlite:///<data_dir>/openvair.db
+	Hypervisor     string            `toml:"hypervisor"`      // "libvirt" (default) or "none"
+	LibvirtURI     string            `toml:"libvirt_uri"`     // OPENVAIR_LIBVIRT_URI, -libvirt-uri
+	LibvirtSocket  string            `toml:"libvirt_socket"`  // OPENVAIR_LIBVIRT_SOCKET, -libvirt-socket
+	LibvirtOptions map[string]string `toml:"libvirt_options"` // other driver options (console_log_dir, qemu_uid, ...)
+	DomainType     string            `toml:"domain_type"`     // OPENVAIR_DOMAIN_TYPE: kvm or qemu (TCG); default kvm when the host offers it
+	CPUMode        string            `toml:"cpu_mode"`        // OPENVAIR_CPU_MODE: default CPU mode of new VMs, host-model (default), host-passthrough or custom
+	CPUModel       string            `toml:"cpu_model"`       // OPENVAIR_CPU_MODEL: the model for cpu_mode custom (e.g. qemu64)
+	StorageOptions map[string]string `toml:"storage_options"` // options of the storage drivers (file_mode, ...)
+	AdminToken     string            `toml:"admin_token"`     // OPENVAIR_ADMIN_TOKEN; default generated into <data_dir>/admin.token
+	Tokens         []refserver.Token `toml:"tokens"`          // more tokens, stored as SHA-256
+	DefaultStorage *bool             `toml:"default_storage"` // create a LocalFS storage "default" in <data_dir>/storage when there is none (default true)
+	MaxImageSize   int64             `toml:"max_image_size"`  // bytes (default 64 GiB)
 	// ImportAllow opens image imports from URLs to addresses the SSRF guard refuses by default (loopback,
 	// private, link-local, ...): CIDR ranges ("10.20.0.0/16"), addresses, or host names of private mirrors.
-	ImportAllow []string `toml:"import_allow"`
-	MaxBodyBytes    int64             `toml:"max_body_bytes"`   // JSON request bodies (default 1 MiB)
-	RequestTimeout  duration          `toml:"request_timeout"`  // default 5m
-	UploadTimeout   duration          `toml:"upload_timeout"`   // default 6h
-	ShutdownTimeout duration          `toml:"shutdown_timeout"` // default 30s
-	MonitorInterval duration          `toml:"monitor_interval"` // default 10s
+	ImportAllow     []string `toml:"import_allow"`
+	MaxBodyBytes    int64    `toml:"max_body_bytes"`   // JSON request bodies (default 1 MiB)
+	RequestTimeout  duration `toml:"request_timeout"`  // default 5m
+	UploadTimeout   duration `toml:"upload_timeout"`   // default 6h
+	ShutdownTimeout duration `toml:"shutdown_timeout"` // default 30s
+	MonitorInterval duration `toml:"monitor_interval"` // default 10s
 	// Operations and events (several processes may share one PostgreSQL store).
 	Lease              duration `toml:"lease"`               // OPENVAIR_LEASE: a process's claim on its operations and the monitors (default 30s)
 	Workers            int      `toml:"workers"`             // asynchronous operations run at once by this process (default 10)
