@@ -104,6 +104,7 @@ type origin struct {
 	format    Format // qcow2 or raw
 	size      int64  // virtual size when known (volumes, raw images), else 0
 	allocated int64  // bytes it takes on its storage (the most a copy writes)
+	backed    bool   // a linked volume: its file names a backing file
 }
 
 // resolveSource finds the source of req, checks it can be one, and fills in req's format and storage when
@@ -148,9 +149,14 @@ func (s *Service) resolveSource(ctx context.Context, req *CreateRequest) (origin
 		if err := fsm.Require("snapshot", sn.ID.String(), "be copied", sn.Status, StatusAvailable); err != nil {
 			return o, err
 		}
-		// A snapshot is stored as a volume object of its own id: it is read and cloned as one.
+		// A snapshot is stored as a volume object of its own id: it is read and cloned as one. A snapshot of
+		// a linked volume names the same backing file.
+		vol, err := s.repo.Get(ctx, sn.VolumeID)
+		if err != nil {
+			return o, err
+		}
 		o = origin{kind: driver.KindVolume, id: sn.ID, name: sn.Name, storageID: sn.StorageID, format: sn.Format,
-			size: sn.Size, allocated: sn.Allocated}
+			size: sn.Size, allocated: sn.Allocated, backed: vol.Backing != nil}
 	default:
 		vol, err := s.repo.Get(ctx, src.VolumeID)
 		if errors.Is(err, errkind.NotFound) {
@@ -172,7 +178,7 @@ func (s *Service) resolveSource(ctx context.Context, req *CreateRequest) (origin
 			}
 		}
 		o = origin{kind: driver.KindVolume, id: vol.ID, name: vol.Name, storageID: vol.StorageID, format: vol.Format,
-			size: vol.Size, allocated: vol.Allocated}
+			size: vol.Size, allocated: vol.Allocated, backed: vol.Backing != nil}
 	}
 	if req.StorageID == uuid.Nil {
 		req.StorageID = o.storageID
@@ -286,6 +292,13 @@ func (s *Service) fill(ctx context.Context, st *storage.Storage, b Backend, vol 
 			return info, err
 		}
 		return b.ExtendVolume(ctx, pool, spec) // a larger size was asked for
+	}
+	// A copy of a volume file on the same storage, in its format and size, is the backend's clone: a
+	// reflink where the filesystem shares blocks (xfs, btrfs), a sparse copy otherwise. A linked volume is
+	// copied through its guest data instead, so that the copy needs none of its chain.
+	if c, ok := b.(driver.VolumeCloner); ok && o.kind == driver.KindVolume && !o.backed && st.ID == o.storageID &&
+		vol.Format == o.format && (spec.Size == 0 || spec.Size == o.size) {
+		return c.CloneVolume(ctx, pool, driver.VolumeSpec{ID: o.id, Format: o.format}, vol.ID)
 	}
 	srcSt, err := s.storages.Get(ctx, o.storageID)
 	if err != nil {

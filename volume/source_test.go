@@ -273,3 +273,20 @@ func requireField(t *testing.T, err error, field string) {
 	}
 	assert.Contains(t, fields, field)
 }
+
+// A copy in the source's format on the source's storage is the backend's clone (a reflink where the
+// filesystem shares blocks); it is independent of its source all the same.
+func TestVolumeCopySameFormat(t *testing.T) {
+	e := newSourceEnv(t)
+	content := diskContent()
+	img := e.upload(t, "disk.raw", content)
+	src, err := e.sys.Volumes.Create(e.ctx, volume.CreateRequest{Name: "src", Source: &volume.Source{ImageID: img.ID}})
+	require.NoError(t, err)
+	dst, err := e.sys.Volumes.Create(e.ctx, volume.CreateRequest{Name: "dst", Source: &volume.Source{VolumeID: src.ID}})
+	require.NoError(t, err)
+	assert.Equal(t, src.Format, dst.Format)
+	assert.Nil(t, dst.Backing)
+	writeAt(t, e.path(driver.KindVolume, dst.ID), 0, []byte("changed in the copy"))
+	assert.True(t, bytes.Equal(content, guestData(t, e.path(driver.KindVolume, src.ID), volume.FormatRaw)), "the source is unchanged")
+	require.NoError(t, e.sys.Volumes.Delete(e.ctx, src.ID), "a copy does not hold its source")
+}
