@@ -58,6 +58,42 @@ func (e ConsoleType) Valid() bool {
 	}
 }
 
+// Defines values for ConsoleTicketKind.
+const (
+	ConsoleTicketKindSerial ConsoleTicketKind = "serial"
+	ConsoleTicketKindVnc    ConsoleTicketKind = "vnc"
+)
+
+// Valid indicates whether the value is a known member of the ConsoleTicketKind enum.
+func (e ConsoleTicketKind) Valid() bool {
+	switch e {
+	case ConsoleTicketKindSerial:
+		return true
+	case ConsoleTicketKindVnc:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ConsoleTicketRequestKind.
+const (
+	ConsoleTicketRequestKindSerial ConsoleTicketRequestKind = "serial"
+	ConsoleTicketRequestKindVnc    ConsoleTicketRequestKind = "vnc"
+)
+
+// Valid indicates whether the value is a known member of the ConsoleTicketRequestKind enum.
+func (e ConsoleTicketRequestKind) Valid() bool {
+	switch e {
+	case ConsoleTicketRequestKindSerial:
+		return true
+	case ConsoleTicketRequestKindVnc:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DiskBus.
 const (
 	DiskBusSata   DiskBus = "sata"
@@ -331,6 +367,24 @@ func (e LocalfsConfigFsType) Valid() bool {
 	}
 }
 
+// Defines values for NetworkType.
+const (
+	NetworkTypeBridge  NetworkType = "bridge"
+	NetworkTypeNetwork NetworkType = "network"
+)
+
+// Valid indicates whether the value is a known member of the NetworkType enum.
+func (e NetworkType) Valid() bool {
+	switch e {
+	case NetworkTypeBridge:
+		return true
+	case NetworkTypeNetwork:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for NfsConfigVersion.
 const (
 	N3 NfsConfigVersion = 3
@@ -367,6 +421,48 @@ func (e OperationStatus) Valid() bool {
 	case OperationStatusRunning:
 		return true
 	case OperationStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SnapshotFormat.
+const (
+	SnapshotFormatQcow2 SnapshotFormat = "qcow2"
+	SnapshotFormatRaw   SnapshotFormat = "raw"
+)
+
+// Valid indicates whether the value is a known member of the SnapshotFormat enum.
+func (e SnapshotFormat) Valid() bool {
+	switch e {
+	case SnapshotFormatQcow2:
+		return true
+	case SnapshotFormatRaw:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SnapshotStatus.
+const (
+	SnapshotStatusAvailable SnapshotStatus = "available"
+	SnapshotStatusCreating  SnapshotStatus = "creating"
+	SnapshotStatusDeleting  SnapshotStatus = "deleting"
+	SnapshotStatusError     SnapshotStatus = "error"
+)
+
+// Valid indicates whether the value is a known member of the SnapshotStatus enum.
+func (e SnapshotStatus) Valid() bool {
+	switch e {
+	case SnapshotStatusAvailable:
+		return true
+	case SnapshotStatusCreating:
+		return true
+	case SnapshotStatusDeleting:
+		return true
+	case SnapshotStatusError:
 		return true
 	default:
 		return false
@@ -629,6 +725,7 @@ const (
 	VolumeStatusDeleting  VolumeStatus = "deleting"
 	VolumeStatusError     VolumeStatus = "error"
 	VolumeStatusExtending VolumeStatus = "extending"
+	VolumeStatusReverting VolumeStatus = "reverting"
 )
 
 // Valid indicates whether the value is a known member of the VolumeStatus enum.
@@ -643,6 +740,8 @@ func (e VolumeStatus) Valid() bool {
 	case VolumeStatusError:
 		return true
 	case VolumeStatusExtending:
+		return true
+	case VolumeStatusReverting:
 		return true
 	default:
 		return false
@@ -899,6 +998,7 @@ const (
 	ListVolumesParamsStatusDeleting  ListVolumesParamsStatus = "deleting"
 	ListVolumesParamsStatusError     ListVolumesParamsStatus = "error"
 	ListVolumesParamsStatusExtending ListVolumesParamsStatus = "extending"
+	ListVolumesParamsStatusReverting ListVolumesParamsStatus = "reverting"
 )
 
 // Valid indicates whether the value is a known member of the ListVolumesParamsStatus enum.
@@ -913,6 +1013,8 @@ func (e ListVolumesParamsStatus) Valid() bool {
 	case ListVolumesParamsStatusError:
 		return true
 	case ListVolumesParamsStatusExtending:
+		return true
+	case ListVolumesParamsStatusReverting:
 		return true
 	default:
 		return false
@@ -959,6 +1061,23 @@ type CPU struct {
 // CPUMode host-passthrough, host-model or custom; the server's configured default (cpu_mode, host-model unless set) when absent. GET /api/v1/host lists what the host supports.
 type CPUMode string
 
+// CloudInit defines model for CloudInit.
+type CloudInit struct {
+	Hostname *string `json:"hostname,omitempty"`
+
+	// MetaData YAML mapping; instance-id (the VM's id) and local-hostname are filled in.
+	MetaData *string `json:"meta_data,omitempty"`
+
+	// NetworkConfig Network config version 1 or 2 (YAML).
+	NetworkConfig *string `json:"network_config,omitempty"`
+
+	// SshAuthorizedKeys OpenSSH public keys, given to the guest as public-keys.
+	SshAuthorizedKeys *[]string `json:"ssh_authorized_keys,omitempty"`
+
+	// UserData A #cloud-config YAML document, a script starting with #!, or MIME multipart.
+	UserData *string `json:"user_data,omitempty"`
+}
+
 // Console defines model for Console.
 type Console struct {
 	Host string `json:"host"`
@@ -973,6 +1092,39 @@ type Console struct {
 
 // ConsoleType vnc or spice.
 type ConsoleType string
+
+// ConsoleTicket defines model for ConsoleTicket.
+type ConsoleTicket struct {
+	// ExpiresAt When the ticket stops being valid (60 seconds after it was issued).
+	ExpiresAt time.Time `json:"expires_at"`
+
+	// Kind The console the ticket opens.
+	Kind ConsoleTicketKind `json:"kind"`
+
+	// PageUrl For kind vnc: the server's noVNC page that opens the console in a browser with the ticket.
+	PageUrl *string `json:"page_url,omitempty"`
+
+	// SerialWsUrl For kind serial: the serial console WebSocket URL with the ticket (text messages both ways).
+	SerialWsUrl *string `json:"serial_ws_url,omitempty"`
+
+	// Ticket The ticket: 32 random bytes, base64url without padding. Pass it as ?ticket= to the WebSocket.
+	Ticket string `json:"ticket"`
+
+	// WsUrl For kind vnc: the VNC WebSocket URL with the ticket (binary messages, subprotocol binary, RFB inside).
+	WsUrl *string `json:"ws_url,omitempty"`
+}
+
+// ConsoleTicketKind The console the ticket opens.
+type ConsoleTicketKind string
+
+// ConsoleTicketRequest defines model for ConsoleTicketRequest.
+type ConsoleTicketRequest struct {
+	// Kind The console the ticket opens: vnc (the graphical console, default) or serial (the first serial console).
+	Kind *ConsoleTicketRequestKind `json:"kind,omitempty"`
+}
+
+// ConsoleTicketRequestKind The console the ticket opens: vnc (the graphical console, default) or serial (the first serial console).
+type ConsoleTicketRequestKind string
 
 // Disk defines model for Disk.
 type Disk struct {
@@ -1207,6 +1359,21 @@ type ImageAttachment struct {
 	VmName string             `json:"vm_name"`
 }
 
+// ImageImport defines model for ImageImport.
+type ImageImport struct {
+	Description *string `json:"description,omitempty"`
+
+	// Name Default: the last segment of the URL's path.
+	Name *string `json:"name,omitempty"`
+
+	// Sha256 The expected SHA-256 of the content: a download that does not match is refused (422) and leaves nothing.
+	Sha256    *string            `json:"sha256,omitempty"`
+	StorageId openapi_types.UUID `json:"storage_id"`
+
+	// Url http or https; a host that resolves to a loopback, private, link-local or other non-public address is refused (422) unless the server allows it (import_allow).
+	Url string `json:"url"`
+}
+
 // ImagePage defines model for ImagePage.
 type ImagePage struct {
 	Items      []Image `json:"items"`
@@ -1271,6 +1438,29 @@ type MetaEdit struct {
 
 	// Name Printable text of at most 255 characters, without a slash or a backslash; leading and trailing white space is dropped.
 	Name *string `json:"name,omitempty"`
+}
+
+// Network defines model for Network.
+type Network struct {
+	// Active A network runs (a VM using an inactive network does not start); bridges are always active.
+	Active bool `json:"active"`
+
+	// Bridge The host bridge a network uses.
+	Bridge *string `json:"bridge,omitempty"`
+
+	// Name The source of an interface of this type.
+	Name string `json:"name"`
+
+	// Type The interface type that uses it.
+	Type NetworkType `json:"type"`
+}
+
+// NetworkType The interface type that uses it.
+type NetworkType string
+
+// NetworksOutputBody defines model for NetworksOutputBody.
+type NetworksOutputBody struct {
+	Items []Network `json:"items"`
 }
 
 // NfsConfig An NFSv3 export; openvair keeps the storage in the directory openvair-<storage id> on it.
@@ -1418,6 +1608,45 @@ type Ref struct {
 	Name string `json:"name"`
 }
 
+// Snapshot defines model for Snapshot.
+type Snapshot struct {
+	// Allocated Bytes it takes on the storage.
+	Allocated   int64              `json:"allocated"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Description string             `json:"description"`
+	Format      SnapshotFormat     `json:"format"`
+	Id          openapi_types.UUID `json:"id"`
+	Name        string             `json:"name"`
+
+	// Size The volume's virtual size when taken, in bytes.
+	Size         int64              `json:"size"`
+	Status       SnapshotStatus     `json:"status"`
+	StatusReason *string            `json:"status_reason,omitempty"`
+	StorageId    openapi_types.UUID `json:"storage_id"`
+	UpdatedAt    time.Time          `json:"updated_at"`
+	Version      int64              `json:"version"`
+	VolumeId     openapi_types.UUID `json:"volume_id"`
+}
+
+// SnapshotFormat defines model for Snapshot.Format.
+type SnapshotFormat string
+
+// SnapshotStatus defines model for Snapshot.Status.
+type SnapshotStatus string
+
+// SnapshotCreate defines model for SnapshotCreate.
+type SnapshotCreate struct {
+	Description *string `json:"description,omitempty"`
+
+	// Name Unique among the volume's snapshots.
+	Name string `json:"name"`
+}
+
+// SnapshotListOutputBody defines model for SnapshotListOutputBody.
+type SnapshotListOutputBody struct {
+	Items []Snapshot `json:"items"`
+}
+
 // Storage defines model for Storage.
 type Storage struct {
 	// Available Bytes free for new volumes and images.
@@ -1560,8 +1789,11 @@ type StorageTypesOutputBody struct {
 
 // VM defines model for VM.
 type VM struct {
-	Boot        []VMBoot           `json:"boot"`
-	Cdroms      []CDROM            `json:"cdroms"`
+	Boot   []VMBoot `json:"boot"`
+	Cdroms []CDROM  `json:"cdroms"`
+
+	// CloudInit The VM's cloud-init configuration, with user_data and network_config redacted (they may hold secrets): write-only through the API.
+	CloudInit   *CloudInit         `json:"cloud_init,omitempty"`
 	Cpu         CPU                `json:"cpu"`
 	CreatedAt   time.Time          `json:"created_at"`
 	Description string             `json:"description"`
@@ -1605,7 +1837,10 @@ type VMCreate struct {
 	// Boot Boot order: hd, cdrom, network (default [hd, cdrom]).
 	Boot   *[]VMCreateBoot `json:"boot,omitempty"`
 	Cdroms *[]CDROM        `json:"cdroms,omitempty"`
-	Cpu    CPU             `json:"cpu"`
+
+	// CloudInit Configure the guest with cloud-init (NoCloud): openvair builds the seed ISO (label cidata) on the storage of the first disk and attaches it as a read-only cdrom.
+	CloudInit *CloudInit `json:"cloud_init,omitempty"`
+	Cpu       CPU        `json:"cpu"`
 
 	// Description At most 255 characters, no control characters.
 	Description *string        `json:"description,omitempty"`
@@ -1635,7 +1870,10 @@ type VMEdit struct {
 	// Boot Boot order: hd, cdrom, network.
 	Boot   *[]VMEditBoot `json:"boot,omitempty"`
 	Cdroms *[]CDROM      `json:"cdroms,omitempty"`
-	Cpu    *CPU          `json:"cpu,omitempty"`
+
+	// CloudInit Replaces the cloud-init configuration; the seed ISO is rebuilt.
+	CloudInit *CloudInit `json:"cloud_init,omitempty"`
+	Cpu       *CPU       `json:"cpu,omitempty"`
 
 	// Description At most 255 characters, no control characters.
 	Description *string        `json:"description,omitempty"`
@@ -1794,6 +2032,9 @@ type VolumeSource struct {
 	// Mode copy (default): an independent copy, streamed and sparse, converted to the volume's format, on any storage, with progress; linked: a qcow2 overlay whose backing file is the source on the same storage, made at once, the source then cannot be deleted; instant: an independent reflink copy on the same storage, for storages with instant_clone.
 	Mode *VolumeSourceMode `json:"mode,omitempty"`
 
+	// SnapshotId A volume's snapshot (copy or instant).
+	SnapshotId *openapi_types.UUID `json:"snapshot_id,omitempty"`
+
 	// VolumeId Another volume (a clone); for copy and instant, no running VM may be writing to it.
 	VolumeId *openapi_types.UUID `json:"volume_id,omitempty"`
 }
@@ -1919,6 +2160,12 @@ type EditImageParams struct {
 	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
+// ListNetworksParams defines parameters for ListNetworks.
+type ListNetworksParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
 // ListOperationsParams defines parameters for ListOperations.
 type ListOperationsParams struct {
 	// Limit Page size, 1 to 1000 (default 100).
@@ -1968,6 +2215,42 @@ type WaitOperationParams struct {
 
 	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
 	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// DeleteSnapshotParams defines parameters for DeleteSnapshot.
+type DeleteSnapshotParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// GetSnapshotParams defines parameters for GetSnapshot.
+type GetSnapshotParams struct {
+	// IfNoneMatch Answer 304 without a body when the entity is still at this version (its ETag, or *).
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// RevertSnapshotParams defines parameters for RevertSnapshot.
+type RevertSnapshotParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
 
 	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
 	XRequestId *string `json:"X-Request-Id,omitempty"`
@@ -2138,6 +2421,12 @@ type GetVMConsoleLogParams struct {
 	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
+// CreateVMConsoleTicketParams defines parameters for CreateVMConsoleTicket.
+type CreateVMConsoleTicketParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
 // RebootVMParams defines parameters for RebootVM.
 type RebootVMParams struct {
 	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
@@ -2269,6 +2558,9 @@ type CreateVolumeParams struct {
 
 // DeleteVolumeParams defines parameters for DeleteVolume.
 type DeleteVolumeParams struct {
+	// DeleteSnapshots Delete the volume's snapshots with it; without it a volume with snapshots is 409.
+	DeleteSnapshots *bool `form:"delete_snapshots,omitempty" json:"delete_snapshots,omitempty"`
+
 	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
 	Prefer *string `json:"Prefer,omitempty"`
 
@@ -2315,6 +2607,27 @@ type ExtendVolumeParams struct {
 	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
 
+// ListSnapshotsParams defines parameters for ListSnapshots.
+type ListSnapshotsParams struct {
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
+// CreateSnapshotParams defines parameters for CreateSnapshot.
+type CreateSnapshotParams struct {
+	// Prefer respond-async: answer 202 Accepted with the operation at once when the work can run on any worker, instead of waiting for it (Preference-Applied says it was); other preferences are ignored. The worker checks an If-Match when it first writes the entity: a mismatch fails the operation (precondition_failed).
+	Prefer *string `json:"Prefer,omitempty"`
+
+	// IdempotencyKey Makes the request safe to retry: the first request with the key runs, and a retry with the same key and request gets its answer again (Idempotent-Replayed: true) for 24 hours by default. The same key with another request is 422; while the first request runs, 409. Keys belong to the token.
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+
+	// IfMatch Change the entity only if it is still at this version: its ETag ("3"), or * for any. 412 precondition_failed when it has another version; 400 when malformed.
+	IfMatch *string `json:"If-Match,omitempty"`
+
+	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
+	XRequestId *string `json:"X-Request-Id,omitempty"`
+}
+
 // HealthzParams defines parameters for Healthz.
 type HealthzParams struct {
 	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
@@ -2326,6 +2639,9 @@ type ReadyzParams struct {
 	// XRequestId Names the request in the server's logs, problems, operations and events, and is echoed in the response; 1 to 128 printable ASCII characters, else ignored (the server makes one up).
 	XRequestId *string `json:"X-Request-Id,omitempty"`
 }
+
+// UploadImageJSONRequestBody defines body for UploadImage for application/json ContentType.
+type UploadImageJSONRequestBody = ImageImport
 
 // UploadImageMultipartRequestBody defines body for UploadImage for multipart/form-data ContentType.
 type UploadImageMultipartRequestBody UploadImageMultipartBody
@@ -2345,6 +2661,9 @@ type CreateVMJSONRequestBody = VMCreate
 // EditVMJSONRequestBody defines body for EditVM for application/json ContentType.
 type EditVMJSONRequestBody = VMEdit
 
+// CreateVMConsoleTicketJSONRequestBody defines body for CreateVMConsoleTicket for application/json ContentType.
+type CreateVMConsoleTicketJSONRequestBody = ConsoleTicketRequest
+
 // StopVMJSONRequestBody defines body for StopVM for application/json ContentType.
 type StopVMJSONRequestBody = VMStop
 
@@ -2359,6 +2678,9 @@ type EditVolumeJSONRequestBody = VolumeEdit
 
 // ExtendVolumeJSONRequestBody defines body for ExtendVolume for application/json ContentType.
 type ExtendVolumeJSONRequestBody = VolumeExtend
+
+// CreateSnapshotJSONRequestBody defines body for CreateSnapshot for application/json ContentType.
+type CreateSnapshotJSONRequestBody = SnapshotCreate
 
 // AsStorage returns the union data inside the Event_Data as a Storage
 func (t Event_Data) AsStorage() (Storage, error) {
@@ -2741,6 +3063,15 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/images (the `UploadImage` operationId).
 	UploadImageWithBody(ctx context.Context, params *UploadImageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// UploadImage Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
+	//
+	// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/images (the `UploadImage` operationId).
+	UploadImage(ctx context.Context, params *UploadImageParams, body UploadImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteImage Delete an image no VM uses
 	//
 	// Deletes an image no VM uses (409 in_use otherwise) and its file.
@@ -2773,6 +3104,13 @@ type ClientInterface interface {
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
 	EditImage(ctx context.Context, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListNetworks What NICs can be connected to
+	//
+	// Lists what the hypervisor offers to network interfaces, so that clients do not guess names: its virtual networks, active or not (interface type network), and the host's bridges (interface type bridge; listed when the hypervisor runs on this host). A VM whose interface names something absent from this list is refused with 422 at create or edit.
+	//
+	// Corresponds with GET /api/v1/networks (the `ListNetworks` operationId).
+	ListNetworks(ctx context.Context, params *ListNetworksParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListOperations List operations
 	//
 	// Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
@@ -2800,6 +3138,27 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
 	WaitOperation(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteSnapshot Delete a snapshot
+	//
+	// Deletes a snapshot and its file; the volume is unchanged.
+	//
+	// Corresponds with DELETE /api/v1/snapshots/{id} (the `DeleteSnapshot` operationId).
+	DeleteSnapshot(ctx context.Context, id openapi_types.UUID, params *DeleteSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSnapshot Get a snapshot
+	//
+	// Returns one snapshot.
+	//
+	// Corresponds with GET /api/v1/snapshots/{id} (the `GetSnapshot` operationId).
+	GetSnapshot(ctx context.Context, id openapi_types.UUID, params *GetSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevertSnapshot Revert a volume to a snapshot
+	//
+	// Gives the snapshot's volume, which no running VM may use (409), the content of the snapshot; the snapshot stays. Returns the volume. Should the copy fail, the volume is left in error and a new revert completes it.
+	//
+	// Corresponds with POST /api/v1/snapshots/{id}/revert (the `RevertSnapshot` operationId).
+	RevertSnapshot(ctx context.Context, id openapi_types.UUID, params *RevertSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListStorageTypes List storage types
 	//
@@ -2935,6 +3294,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
 	GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateVMConsoleTicketWithBody Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+	//
+	// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+	CreateVMConsoleTicketWithBody(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateVMConsoleTicket Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+	//
+	// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+	CreateVMConsoleTicket(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, body CreateVMConsoleTicketJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RebootVM Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 	//
@@ -3075,6 +3452,31 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
 	ExtendVolume(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListSnapshots List a volume's snapshots
+	//
+	// Lists a volume's snapshots, oldest first.
+	//
+	// Corresponds with GET /api/v1/volumes/{id}/snapshots (the `ListSnapshots` operationId).
+	ListSnapshots(ctx context.Context, id openapi_types.UUID, params *ListSnapshotsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateSnapshotWithBody Take a snapshot of a volume
+	//
+	// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+	CreateSnapshotWithBody(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateSnapshot Take a snapshot of a volume
+	//
+	// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+	CreateSnapshot(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, body CreateSnapshotJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Healthz Liveness: the process serves requests
 	//
 	// 200 while the process serves requests; it checks nothing else.
@@ -3160,6 +3562,25 @@ func (c *Client) UploadImageWithBody(ctx context.Context, params *UploadImagePar
 	return c.Client.Do(req)
 }
 
+// UploadImage Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
+//
+// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/images (the `UploadImage` operationId).
+func (c *Client) UploadImage(ctx context.Context, params *UploadImageParams, body UploadImageJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUploadImageRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // DeleteImage Delete an image no VM uses
 //
 // Deletes an image no VM uses (409 in_use otherwise) and its file.
@@ -3232,6 +3653,23 @@ func (c *Client) EditImage(ctx context.Context, id openapi_types.UUID, params *E
 	return c.Client.Do(req)
 }
 
+// ListNetworks What NICs can be connected to
+//
+// Lists what the hypervisor offers to network interfaces, so that clients do not guess names: its virtual networks, active or not (interface type network), and the host's bridges (interface type bridge; listed when the hypervisor runs on this host). A VM whose interface names something absent from this list is refused with 422 at create or edit.
+//
+// Corresponds with GET /api/v1/networks (the `ListNetworks` operationId).
+func (c *Client) ListNetworks(ctx context.Context, params *ListNetworksParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListNetworksRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListOperations List operations
 //
 // Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
@@ -3290,6 +3728,57 @@ func (c *Client) GetOperation(ctx context.Context, id openapi_types.UUID, params
 // Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
 func (c *Client) WaitOperation(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewWaitOperationRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteSnapshot Delete a snapshot
+//
+// Deletes a snapshot and its file; the volume is unchanged.
+//
+// Corresponds with DELETE /api/v1/snapshots/{id} (the `DeleteSnapshot` operationId).
+func (c *Client) DeleteSnapshot(ctx context.Context, id openapi_types.UUID, params *DeleteSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteSnapshotRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSnapshot Get a snapshot
+//
+// Returns one snapshot.
+//
+// Corresponds with GET /api/v1/snapshots/{id} (the `GetSnapshot` operationId).
+func (c *Client) GetSnapshot(ctx context.Context, id openapi_types.UUID, params *GetSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSnapshotRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevertSnapshot Revert a volume to a snapshot
+//
+// Gives the snapshot's volume, which no running VM may use (409), the content of the snapshot; the snapshot stays. Returns the volume. Should the copy fail, the volume is left in error and a new revert completes it.
+//
+// Corresponds with POST /api/v1/snapshots/{id}/revert (the `RevertSnapshot` operationId).
+func (c *Client) RevertSnapshot(ctx context.Context, id openapi_types.UUID, params *RevertSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevertSnapshotRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3595,6 +4084,44 @@ func (c *Client) GetVMConsole(ctx context.Context, id openapi_types.UUID, params
 // Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
 func (c *Client) GetVMConsoleLog(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetVMConsoleLogRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateVMConsoleTicketWithBody Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+//
+// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+func (c *Client) CreateVMConsoleTicketWithBody(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateVMConsoleTicketRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateVMConsoleTicket Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+//
+// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+func (c *Client) CreateVMConsoleTicket(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, body CreateVMConsoleTicketJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateVMConsoleTicketRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3914,6 +4441,61 @@ func (c *Client) ExtendVolume(ctx context.Context, id openapi_types.UUID, params
 	return c.Client.Do(req)
 }
 
+// ListSnapshots List a volume's snapshots
+//
+// Lists a volume's snapshots, oldest first.
+//
+// Corresponds with GET /api/v1/volumes/{id}/snapshots (the `ListSnapshots` operationId).
+func (c *Client) ListSnapshots(ctx context.Context, id openapi_types.UUID, params *ListSnapshotsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListSnapshotsRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateSnapshotWithBody Take a snapshot of a volume
+//
+// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+func (c *Client) CreateSnapshotWithBody(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateSnapshotRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateSnapshot Take a snapshot of a volume
+//
+// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+func (c *Client) CreateSnapshot(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, body CreateSnapshotJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateSnapshotRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Healthz Liveness: the process serves requests
 //
 // 200 while the process serves requests; it checks nothing else.
@@ -4221,6 +4803,17 @@ func NewListImagesRequest(server string, params *ListImagesParams) (*http.Reques
 	}
 
 	return req, nil
+}
+
+// NewUploadImageRequest calls the generic UploadImage builder with application/json body
+func NewUploadImageRequest(server string, params *UploadImageParams, body UploadImageJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUploadImageRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewUploadImageRequestWithBody constructs an http.Request for the UploadImage method, with any body, and a specified content type
@@ -4555,6 +5148,48 @@ func NewEditImageRequestWithBody(server string, id openapi_types.UUID, params *E
 	return req, nil
 }
 
+// NewListNetworksRequest constructs an http.Request for the ListNetworks method
+func NewListNetworksRequest(server string, params *ListNetworksParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/networks")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewListOperationsRequest constructs an http.Request for the ListOperations method
 func NewListOperationsRequest(server string, params *ListOperationsParams) (*http.Request, error) {
 	var err error
@@ -4873,6 +5508,219 @@ func NewWaitOperationRequest(server string, id openapi_types.UUID, params *WaitO
 			}
 
 			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewDeleteSnapshotRequest constructs an http.Request for the DeleteSnapshot method
+func NewDeleteSnapshotRequest(server string, id openapi_types.UUID, params *DeleteSnapshotParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/snapshots/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam1)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetSnapshotRequest constructs an http.Request for the GetSnapshot method
+func NewGetSnapshotRequest(server string, id openapi_types.UUID, params *GetSnapshotParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/snapshots/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewRevertSnapshotRequest constructs an http.Request for the RevertSnapshot method
+func NewRevertSnapshotRequest(server string, id openapi_types.UUID, params *RevertSnapshotParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/snapshots/%s/revert", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
 		}
 
 	}
@@ -5892,6 +6740,68 @@ func NewGetVMConsoleLogRequest(server string, id openapi_types.UUID, params *Get
 	return req, nil
 }
 
+// NewCreateVMConsoleTicketRequest calls the generic CreateVMConsoleTicket builder with application/json body
+func NewCreateVMConsoleTicketRequest(server string, id openapi_types.UUID, params *CreateVMConsoleTicketParams, body CreateVMConsoleTicketJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateVMConsoleTicketRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewCreateVMConsoleTicketRequestWithBody constructs an http.Request for the CreateVMConsoleTicket method, with any body, and a specified content type
+func NewCreateVMConsoleTicketRequestWithBody(server string, id openapi_types.UUID, params *CreateVMConsoleTicketParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/vms/%s/console/ticket", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewRebootVMRequest constructs an http.Request for the RebootVM method
 func NewRebootVMRequest(server string, id openapi_types.UUID, params *RebootVMParams) (*http.Request, error) {
 	var err error
@@ -6638,6 +7548,33 @@ func NewDeleteVolumeRequest(server string, id openapi_types.UUID, params *Delete
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.DeleteSnapshots != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "delete_snapshots", *params.DeleteSnapshots, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
@@ -6922,6 +7859,150 @@ func NewExtendVolumeRequestWithBody(server string, id openapi_types.UUID, params
 	return req, nil
 }
 
+// NewListSnapshotsRequest constructs an http.Request for the ListSnapshots method
+func NewListSnapshotsRequest(server string, id openapi_types.UUID, params *ListSnapshotsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/volumes/%s/snapshots", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewCreateSnapshotRequest calls the generic CreateSnapshot builder with application/json body
+func NewCreateSnapshotRequest(server string, id openapi_types.UUID, params *CreateSnapshotParams, body CreateSnapshotJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateSnapshotRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewCreateSnapshotRequestWithBody constructs an http.Request for the CreateSnapshot method, with any body, and a specified content type
+func NewCreateSnapshotRequestWithBody(server string, id openapi_types.UUID, params *CreateSnapshotParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/volumes/%s/snapshots", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Prefer != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Prefer", *params.Prefer, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Prefer", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
+		if params.IfMatch != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam2)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam3)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewHealthzRequest constructs an http.Request for the Healthz method
 func NewHealthzRequest(server string, params *HealthzParams) (*http.Request, error) {
 	var err error
@@ -7086,6 +8167,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/images (the `UploadImage` operationId).
 	UploadImageWithBodyWithResponse(ctx context.Context, params *UploadImageParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadImageResponse, error)
 
+	// UploadImageWithResponse Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
+	//
+	// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/images (the `UploadImage` operationId).
+	UploadImageWithResponse(ctx context.Context, params *UploadImageParams, body UploadImageJSONRequestBody, reqEditors ...RequestEditorFn) (*UploadImageResponse, error)
+
 	// DeleteImageWithResponse Delete an image no VM uses
 	//
 	// Deletes an image no VM uses (409 in_use otherwise) and its file.
@@ -7122,6 +8212,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PATCH /api/v1/images/{id} (the `EditImage` operationId).
 	EditImageWithResponse(ctx context.Context, id openapi_types.UUID, params *EditImageParams, body EditImageJSONRequestBody, reqEditors ...RequestEditorFn) (*EditImageResponse, error)
 
+	// ListNetworksWithResponse What NICs can be connected to
+	//
+	// Lists what the hypervisor offers to network interfaces, so that clients do not guess names: its virtual networks, active or not (interface type network), and the host's bridges (interface type bridge; listed when the hypervisor runs on this host). A VM whose interface names something absent from this list is refused with 422 at create or edit.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/networks (the `ListNetworks` operationId).
+	ListNetworksWithResponse(ctx context.Context, params *ListNetworksParams, reqEditors ...RequestEditorFn) (*ListNetworksResponse, error)
+
 	// ListOperationsWithResponse List operations
 	//
 	// Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
@@ -7157,6 +8256,33 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/operations/{id}/wait (the `WaitOperation` operationId).
 	WaitOperationWithResponse(ctx context.Context, id openapi_types.UUID, params *WaitOperationParams, reqEditors ...RequestEditorFn) (*WaitOperationResponse, error)
+
+	// DeleteSnapshotWithResponse Delete a snapshot
+	//
+	// Deletes a snapshot and its file; the volume is unchanged.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/snapshots/{id} (the `DeleteSnapshot` operationId).
+	DeleteSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteSnapshotParams, reqEditors ...RequestEditorFn) (*DeleteSnapshotResponse, error)
+
+	// GetSnapshotWithResponse Get a snapshot
+	//
+	// Returns one snapshot.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/snapshots/{id} (the `GetSnapshot` operationId).
+	GetSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSnapshotParams, reqEditors ...RequestEditorFn) (*GetSnapshotResponse, error)
+
+	// RevertSnapshotWithResponse Revert a volume to a snapshot
+	//
+	// Gives the snapshot's volume, which no running VM may use (409), the content of the snapshot; the snapshot stays. Returns the volume. Should the copy fail, the volume is left in error and a new revert completes it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/snapshots/{id}/revert (the `RevertSnapshot` operationId).
+	RevertSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *RevertSnapshotParams, reqEditors ...RequestEditorFn) (*RevertSnapshotResponse, error)
 
 	// ListStorageTypesWithResponse List storage types
 	//
@@ -7311,6 +8437,24 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/vms/{id}/console/log (the `GetVMConsoleLog` operationId).
 	GetVMConsoleLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetVMConsoleLogParams, reqEditors ...RequestEditorFn) (*GetVMConsoleLogResponse, error)
 
+	// CreateVMConsoleTicketWithBodyWithResponse Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+	//
+	// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+	CreateVMConsoleTicketWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMConsoleTicketResponse, error)
+
+	// CreateVMConsoleTicketWithResponse Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+	//
+	// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+	CreateVMConsoleTicketWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, body CreateVMConsoleTicketJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVMConsoleTicketResponse, error)
+
 	// RebootVMWithResponse Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 	//
 	// Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
@@ -7463,6 +8607,33 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/volumes/{id}/extend (the `ExtendVolume` operationId).
 	ExtendVolumeWithResponse(ctx context.Context, id openapi_types.UUID, params *ExtendVolumeParams, body ExtendVolumeJSONRequestBody, reqEditors ...RequestEditorFn) (*ExtendVolumeResponse, error)
+
+	// ListSnapshotsWithResponse List a volume's snapshots
+	//
+	// Lists a volume's snapshots, oldest first.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/volumes/{id}/snapshots (the `ListSnapshots` operationId).
+	ListSnapshotsWithResponse(ctx context.Context, id openapi_types.UUID, params *ListSnapshotsParams, reqEditors ...RequestEditorFn) (*ListSnapshotsResponse, error)
+
+	// CreateSnapshotWithBodyWithResponse Take a snapshot of a volume
+	//
+	// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+	CreateSnapshotWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateSnapshotResponse, error)
+
+	// CreateSnapshotWithResponse Take a snapshot of a volume
+	//
+	// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+	CreateSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, body CreateSnapshotJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSnapshotResponse, error)
 
 	// HealthzWithResponse Liveness: the process serves requests
 	//
@@ -7769,6 +8940,8 @@ type UploadImageResponse struct {
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -7823,6 +8996,11 @@ func (r UploadImageResponse) GetApplicationproblemJSON409() *Problem {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r UploadImageResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UploadImageResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -8253,6 +9431,96 @@ func (r EditImageResponse) ContentType() string {
 	return ""
 }
 
+// ListNetworksResponse200Headers the declared response headers of an HTTP 200 response for ListNetworks
+type ListNetworksResponse200Headers struct {
+	XRequestId *string
+}
+
+type ListNetworksResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *NetworksOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListNetworksResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListNetworksResponse) GetJSON200() *NetworksOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListNetworksResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListNetworksResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListNetworksResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListNetworksResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListNetworksResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r ListNetworksResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListNetworksResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListNetworksResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListNetworksResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListNetworksResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListOperationsResponse200Headers the declared response headers of an HTTP 200 response for ListOperations
 type ListOperationsResponse200Headers struct {
 	XRequestId *string
@@ -8640,6 +9908,382 @@ func (r WaitOperationResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r WaitOperationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteSnapshotResponse202Headers the declared response headers of an HTTP 202 response for DeleteSnapshot
+type DeleteSnapshotResponse202Headers struct {
+	Location          *string
+	OperationId       *openapi_types.UUID
+	PreferenceApplied *string
+	XRequestId        *string
+}
+
+// DeleteSnapshotResponse204Headers the declared response headers of an HTTP 204 response for DeleteSnapshot
+type DeleteSnapshotResponse204Headers struct {
+	OperationId *openapi_types.UUID
+	XRequestId  *string
+}
+
+type DeleteSnapshotResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *DeleteSnapshotResponse202Headers
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteSnapshotResponse204Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r DeleteSnapshotResponse) GetJSON202() *Operation {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r DeleteSnapshotResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteSnapshotResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteSnapshotResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteSnapshotResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteSnapshotResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetSnapshotResponse200Headers the declared response headers of an HTTP 200 response for GetSnapshot
+type GetSnapshotResponse200Headers struct {
+	ETag       *string
+	Location   *string
+	XRequestId *string
+}
+
+// GetSnapshotResponse304Headers the declared response headers of an HTTP 304 response for GetSnapshot
+type GetSnapshotResponse304Headers struct {
+	ETag       *string
+	XRequestId *string
+}
+
+type GetSnapshotResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Snapshot
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSnapshotResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetSnapshotResponse304Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSnapshotResponse) GetJSON200() *Snapshot {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSnapshotResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSnapshotResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSnapshotResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSnapshotResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSnapshotResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RevertSnapshotResponse200Headers the declared response headers of an HTTP 200 response for RevertSnapshot
+type RevertSnapshotResponse200Headers struct {
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// RevertSnapshotResponse202Headers the declared response headers of an HTTP 202 response for RevertSnapshot
+type RevertSnapshotResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
+}
+
+type RevertSnapshotResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Volume
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *RevertSnapshotResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *RevertSnapshotResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RevertSnapshotResponse) GetJSON200() *Volume {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r RevertSnapshotResponse) GetJSON202() *Operation {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r RevertSnapshotResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r RevertSnapshotResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevertSnapshotResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevertSnapshotResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevertSnapshotResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10189,6 +11833,132 @@ func (r GetVMConsoleLogResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetVMConsoleLogResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateVMConsoleTicketResponse200Headers the declared response headers of an HTTP 200 response for CreateVMConsoleTicket
+type CreateVMConsoleTicketResponse200Headers struct {
+	CacheControl *string
+	XRequestId   *string
+}
+
+type CreateVMConsoleTicketResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConsoleTicket
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CreateVMConsoleTicketResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateVMConsoleTicketResponse) GetJSON200() *ConsoleTicket {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateVMConsoleTicketResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateVMConsoleTicketResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateVMConsoleTicketResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateVMConsoleTicketResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateVMConsoleTicketResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11917,6 +13687,250 @@ func (r ExtendVolumeResponse) ContentType() string {
 	return ""
 }
 
+// ListSnapshotsResponse200Headers the declared response headers of an HTTP 200 response for ListSnapshots
+type ListSnapshotsResponse200Headers struct {
+	XRequestId *string
+}
+
+type ListSnapshotsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SnapshotListOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListSnapshotsResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListSnapshotsResponse) GetJSON200() *SnapshotListOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListSnapshotsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListSnapshotsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListSnapshotsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListSnapshotsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListSnapshotsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateSnapshotResponse201Headers the declared response headers of an HTTP 201 response for CreateSnapshot
+type CreateSnapshotResponse201Headers struct {
+	ETag               *string
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	XRequestId         *string
+}
+
+// CreateSnapshotResponse202Headers the declared response headers of an HTTP 202 response for CreateSnapshot
+type CreateSnapshotResponse202Headers struct {
+	IdempotentReplayed *string
+	Location           *string
+	OperationId        *openapi_types.UUID
+	PreferenceApplied  *string
+	XRequestId         *string
+}
+
+type CreateSnapshotResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Snapshot
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *Operation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Problem
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateSnapshotResponse201Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *CreateSnapshotResponse202Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateSnapshotResponse) GetJSON201() *Snapshot {
+	return r.JSON201
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r CreateSnapshotResponse) GetJSON202() *Operation {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON412() *Problem {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r CreateSnapshotResponse) GetApplicationproblemJSON504() *Problem {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateSnapshotResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateSnapshotResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateSnapshotResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateSnapshotResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // HealthzResponse200Headers the declared response headers of an HTTP 200 response for Healthz
 type HealthzResponse200Headers struct {
 	XRequestId *string
@@ -12108,6 +14122,21 @@ func (c *ClientWithResponses) UploadImageWithBodyWithResponse(ctx context.Contex
 	return ParseUploadImageResponse(rsp)
 }
 
+// UploadImageWithResponse Upload an image: the request body is the image (or a multipart/form-data file part), streamed into the storage
+//
+// The content is streamed into the storage as it arrives (never buffered whole) and identified by its bytes (ISO 9660, qcow2, or raw). The limit is 68719476736 bytes (413 beyond it). With an Idempotency-Key, the body is not read to recognise a retry: the same key names the same request when the path, the query (storage_id, name, description), Content-Length and Content-Type are the same; put the name fields in the query rather than in a multipart form to have them count.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/images (the `UploadImage` operationId).
+func (c *ClientWithResponses) UploadImageWithResponse(ctx context.Context, params *UploadImageParams, body UploadImageJSONRequestBody, reqEditors ...RequestEditorFn) (*UploadImageResponse, error) {
+	rsp, err := c.UploadImage(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUploadImageResponse(rsp)
+}
+
 // DeleteImageWithResponse Delete an image no VM uses
 //
 // Deletes an image no VM uses (409 in_use otherwise) and its file.
@@ -12168,6 +14197,21 @@ func (c *ClientWithResponses) EditImageWithResponse(ctx context.Context, id open
 	return ParseEditImageResponse(rsp)
 }
 
+// ListNetworksWithResponse What NICs can be connected to
+//
+// Lists what the hypervisor offers to network interfaces, so that clients do not guess names: its virtual networks, active or not (interface type network), and the host's bridges (interface type bridge; listed when the hypervisor runs on this host). A VM whose interface names something absent from this list is refused with 422 at create or edit.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/networks (the `ListNetworks` operationId).
+func (c *ClientWithResponses) ListNetworksWithResponse(ctx context.Context, params *ListNetworksParams, reqEditors ...RequestEditorFn) (*ListNetworksResponse, error) {
+	rsp, err := c.ListNetworks(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListNetworksResponse(rsp)
+}
+
 // ListOperationsWithResponse List operations
 //
 // Lists operations, newest first, a page at a time: pass next_cursor as cursor for the next page. Filters combine: target_id (the entity acted on), kind (volume.create, vm.stop, ...), status, and request_id (the X-Request-Id of the request that started them). An unknown status is 422.
@@ -12226,6 +14270,51 @@ func (c *ClientWithResponses) WaitOperationWithResponse(ctx context.Context, id 
 		return nil, err
 	}
 	return ParseWaitOperationResponse(rsp)
+}
+
+// DeleteSnapshotWithResponse Delete a snapshot
+//
+// Deletes a snapshot and its file; the volume is unchanged.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/snapshots/{id} (the `DeleteSnapshot` operationId).
+func (c *ClientWithResponses) DeleteSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteSnapshotParams, reqEditors ...RequestEditorFn) (*DeleteSnapshotResponse, error) {
+	rsp, err := c.DeleteSnapshot(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteSnapshotResponse(rsp)
+}
+
+// GetSnapshotWithResponse Get a snapshot
+//
+// Returns one snapshot.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/snapshots/{id} (the `GetSnapshot` operationId).
+func (c *ClientWithResponses) GetSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSnapshotParams, reqEditors ...RequestEditorFn) (*GetSnapshotResponse, error) {
+	rsp, err := c.GetSnapshot(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSnapshotResponse(rsp)
+}
+
+// RevertSnapshotWithResponse Revert a volume to a snapshot
+//
+// Gives the snapshot's volume, which no running VM may use (409), the content of the snapshot; the snapshot stays. Returns the volume. Should the copy fail, the volume is left in error and a new revert completes it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/snapshots/{id}/revert (the `RevertSnapshot` operationId).
+func (c *ClientWithResponses) RevertSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *RevertSnapshotParams, reqEditors ...RequestEditorFn) (*RevertSnapshotResponse, error) {
+	rsp, err := c.RevertSnapshot(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevertSnapshotResponse(rsp)
 }
 
 // ListStorageTypesWithResponse List storage types
@@ -12483,6 +14572,36 @@ func (c *ClientWithResponses) GetVMConsoleLogWithResponse(ctx context.Context, i
 	return ParseGetVMConsoleLogResponse(rsp)
 }
 
+// CreateVMConsoleTicketWithBodyWithResponse Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+//
+// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+func (c *ClientWithResponses) CreateVMConsoleTicketWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateVMConsoleTicketResponse, error) {
+	rsp, err := c.CreateVMConsoleTicketWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateVMConsoleTicketResponse(rsp)
+}
+
+// CreateVMConsoleTicketWithResponse Get a single-use ticket that opens a running VM's console WebSocket in a browser (role admin)
+//
+// Returns a ticket that opens one console WebSocket of a running VM without an Authorization header, for browsers (which cannot set one on a WebSocket): kind vnc (default) opens GET /api/v1/vms/{id}/console/ws (binary messages, subprotocol binary, the VM's VNC stream), and /console/?vm={id}&ticket=... is a noVNC page that shows it; kind serial opens GET /api/v1/vms/{id}/console/serial/ws (text messages both ways, the first serial console). Both WebSockets also take the bearer token instead of a ticket, role admin. A ticket is valid for 60 seconds, for one use (even a refused one: it is bound to the VM and the kind), and only on the server process that issued it: behind a load balancer, open the WebSocket on the same instance. The WebSockets refuse an Origin other than the request's host (cross-site WebSocket hijacking). Consoles are control of the guest.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/vms/{id}/console/ticket (the `CreateVMConsoleTicket` operationId).
+func (c *ClientWithResponses) CreateVMConsoleTicketWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateVMConsoleTicketParams, body CreateVMConsoleTicketJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateVMConsoleTicketResponse, error) {
+	rsp, err := c.CreateVMConsoleTicket(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateVMConsoleTicketResponse(rsp)
+}
+
 // RebootVMWithResponse Ask a running VM's guest to reboot (ACPI; a guest may ignore it: see reset)
 //
 // Asks a running VM's guest to reboot through ACPI; a guest may ignore it (see reset).
@@ -12736,6 +14855,51 @@ func (c *ClientWithResponses) ExtendVolumeWithResponse(ctx context.Context, id o
 		return nil, err
 	}
 	return ParseExtendVolumeResponse(rsp)
+}
+
+// ListSnapshotsWithResponse List a volume's snapshots
+//
+// Lists a volume's snapshots, oldest first.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/volumes/{id}/snapshots (the `ListSnapshots` operationId).
+func (c *ClientWithResponses) ListSnapshotsWithResponse(ctx context.Context, id openapi_types.UUID, params *ListSnapshotsParams, reqEditors ...RequestEditorFn) (*ListSnapshotsResponse, error) {
+	rsp, err := c.ListSnapshots(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListSnapshotsResponse(rsp)
+}
+
+// CreateSnapshotWithBodyWithResponse Take a snapshot of a volume
+//
+// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+func (c *ClientWithResponses) CreateSnapshotWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateSnapshotResponse, error) {
+	rsp, err := c.CreateSnapshotWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateSnapshotResponse(rsp)
+}
+
+// CreateSnapshotWithResponse Take a snapshot of a volume
+//
+// Takes a snapshot of a volume that no running VM uses (409 otherwise): a clone of its file on its storage (a reflink where the filesystem shares blocks, a sparse copy elsewhere, 413 when the storage has no room for it), which later writes to the volume do not change.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/volumes/{id}/snapshots (the `CreateSnapshot` operationId).
+func (c *ClientWithResponses) CreateSnapshotWithResponse(ctx context.Context, id openapi_types.UUID, params *CreateSnapshotParams, body CreateSnapshotJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSnapshotResponse, error) {
+	rsp, err := c.CreateSnapshot(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateSnapshotResponse(rsp)
 }
 
 // HealthzWithResponse Liveness: the process serves requests
@@ -13059,6 +15223,13 @@ func ParseUploadImageResponse(rsp *http.Response) (*UploadImageResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
@@ -13619,6 +15790,87 @@ func ParseEditImageResponse(rsp *http.Response) (*EditImageResponse, error) {
 	return response, nil
 }
 
+// ParseListNetworksResponse parses an HTTP response from a ListNetworksWithResponse call
+func ParseListNetworksResponse(rsp *http.Response) (*ListNetworksResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListNetworksResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest NetworksOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListNetworksResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListOperationsResponse parses an HTTP response from a ListOperationsWithResponse call
 func ParseListOperationsResponse(rsp *http.Response) (*ListOperationsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -14013,6 +16265,460 @@ func ParseWaitOperationResponse(rsp *http.Response) (*WaitOperationResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers304 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteSnapshotResponse parses an HTTP response from a DeleteSnapshotWithResponse call
+func ParseDeleteSnapshotResponse(rsp *http.Response) (*DeleteSnapshotResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteSnapshotResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers DeleteSnapshotResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 204:
+		var headers DeleteSnapshotResponse204Headers
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers204 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSnapshotResponse parses an HTTP response from a GetSnapshotWithResponse call
+func ParseGetSnapshotResponse(rsp *http.Response) (*GetSnapshotResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSnapshotResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Snapshot
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSnapshotResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetSnapshotResponse304Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers304 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRevertSnapshotResponse parses an HTTP response from a RevertSnapshotWithResponse call
+func ParseRevertSnapshotResponse(rsp *http.Response) (*RevertSnapshotResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevertSnapshotResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Volume
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers RevertSnapshotResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers RevertSnapshotResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
 	}
 
 	return response, nil
@@ -15730,6 +18436,129 @@ func ParseGetVMConsoleLogResponse(rsp *http.Response) (*GetVMConsoleLogResponse,
 				return nil, err
 			}
 			headers.ContentType = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateVMConsoleTicketResponse parses an HTTP response from a CreateVMConsoleTicketWithResponse call
+func ParseCreateVMConsoleTicketResponse(rsp *http.Response) (*CreateVMConsoleTicketResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateVMConsoleTicketResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConsoleTicket
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CreateVMConsoleTicketResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -17806,6 +20635,283 @@ func ParseExtendVolumeResponse(rsp *http.Response) (*ExtendVolumeResponse, error
 		response.Headers200 = &headers
 	case rsp.StatusCode == 202:
 		var headers ExtendVolumeResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("Preference-Applied"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Preference-Applied", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.PreferenceApplied = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListSnapshotsResponse parses an HTTP response from a ListSnapshotsWithResponse call
+func ParseListSnapshotsResponse(rsp *http.Response) (*ListSnapshotsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListSnapshotsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SnapshotListOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListSnapshotsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateSnapshotResponse parses an HTTP response from a CreateSnapshotWithResponse call
+func ParseCreateSnapshotResponse(rsp *http.Response) (*CreateSnapshotResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateSnapshotResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Snapshot
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest Operation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateSnapshotResponse201Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("Operation-Id"); len(values) > 0 {
+			var value openapi_types.UUID
+			if err := runtime.BindStyledParameterWithOptions("simple", "Operation-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			}
+			headers.OperationId = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 202:
+		var headers CreateSnapshotResponse202Headers
 		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
