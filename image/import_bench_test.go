@@ -36,7 +36,7 @@ func BenchmarkImport(b *testing.B) {
 	be, err := localfs.New(driver.Config{DataDir: b.TempDir()})
 	require.NoError(b, err)
 	sys, err := openvair.Open(ctx, openvair.Config{DSN: "memory:", HypervisorInstance: fake.NewHypervisor(),
-		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": be},
+		StorageBackends:  map[storage.Type]driver.StorageBackend{"localfs": be},
 		ImportAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = sys.Close() })
