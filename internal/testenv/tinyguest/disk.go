@@ -14,10 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/openvair/openvair/internal/testenv"
 	"github.com/openvair/openvair/internal/testenv/tinyguest/guestrec"
 )
 
@@ -99,11 +97,7 @@ func checkDiskTools() error {
 	return nil
 }
 
-var (
-	diskOnce sync.Once
-	diskPath string
-	diskErr  error
-)
+var diskArtifact artifact
 
 // DiskImage returns the path of a bootable raw disk image of the tiny guest (DiskSize bytes, see the layout
 // above): an MBR with SYSLINUX's boot code, one active FAT16 partition with SYSLINUX, and the kernel and
@@ -114,19 +108,7 @@ var (
 // installed. The caller must not modify or delete the file.
 func DiskImage(t testing.TB) string {
 	t.Helper()
-	diskOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-		defer cancel()
-		diskPath, diskErr = cachedDisk(ctx, t.Logf)
-	})
-	var ue *unavailableError
-	switch {
-	case errors.As(diskErr, &ue):
-		testenv.Unavailable(t, "tiny guest disk image: %s", ue.msg)
-	case diskErr != nil:
-		t.Fatalf("tiny guest disk image: %v", diskErr)
-	}
-	return diskPath
+	return diskArtifact.get(t, "tiny guest disk image", cachedDisk)
 }
 
 // cachedDisk returns the cached disk image made from the cached ISO, building either when missing.

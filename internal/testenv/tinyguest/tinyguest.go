@@ -81,11 +81,33 @@ func unavailable(format string, args ...any) error {
 	return &unavailableError{msg: fmt.Sprintf(format, args...)}
 }
 
-var (
-	isoOnce sync.Once
-	isoPath string
-	isoErr  error
-)
+// artifact is a file built once per process (and cached per machine by its build function).
+type artifact struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// get builds the artifact on first use and returns its path; a missing component makes the test
+// unavailable (skip, or fail in CI), another failure fails it.
+func (a *artifact) get(t testing.TB, what string, build func(ctx context.Context, logf func(string, ...any)) (string, error)) string {
+	t.Helper()
+	a.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		a.path, a.err = build(ctx, t.Logf)
+	})
+	var ue *unavailableError
+	switch {
+	case errors.As(a.err, &ue):
+		testenv.Unavailable(t, "%s: %s", what, ue.msg)
+	case a.err != nil:
+		t.Fatalf("%s: %v", what, a.err)
+	}
+	return a.path
+}
+
+var isoArtifact artifact
 
 // ISO returns the path of a bootable tiny-guest ISO (El Torito, ISOLINUX, ~10 MiB). It builds it at most once
 // per machine and caches it (cache dir: $OPENVAIR_TEST_CACHE/tinyguest if OPENVAIR_TEST_CACHE is set, else
@@ -96,19 +118,7 @@ var (
 // apt-get line that fixes it. The caller must not modify or delete the file.
 func ISO(t testing.TB) string {
 	t.Helper()
-	isoOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-		defer cancel()
-		isoPath, isoErr = cachedISO(ctx, t.Logf)
-	})
-	var ue *unavailableError
-	switch {
-	case errors.As(isoErr, &ue):
-		testenv.Unavailable(t, "tiny guest ISO: %s", ue.msg)
-	case isoErr != nil:
-		t.Fatalf("tiny guest ISO: %v", isoErr)
-	}
-	return isoPath
+	return isoArtifact.get(t, "tiny guest ISO", cachedISO)
 }
 
 // ParseMarker reads the marker record from the first 512 bytes of guest disk data (as read from the disk's
