@@ -93,7 +93,8 @@ func openChain(r io.ReaderAt, open Opener, depth int, seen map[string]bool) (*Re
 }
 
 // Close closes the backing files NewReaderWithBacking opened (the whole chain), not the image the Reader was
-// made from. It returns the first error.
+// made from; it does nothing for a Reader made by NewReader. It returns the first error. Call it once the
+// Reader is no longer read: reads that need a closed backing file fail.
 func (r *Reader) Close() error {
 	var first error
 	if sub, ok := r.backing.(*Reader); ok {

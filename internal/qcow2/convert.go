@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/openvair/openvair/internal/errkind"
 )
 
-// convertChunk is how much guest data Convert and ToRaw read at once; convertBuffers buffers let reading
-// run ahead of zero detection and writing.
+// convertChunk is how much guest data Convert and ToRaw read at once. convertBuffers buffers let reading run
+// ahead of zero detection, and zero detection ahead of the convertWriters goroutines that write: two writes in
+// flight keep the destination busy when one of them blocks (page cache reclaim, writeback).
 const (
-	convertChunk   = 8 << 20
-	convertBuffers = 3
+	convertChunk   = 4 << 20
+	convertBuffers = 6
+	convertWriters = 2
 	rangeWindow    = 4 << 30 // how far one DataRange call of streamChunks looks (a multiple of every alignment)
 )
 
@@ -34,11 +37,13 @@ type ConvertOptions struct {
 // shorter than virtualSize) read as zeros. Clusters that read as all zeros are not allocated, so the output
 // is sparse in the qcow2 sense and small. Returns the length of the file written.
 //
-// f must be empty, unless it has a Truncate method (an *os.File), in which case Convert truncates it first.
-// src is read sequentially in large chunks, ahead of the writes, and only where it may hold data when it can
-// tell: a DataRanger (a *Reader) says so, a raw *os.File is asked with SEEK_DATA and SEEK_HOLE; zero
-// clusters inside data are still found by their content. ctx is checked between chunks: a cancelled ctx
-// ends Convert with an error wrapping context.Canceled (errkind.Timeout for an expired deadline).
+// f must be empty, unless it has a Truncate method (an *os.File), in which case Convert truncates a non-empty
+// f first. src is read sequentially in large chunks, ahead of the writes, and only where it may hold data when
+// it can tell: a DataRanger (a *Reader) says so, a raw *os.File is asked with SEEK_DATA and SEEK_HOLE; zero
+// clusters inside data are still found by their content. Data is written by two goroutines at once (on
+// disjoint ranges, as io.WriterAt allows), so that a slow write does not stall the others. ctx is checked
+// between chunks: a cancelled ctx ends Convert with an error wrapping context.Canceled (errkind.Timeout for an
+// expired deadline).
 //
 // The image is laid out as the header, the L1 table, data clusters and L2 tables in the order they are met,
 // then the refcount blocks and the refcount table. The header is written last, after a Sync when f has one:
@@ -62,14 +67,13 @@ func Convert(ctx context.Context, f File, src io.ReaderAt, virtualSize int64, op
 	if err != nil {
 		return 0, err
 	}
-	if t, ok := f.(interface{ Truncate(int64) error }); ok {
+	if !isEmpty(f) {
+		t, ok := f.(interface{ Truncate(int64) error })
+		if !ok {
+			return 0, invalid("Convert needs an empty file")
+		}
 		if err := t.Truncate(0); err != nil {
 			return 0, fmt.Errorf("qcow2: truncate: %w", err)
-		}
-	} else {
-		var probe [1]byte
-		if n, _ := f.ReadAt(probe[:], 0); n != 0 {
-			return 0, invalid("Convert needs an empty file")
 		}
 	}
 
@@ -83,8 +87,9 @@ func Convert(ctx context.Context, f File, src io.ReaderAt, virtualSize int64, op
 		l1Base: 1,
 	}
 	chunk := max(convertChunk/cs, 1) * cs
-	err = streamChunks(ctx, src, virtualSize, chunk, cs, func(c []byte, off int64) error {
-		if err := w.chunk(c, off); err != nil {
+	write := func(p []byte, at int64) error { return writeAt(f, p, at, "data clusters") }
+	err = streamChunks(ctx, src, virtualSize, chunk, cs, write, func(c []byte, off int64, emit func(p []byte, at int64)) error {
+		if err := w.chunk(c, off, emit); err != nil {
 			return err
 		}
 		if opts.Progress != nil {
@@ -117,6 +122,15 @@ func Convert(ctx context.Context, f File, src io.ReaderAt, virtualSize int64, op
 	return fileSize, nil
 }
 
+// isEmpty reports whether f reads as an empty file. Convert and ToRaw truncate only files that are not:
+// truncating to zero asks ext4 to flush the file's data when it is closed (auto_da_alloc, for programs that
+// replace a file by truncating it), which for a freshly written image costs a second or more per GiB.
+func isEmpty(f io.ReaderAt) bool {
+	var probe [1]byte
+	n, _ := f.ReadAt(probe[:], 0)
+	return n == 0
+}
+
 // convertWriter lays out the image Convert writes. Every cluster below next is used exactly once.
 type convertWriter struct {
 	f      File
@@ -135,19 +149,18 @@ type convertWriter struct {
 	rtStart, rtClusters int64 // set by finish
 }
 
-// chunk stores the guest data c at guest offset off, a multiple of the cluster size. Its non-zero clusters
-// are packed to the front of c (which is clobbered) and written in as few writes as the L2 tables allow.
-func (w *convertWriter) chunk(c []byte, off int64) error {
+// chunk lays out the guest data c at guest offset off, a multiple of the cluster size: its non-zero clusters
+// are packed towards the front of c (which is clobbered) and handed to emit in as few writes as the L2 tables
+// allow. emit writes asynchronously: a region of c once emitted is not touched again.
+func (w *convertWriter) chunk(c []byte, off int64, emit func(p []byte, at int64)) error {
 	cs := w.cs
-	packed := 0       // bytes of c holding packed clusters not yet written
-	var runHost int64 // cluster where the packed clusters go
-	flush := func() error {
-		if packed == 0 {
-			return nil
+	base, packed := 0, 0 // c[base:packed] holds packed clusters not yet emitted
+	var runHost int64    // cluster where c[base] goes
+	flush := func() {
+		if packed > base {
+			emit(c[base:packed], runHost*cs)
 		}
-		err := writeAt(w.f, c[:packed], runHost*cs, "data clusters")
-		packed = 0
-		return err
+		base = packed
 	}
 	for i := 0; i < len(c); i += int(cs) {
 		data := c[i:min(i+int(cs), len(c))]
@@ -156,14 +169,12 @@ func (w *convertWriter) chunk(c []byte, off int64) error {
 		}
 		g := (off + int64(i)) / cs // guest cluster
 		if l1i := g / w.l2e; l1i != w.curL1 {
-			if err := flush(); err != nil {
-				return err
-			}
+			flush()
 			if err := w.switchL2(l1i); err != nil {
 				return err
 			}
 		}
-		if packed == 0 {
+		if packed == base {
 			runHost = w.next
 		}
 		if i != packed {
@@ -172,14 +183,15 @@ func (w *convertWriter) chunk(c []byte, off int64) error {
 		if len(data) < int(cs) {
 			// The last cluster of a virtual size that is not a multiple of the cluster size: write it whole,
 			// zero-padded. The chunk's buffer has room for it (its capacity is a multiple of the cluster size
-			// and off is aligned), so c may be sliced past its length here and below.
+			// and off is aligned), so c may be sliced past its length here and in flush.
 			clear(c[packed+len(data) : packed+int(cs)])
 		}
 		packed += int(cs)
 		binary.BigEndian.PutUint64(w.l2Buf[(g%w.l2e)*8:], uint64(w.next*cs)|oflagCopied)
 		w.next++
 	}
-	return flush()
+	flush()
+	return nil
 }
 
 // switchL2 writes the L2 table being filled and starts the one of L1 index l1i in a newly reserved cluster.
@@ -278,9 +290,10 @@ type RawFile interface {
 const rawBlock = 4096
 
 // ToRaw writes the first virtualSize bytes of the guest data of src (a *Reader of a qcow2 image, or any raw
-// view) into dst as a raw image: it truncates dst to zero and then to virtualSize, and writes only the 4 KiB
-// blocks that hold non-zero bytes, so that zeros stay holes. Bytes src lacks read as zeros. Reading, ctx
-// and progress (may be nil) work as in Convert. ToRaw does not sync dst; on error the caller removes it.
+// view) into dst as a raw image: it truncates dst to zero (unless dst reads as empty) and then to virtualSize,
+// and writes only the 4 KiB blocks that hold non-zero bytes, so that zeros stay holes. Bytes src lacks read as
+// zeros. Reading, ctx and progress (may be nil) work as in Convert; writes may run in parallel (as
+// io.WriterAt allows). ToRaw does not sync dst; on error the caller removes it.
 func ToRaw(ctx context.Context, dst RawFile, src io.ReaderAt, virtualSize int64, progress func(done int64)) error {
 	if virtualSize < 0 {
 		return invalid("negative virtual size %d", virtualSize)
@@ -288,20 +301,22 @@ func ToRaw(ctx context.Context, dst RawFile, src io.ReaderAt, virtualSize int64,
 	if src == nil {
 		return invalid("ToRaw needs a source")
 	}
-	if err := dst.Truncate(0); err != nil {
-		return fmt.Errorf("qcow2: truncate: %w", err)
+	if r, ok := dst.(io.ReaderAt); !ok || !isEmpty(r) {
+		if err := dst.Truncate(0); err != nil {
+			return fmt.Errorf("qcow2: truncate: %w", err)
+		}
 	}
 	if err := dst.Truncate(virtualSize); err != nil {
 		return fmt.Errorf("qcow2: truncate to %d: %w", virtualSize, err)
 	}
 	var zeros [rawBlock]byte
-	err := streamChunks(ctx, src, virtualSize, convertChunk, rawBlock, func(c []byte, off int64) error {
-		write := func(from, to int) error {
-			if _, err := dst.WriteAt(c[from:to], off+int64(from)); err != nil {
-				return fmt.Errorf("qcow2: write raw data at %d: %w", off+int64(from), err)
-			}
-			return nil
+	write := func(p []byte, at int64) error {
+		if _, err := dst.WriteAt(p, at); err != nil {
+			return fmt.Errorf("qcow2: write raw data at %d: %w", at, err)
 		}
+		return nil
+	}
+	err := streamChunks(ctx, src, virtualSize, convertChunk, rawBlock, write, func(c []byte, off int64, emit func(p []byte, at int64)) error {
 		start := -1 // first byte of the current run of non-zero blocks
 		for i := 0; i < len(c); i += rawBlock {
 			b := c[i:min(i+rawBlock, len(c))]
@@ -309,16 +324,12 @@ func ToRaw(ctx context.Context, dst RawFile, src io.ReaderAt, virtualSize int64,
 			case !zero && start < 0:
 				start = i
 			case zero && start >= 0:
-				if err := write(start, i); err != nil {
-					return err
-				}
+				emit(c[start:i], off+int64(start))
 				start = -1
 			}
 		}
 		if start >= 0 {
-			if err := write(start, len(c)); err != nil {
-				return err
-			}
+			emit(c[start:], off+int64(start))
 		}
 		if progress != nil {
 			progress(off + int64(len(c)))
@@ -335,31 +346,62 @@ func ToRaw(ctx context.Context, dst RawFile, src io.ReaderAt, virtualSize int64,
 }
 
 // streamChunks reads the first size bytes of src in chunks of up to chunk bytes (a multiple of align),
-// starting at multiples of align, and hands them in order to sink. Reading runs in a second goroutine, up to
-// convertBuffers-1 chunks ahead. Ranges that src's DataRanger reports as holes are not read: a chunk made only
-// of holes is skipped, and holes inside a chunk are zeros in it. sink may modify the chunk. streamChunks
-// returns once the reading goroutine has ended.
-func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64, sink func(c []byte, off int64) error) error {
+// starting at multiples of align, and hands them in order to sink, which may modify a chunk and emit writes of
+// parts of it (write(p, at) then runs on one of convertWriters goroutines; emitted parts must not overlap).
+// Reading runs in a goroutine of its own, ahead of sink. Ranges that src's DataRanger reports as holes are not
+// read: a chunk made only of holes is skipped, and holes inside a chunk are zeros in it. streamChunks returns
+// the first error of reading, sink or a write, once every goroutine it started has ended: nothing is read or
+// written after it returns.
+func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64, write func(p []byte, at int64) error,
+	sink func(c []byte, off int64, emit func(p []byte, at int64)) error) error {
 	type filled struct {
-		buf []byte
+		buf *chunkBuf
 		off int64
 		n   int64
 		err error
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	free := make(chan []byte, convertBuffers)
+	defer cancel()
+	free := make(chan *chunkBuf, convertBuffers)
 	full := make(chan filled, convertBuffers)
 	for range convertBuffers {
-		free <- getChunkBuf(chunk)
+		free <- &chunkBuf{b: getChunkBuf(chunk), free: free}
 	}
 	defer func() {
 		for range convertBuffers {
-			putChunkBuf(<-free)
+			putChunkBuf((<-free).b)
 		}
 	}()
+
+	// Writers.
+	type job struct {
+		p   []byte
+		at  int64
+		buf *chunkBuf
+	}
+	jobs := make(chan job, 4*convertBuffers)
+	var writeErr error
+	var writeErrOnce sync.Once
+	var skipped atomic.Bool // a write was left out because ctx was done
+	var writers sync.WaitGroup
+	for range convertWriters {
+		writers.Go(func() {
+			for j := range jobs {
+				if ctx.Err() != nil {
+					skipped.Store(true)
+				} else if err := write(j.p, j.at); err != nil {
+					writeErrOnce.Do(func() { writeErr = err })
+					cancel()
+				}
+				j.buf.release()
+			}
+		})
+	}
+
+	// Reader.
 	ranger := dataRanger(src)
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	var reader sync.WaitGroup
+	reader.Go(func() {
 		defer close(full)
 		for pos := int64(0); pos < size; {
 			if err := ctx.Err(); err != nil {
@@ -380,7 +422,7 @@ func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64
 					continue
 				}
 			}
-			var buf []byte
+			var buf *chunkBuf
 			select {
 			case buf = <-free:
 			case <-ctx.Done():
@@ -389,7 +431,7 @@ func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64
 			}
 			pos = max(pos, start/align*align)
 			n := min(chunk, size-pos)
-			err := fillChunk(src, ranger, buf[:n], pos, start, end)
+			err := fillChunk(src, ranger, buf.b[:n], pos, start, end)
 			full <- filled{buf: buf, off: pos, n: n, err: err}
 			if err != nil {
 				return
@@ -397,6 +439,8 @@ func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64
 			pos += n
 		}
 	})
+
+	// Layout, in this goroutine.
 	var err error
 	for c := range full {
 		if err == nil {
@@ -405,19 +449,45 @@ func streamChunks(ctx context.Context, src io.ReaderAt, size, chunk, align int64
 		if err == nil {
 			err = ctx.Err()
 		}
+		if c.buf == nil {
+			continue
+		}
+		c.buf.pending.Store(1) // held by sink until it returns
 		if err == nil {
-			err = sink(c.buf[:c.n], c.off)
+			buf := c.buf
+			err = sink(buf.b[:c.n], c.off, func(p []byte, at int64) {
+				buf.pending.Add(1)
+				jobs <- job{p: p, at: at, buf: buf}
+			})
 		}
 		if err != nil {
 			cancel() // the reader stops at its next check; keep draining until it has
 		}
-		if c.buf != nil {
-			free <- c.buf
-		}
+		c.buf.release()
 	}
-	wg.Wait()
-	cancel()
+	reader.Wait()
+	close(jobs)
+	writers.Wait()
+	switch {
+	case writeErr != nil:
+		err = writeErr // the cause of the cancellation, if any
+	case err == nil && skipped.Load():
+		err = ctx.Err() // the caller's ctx ended while the last writes were queued
+	}
 	return ctxErr(err)
+}
+
+// chunkBuf is a chunk buffer of streamChunks, back to free once sink and every write of it are done.
+type chunkBuf struct {
+	b       []byte
+	pending atomic.Int32
+	free    chan<- *chunkBuf
+}
+
+func (c *chunkBuf) release() {
+	if c.pending.Add(-1) == 0 {
+		c.free <- c
+	}
 }
 
 // chunkBufs recycles the chunk buffers of streamChunks between calls (a conversion needs convertBuffers

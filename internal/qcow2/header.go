@@ -1,9 +1,10 @@
-// Package qcow2 creates, reads and grows qcow2 images without qemu-img. It works over io.ReaderAt and
-// io.WriterAt, so the same code serves local files and files reached over NFS.
+// Package qcow2 creates, reads, converts and grows qcow2 images without qemu-img. It works over io.ReaderAt
+// and io.WriterAt, so the same code serves local files and files reached over NFS.
 //
 // The format is the one described in QEMU's docs/interop/qcow2.txt. Create writes version 3 images with
-// 16-bit refcounts; ReadHeader reads versions 2 and 3; Grow enlarges any image whose incompatible features it
-// understands.
+// 16-bit refcounts, optionally as overlays of a backing file; ReadHeader reads versions 2 and 3; Grow enlarges
+// any image whose incompatible features it understands. Reader reads guest data (NewReaderWithBacking through a
+// backing chain); Convert writes a sparse image from guest data, ToRaw a sparse raw file.
 package qcow2
 
 import (

@@ -74,10 +74,12 @@ func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// failingFile passes the first n writes to f and fails every later one, as a crash would cut them off.
+// failingFile passes the first n writes to f and fails every later one, as a crash would cut them off. It is
+// safe for parallel writes, as io.WriterAt allows them.
 type failingFile struct {
 	f      File
 	n      int
+	mu     sync.Mutex
 	writes int
 }
 
@@ -86,8 +88,11 @@ var errCrash = errors.New("simulated crash")
 func (c *failingFile) ReadAt(p []byte, off int64) (int, error) { return c.f.ReadAt(p, off) }
 
 func (c *failingFile) WriteAt(p []byte, off int64) (int, error) {
+	c.mu.Lock()
 	c.writes++
-	if c.writes > c.n {
+	fail := c.writes > c.n
+	c.mu.Unlock()
+	if fail {
 		return 0, errCrash
 	}
 	return c.f.WriteAt(p, off)
