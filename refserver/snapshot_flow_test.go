@@ -58,3 +58,28 @@ func TestVolumeSourcesAndSnapshots(t *testing.T) {
 	e.call("DELETE", "/api/v1/volumes/"+linked.ID.String(), nil, 204, nil)
 	e.call("DELETE", "/api/v1/images/"+img.ID.String(), nil, 204, nil)
 }
+
+// A copy from an image runs as an operation on a River worker (Prefer: respond-async): it reports the bytes
+// copied and ends with the volume; a bad source is refused with 422 before anything is queued.
+func TestAsyncVolumeFromImage(t *testing.T) {
+	e := start(t, envOptions{})
+	st := e.localStorage("pool", e.storageDir("pool"))
+	raw := bytes.Repeat([]byte("data"), 1<<20)
+	var img refserver.Image
+	e.call("POST", "/api/v1/images?storage_id="+st.ID.String()+"&name=disk.raw", raw, 201, &img)
+
+	r := e.do("POST", "/api/v1/volumes", e.admin, map[string]any{"name": "async-copy", "format": "qcow2",
+		"source": map[string]any{"image_id": img.ID}}, "Prefer", "respond-async")
+	require.Equal(t, 202, r.Status, "%s", r.Body)
+	var done refserver.Operation
+	e.call("GET", r.Header.Get("Location")+"/wait?timeout=60", nil, 200, &done)
+	require.Equal(t, "succeeded", string(done.Status), "%+v", done.Error)
+	assert.EqualValues(t, len(raw), done.Progress.BytesDone, "the bytes copied")
+	var vol refserver.Volume
+	e.call("GET", "/api/v1/volumes/"+done.Result.ID.String(), nil, 200, &vol)
+	assert.Equal(t, "available", string(vol.Status))
+	assert.EqualValues(t, len(raw), vol.Size)
+
+	e.do("POST", "/api/v1/volumes", e.admin, map[string]any{"name": "bad", "source": map[string]any{"image_id": st.ID}},
+		"Prefer", "respond-async").problemIs(t, 422, "invalid")
+}
