@@ -1,0 +1,155 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvair/openvair"
+	"github.com/openvair/openvair/client"
+	"github.com/openvair/openvair/driver"
+	"github.com/openvair/openvair/driver/fake"
+	"github.com/openvair/openvair/driver/localfs"
+	"github.com/openvair/openvair/image"
+	"github.com/openvair/openvair/refserver"
+	"github.com/openvair/openvair/storage"
+	"github.com/openvair/openvair/volume"
+)
+
+// server starts an SDK on memory: with the real localfs backend and serves the reference API in-process;
+// wrap, when not nil, wraps the handler (to inject failures in front of it).
+func server(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	b, err := localfs.New(driver.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	sys, err := openvair.Open(ctx, openvair.Config{DSN: "memory:", HypervisorInstance: fake.NewHypervisor(),
+		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": b}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sys.Close() })
+	token, err := refserver.GenerateToken()
+	require.NoError(t, err)
+	tokens, err := refserver.NewTokens(refserver.Token{Name: "admin", Role: refserver.RoleAdmin, SHA256: refserver.HashToken(token)})
+	require.NoError(t, err)
+	h, err := refserver.New(sys, refserver.Config{Tokens: tokens})
+	require.NoError(t, err)
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{URL: srv.URL, Token: token, Backoff: 10 * time.Millisecond})
+	require.NoError(t, err)
+	return c, filepath.Join(t.TempDir(), "pool")
+}
+
+// The client drives storages, images, volumes from sources, snapshots and operations against a real
+// server and returns the SDK's types; its errors match the SDK's kinds.
+func TestClientFlow(t *testing.T) {
+	c, dir := server(t, nil)
+	ctx := t.Context()
+	st, err := c.CreateStorage(ctx, storage.CreateRequest{Name: "pool", Type: localfs.Type, Config: localfs.Config{Path: dir}})
+	require.NoError(t, err)
+	assert.Equal(t, storage.StatusAvailable, st.Status)
+	all, err := c.ListStorages(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+
+	content := bytes.Repeat([]byte("disk"), 1<<20)
+	var sent int64
+	img, err := c.UploadImage(ctx, image.CreateRequest{Name: "disk.raw", StorageID: st.ID}, bytes.NewReader(content), int64(len(content)),
+		func(n int64) { sent = n })
+	require.NoError(t, err)
+	assert.Equal(t, image.FormatRaw, img.Format)
+	assert.EqualValues(t, len(content), sent, "the progress callback saw every byte")
+
+	copied, err := c.CreateVolume(ctx, volume.CreateRequest{Name: "copy", Format: volume.FormatQCOW2, Source: &volume.Source{ImageID: img.ID}})
+	require.NoError(t, err)
+	assert.Equal(t, volume.StatusAvailable, copied.Status)
+	linked, err := c.CreateVolume(ctx, volume.CreateRequest{Name: "linked", Source: &volume.Source{VolumeID: copied.ID, Mode: volume.ModeLinked}})
+	require.NoError(t, err)
+	require.NotNil(t, linked.Backing)
+
+	err = c.DeleteVolume(ctx, copied.ID, false)
+	require.ErrorIs(t, err, openvair.ErrInUse, "the SDK's kind, remotely")
+	var ce *client.Error
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Refs, 1)
+	assert.Equal(t, "linked", ce.Refs[0].Name)
+	assert.NotEmpty(t, ce.RequestID)
+
+	_, err = c.GetVolume(ctx, uuid.New())
+	assert.ErrorIs(t, err, openvair.ErrNotFound)
+	_, err = c.CreateStorage(ctx, storage.CreateRequest{Name: "bad", Type: localfs.Type, Config: localfs.Config{Path: "relative"}})
+	require.ErrorIs(t, err, openvair.ErrInvalid)
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "body.config.path", ce.Errors[0].Location)
+
+	snap, err := c.CreateSnapshot(ctx, linked.ID, volume.SnapshotRequest{Name: "s1"})
+	require.NoError(t, err)
+	reverted, err := c.RevertSnapshot(ctx, snap.ID)
+	require.NoError(t, err)
+	assert.Equal(t, volume.StatusAvailable, reverted.Status)
+
+	op, err := c.CreateVolumeAsync(ctx, volume.CreateRequest{Name: "later", Source: &volume.Source{ImageID: img.ID}})
+	require.NoError(t, err)
+	done, err := c.WaitOperation(ctx, op.ID, 30)
+	require.NoError(t, err)
+	assert.Equal(t, "succeeded", string(done.Status))
+	require.NotNil(t, done.Result)
+	later, err := c.GetVolume(ctx, done.Result.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "later", later.Name)
+
+	require.NoError(t, c.DeleteVolume(ctx, linked.ID, true))
+	require.NoError(t, c.DeleteVolume(ctx, copied.ID, false))
+}
+
+// A POST that finds the server unavailable is retried with the same Idempotency-Key, so the work is done
+// once; without retries the 503 is ErrUnavailable.
+func TestClientRetries(t *testing.T) {
+	var mu sync.Mutex
+	failures := 2
+	var keys []string
+	c, dir := server(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if r.Method == http.MethodPost {
+				keys = append(keys, r.Header.Get("Idempotency-Key"))
+				if failures > 0 {
+					failures--
+					mu.Unlock()
+					http.Error(w, `{"status":503,"kind":"unavailable","detail":"busy"}`, http.StatusServiceUnavailable)
+					return
+				}
+			}
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		})
+	})
+	st, err := c.CreateStorage(t.Context(), storage.CreateRequest{Name: "pool", Type: localfs.Type, Config: localfs.Config{Path: dir}})
+	require.NoError(t, err)
+	assert.Equal(t, "pool", st.Name)
+	require.Len(t, keys, 3, "two refusals, then the call")
+	assert.Equal(t, keys[0], keys[1])
+	assert.Equal(t, keys[0], keys[2])
+	assert.NotEmpty(t, keys[0])
+
+	mu.Lock()
+	failures = 5
+	mu.Unlock()
+	_, err = c.CreateStorage(t.Context(), storage.CreateRequest{Name: "other", Type: localfs.Type, Config: localfs.Config{Path: dir + "2"}})
+	require.ErrorIs(t, err, openvair.ErrUnavailable, "after the retries")
+	assert.False(t, errors.Is(err, openvair.ErrNotFound))
+}
