@@ -27,31 +27,52 @@ import (
 )
 
 // server starts an SDK on memory: with the real localfs backend and serves the reference API in-process;
-// wrap, when not nil, wraps the handler (to inject failures in front of it).
+// wrap, when not nil, wraps the handler (to inject failures in front of it). It returns a client of it and a
+// directory for a storage.
 func server(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	b, err := localfs.New(driver.Config{DataDir: t.TempDir()})
+	c, dir, stop, err := startServer(t.TempDir(), wrap)
 	require.NoError(t, err)
+	t.Cleanup(stop)
+	return c, dir
+}
+
+// startServer is server without a *testing.T (for examples): everything lives under base; stop ends it.
+func startServer(base string, wrap func(http.Handler) http.Handler) (*client.Client, string, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := localfs.New(driver.Config{DataDir: filepath.Join(base, "data")})
+	if err != nil {
+		return nil, "", nil, err
+	}
 	sys, err := openvair.Open(ctx, openvair.Config{DSN: "memory:", HypervisorInstance: fake.NewHypervisor(),
 		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": b}})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sys.Close() })
+	if err != nil {
+		return nil, "", nil, err
+	}
 	token, err := refserver.GenerateToken()
-	require.NoError(t, err)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	tokens, err := refserver.NewTokens(refserver.Token{Name: "admin", Role: refserver.RoleAdmin, SHA256: refserver.HashToken(token)})
-	require.NoError(t, err)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	h, err := refserver.New(sys, refserver.Config{Tokens: tokens})
-	require.NoError(t, err)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	if wrap != nil {
 		h = wrap(h)
 	}
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	stop := func() { srv.Close(); _ = sys.Close() }
 	c, err := client.New(client.Config{URL: srv.URL, Token: token, Backoff: 10 * time.Millisecond})
-	require.NoError(t, err)
-	return c, filepath.Join(t.TempDir(), "pool")
+	if err != nil {
+		stop()
+		return nil, "", nil, err
+	}
+	return c, filepath.Join(base, "pool"), stop, nil
 }
 
 // The client drives storages, images, volumes from sources, snapshots and operations against a real
