@@ -61,13 +61,19 @@ type volumeBody struct {
 	Source      *volume.Source `json:"source,omitempty"`
 }
 
-// CreateVolume creates a volume, blank or from a source (volume.Service.Create).
-func (c *Client) CreateVolume(ctx context.Context, req volume.CreateRequest) (*volume.Volume, error) {
+// volumeBodyOf is req as the server reads it.
+func volumeBodyOf(req volume.CreateRequest) volumeBody {
 	b := volumeBody{Name: req.Name, Description: req.Description, Format: req.Format, Size: req.Size,
 		ReadOnly: req.ReadOnly, Shareable: req.Shareable, Source: req.Source}
 	if req.StorageID != uuid.Nil {
 		b.StorageID = &req.StorageID
 	}
+	return b
+}
+
+// CreateVolume creates a volume, blank or from a source (volume.Service.Create).
+func (c *Client) CreateVolume(ctx context.Context, req volume.CreateRequest) (*volume.Volume, error) {
+	b := volumeBodyOf(req)
 	var out volume.Volume
 	_, err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/volumes", body: b, idem: true}, &out)
 	return &out, err
@@ -161,11 +167,7 @@ func (c *Client) WaitOperation(ctx context.Context, id uuid.UUID, timeout int) (
 
 // CreateVolumeAsync starts a volume create as an operation (Prefer: respond-async) and returns it at once.
 func (c *Client) CreateVolumeAsync(ctx context.Context, req volume.CreateRequest) (*Operation, error) {
-	b := volumeBody{Name: req.Name, Description: req.Description, Format: req.Format, Size: req.Size,
-		ReadOnly: req.ReadOnly, Shareable: req.Shareable, Source: req.Source}
-	if req.StorageID != uuid.Nil {
-		b.StorageID = &req.StorageID
-	}
+	b := volumeBodyOf(req)
 	var out Operation
 	res, err := c.do(ctx, request{method: http.MethodPost, path: "/api/v1/volumes", body: b, idem: true,
 		header: http.Header{"Prefer": {"respond-async"}}}, &out)
