@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/testenv"
 )
 
 // testSeed returns the seed files of a full Config, with a user-data that spans several sectors.
@@ -183,10 +184,7 @@ func TestWriteISOWriteError(t *testing.T) {
 // TestWriteISOXorriso checks the names and contents another ISO 9660 implementation (libisofs, through
 // xorriso) reads from the image.
 func TestWriteISOXorriso(t *testing.T) {
-	xorriso, err := exec.LookPath("xorriso")
-	if err != nil {
-		t.Skip("xorriso is not installed")
-	}
+	xorriso := testenv.LookPath(t, "xorriso")
 	files := testSeed(t)
 	iso := writeISOFile(t, files)
 
@@ -210,10 +208,7 @@ func TestWriteISOXorriso(t *testing.T) {
 // TestWriteISOBlkid checks that blkid, which cloud-init uses to find the seed, sees an iso9660 filesystem
 // labelled cidata.
 func TestWriteISOBlkid(t *testing.T) {
-	blkid, err := exec.LookPath("blkid")
-	if err != nil {
-		t.Skip("blkid is not installed")
-	}
+	blkid := testenv.LookPath(t, "blkid")
 	out, err := exec.Command(blkid, "-p", "-o", "export", writeISOFile(t, testSeed(t))).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "\nLABEL=cidata\n")
@@ -223,21 +218,14 @@ func TestWriteISOBlkid(t *testing.T) {
 // TestWriteISOMount mounts the image read-only with Linux's isofs, as cloud-init does, and checks the
 // names and contents Linux shows. It needs root and a kernel with iso9660 support.
 func TestWriteISOMount(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
-	losetup, err1 := exec.LookPath("losetup")
-	mount, err2 := exec.LookPath("mount")
-	umount, err3 := exec.LookPath("umount")
-	if err1 != nil || err2 != nil || err3 != nil {
-		t.Skip("losetup, mount or umount is missing")
-	}
+	testenv.RequireRoot(t)
+	losetup, mount, umount := testenv.LookPath(t, "losetup"), testenv.LookPath(t, "mount"), testenv.LookPath(t, "umount")
 	files := testSeed(t)
 	iso := writeISOFile(t, files)
 
 	out, err := exec.Command(losetup, "--find", "--show", "--read-only", iso).CombinedOutput()
 	if err != nil {
-		t.Skipf("no loop device: %v: %s", err, out)
+		testenv.Unavailable(t, "no loop device: %v: %s", err, out)
 	}
 	loop := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
