@@ -100,11 +100,9 @@ func (s *Service) checkImport(ctx context.Context, req *ImportRequest) error {
 	return s.fetcher.Check(ctx, req.URL)
 }
 
-// importURL downloads req.URL and stores it through the upload path.
+// importURL downloads req.URL, which Import checked (Open checks every hop again), and stores it through
+// the upload path.
 func (s *Service) importURL(ctx context.Context, req ImportRequest) (*Image, error) {
-	if err := s.checkImport(ctx, &req); err != nil {
-		return nil, err
-	}
 	resp, err := s.fetcher.Open(ctx, req.URL)
 	if err != nil {
 		return nil, err

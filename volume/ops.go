@@ -60,18 +60,20 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Volume, error
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	// The operation records the request as given (a worker resolves it again); the work uses it resolved.
+	resolved, src := req, (*origin)(nil)
 	if req.Source != nil {
-		probe := req
-		o, err := s.resolveSource(ctx, &probe)
+		o, err := s.resolveSource(ctx, &resolved)
 		if err != nil {
 			return nil, err
 		}
-		if err := s.checkSourceCapabilities(ctx, probe, o); err != nil {
+		if err := s.checkSourceCapabilities(ctx, resolved, o); err != nil {
 			return nil, err
 		}
+		src = &o
 	}
 	return operation.Do(ctx, s.ops, opSpec(OpCreate, uuid.Nil, true, req), func(ctx context.Context) (*Volume, error) {
-		return s.create(ctx, req)
+		return s.create(ctx, resolved, src)
 	})
 }
 

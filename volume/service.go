@@ -118,20 +118,13 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 // Size is the virtual size the backend reports having made, which is req.Size rounded up to what the
 // format stores (a multiple of 512 bytes for the localfs and nfs backends: a qcow2 or raw volume asked
 // for 1000 bytes has 1024). When the backend fails, nothing remains.
-func (s *Service) create(ctx context.Context, req CreateRequest) (*Volume, error) {
-	if err := req.Validate(); err != nil {
-		return nil, err
-	}
+//
+// req has been validated, and a source resolved into src (see Create).
+func (s *Service) create(ctx context.Context, req CreateRequest, src *origin) (*Volume, error) {
 	var o origin
 	needs := req.Size
-	if req.Source != nil {
-		var err error
-		if o, err = s.resolveSource(ctx, &req); err != nil {
-			return nil, err
-		}
-		if err := s.checkSourceCapabilities(ctx, req, o); err != nil {
-			return nil, err
-		}
+	if src != nil {
+		o = *src
 		needs = room(req.Source.mode(), o)
 	}
 	var (
