@@ -137,8 +137,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	v.h.Write(p[:n])
 	if err == io.EOF {
 		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
-			return n, &errkind.ValidationError{Entity: "image", Fields: []errkind.FieldError{{Field: "sha256",
-				Message: fmt.Sprintf("the download's SHA-256 is %s, not the expected %s", got, v.want)}}}
+			return n, errkind.Field("image", "sha256", "the download's SHA-256 is %s, not the expected %s", got, v.want)
 		}
 	}
 	return n, err

@@ -28,7 +28,7 @@ var typeRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 func (r *CreateRequest) UnmarshalJSON(b []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
-		return &errkind.ValidationError{Entity: "storage", Fields: []errkind.FieldError{{Field: "body", Message: "must be a JSON object"}}}
+		return errkind.Field("storage", "body", "must be a JSON object")
 	}
 	v := &errkind.Validator{Entity: "storage"}
 	var out CreateRequest
@@ -74,7 +74,7 @@ func (r *CreateRequest) config() (json.RawMessage, error) {
 	}
 	b, err := json.Marshal(r.Config)
 	if err != nil {
-		return nil, &errkind.ValidationError{Entity: "storage", Fields: []errkind.FieldError{{Field: "config", Message: "cannot be encoded as JSON: " + err.Error()}}}
+		return nil, errkind.Field("storage", "config", "cannot be encoded as JSON: %v", err)
 	}
 	return b, nil
 }

@@ -70,8 +70,7 @@ func (s *Service) seedStorage(ctx context.Context, v *VM) (uuid.UUID, error) {
 		}
 		return img.StorageID, nil
 	}
-	return uuid.Nil, &errkind.ValidationError{Entity: "vm", Fields: []errkind.FieldError{{Field: "cloud_init",
-		Message: "needs a disk or a cdrom: its seed is kept on the storage of the VM's first disk"}}}
+	return uuid.Nil, errkind.Field("vm", "cloud_init", "needs a disk or a cdrom: its seed is kept on the storage of the VM's first disk")
 }
 
 // writeSeed builds the NoCloud ISO of cfg for v (instance-id: the VM's id) and stores it as a new object on

@@ -209,7 +209,7 @@ func (s *Service) resolveSource(ctx context.Context, req *CreateRequest) (origin
 }
 
 func fieldError(field, format string, args ...any) error {
-	return &errkind.ValidationError{Entity: "volume", Fields: []errkind.FieldError{{Field: field, Message: fmt.Sprintf(format, args...)}}}
+	return errkind.Field("volume", field, format, args...)
 }
 
 // checkSourceCapabilities refuses, before anything is recorded, a source mode the backends cannot do.

@@ -2,7 +2,6 @@ package localfs
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +22,7 @@ var systemDirs = []string{"/", "/run", "/tmp", "/var"}
 
 // fieldError is the error of a location a new storage cannot have, naming the request field at fault.
 func fieldError(field, format string, args ...any) error {
-	return &errkind.ValidationError{Entity: "storage", Fields: []errkind.FieldError{{Field: field, Message: fmt.Sprintf(format, args...)}}}
+	return errkind.Field("storage", field, format, args...)
 }
 
 // inside reports whether the clean absolute path p is dir or lies below it.

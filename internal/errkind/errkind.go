@@ -161,6 +161,11 @@ func (e *ValidationError) Error() string {
 // Is matches Invalid.
 func (e *ValidationError) Is(target error) bool { return target == Invalid }
 
+// Field returns a *ValidationError naming one bad field.
+func Field(entity, field, format string, args ...any) *ValidationError {
+	return &ValidationError{Entity: entity, Fields: []FieldError{{Field: field, Message: fmt.Sprintf(format, args...)}}}
+}
+
 // Validator collects field errors; Err returns nil when there are none.
 type Validator struct {
 	Entity string
