@@ -43,10 +43,10 @@ func (b *Backend) resolve(pool driver.PoolSpec) (*storage, error) {
 			dir = spec.RealPath // recorded at creation: a symbolic link changed since does not move the storage
 		}
 		if err := checkDirPath(dir); err != nil {
-			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "bad path")
+			return nil, fieldError(fieldPath, "%v", err)
 		}
 		if err := b.checkAllowed(dir); err != nil {
-			return nil, errkind.Wrap(errkind.Invalid, err, "storage", id, "path not allowed")
+			return nil, fieldError(fieldPath, "%v", err)
 		}
 		return &storage{id: id, dir: dir, spec: spec}, nil
 	case spec.Device != "":
@@ -126,19 +126,14 @@ func checkDirPath(p string) error {
 // Wipe is set) and mounts the device. It is idempotent, and removes the partial files of uploads
 // interrupted by a crash.
 func (b *Backend) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
-	// Directory mode: the directory is checked first, so that a bad one is a field error naming config.path.
-	if sp, err := decodeSpec(pool); err == nil && sp.Path != "" && sp.Device == "" && (pool.Type == "" || pool.Type == Name) {
-		dir := sp.Path
-		if sp.RealPath != "" {
-			dir = sp.RealPath
-		}
-		if _, err := b.checkNewDir(dir); err != nil {
-			return driver.PoolState{}, withID(err, pool.ID.String())
-		}
-	}
 	s, err := b.resolve(pool)
 	if err != nil {
 		return driver.PoolState{}, err
+	}
+	if !s.device {
+		if _, err := b.checkNewDir(s.dir); err != nil {
+			return driver.PoolState{}, withID(err, s.id)
+		}
 	}
 	if err := checkCtx(ctx, s.id); err != nil {
 		return driver.PoolState{}, err
