@@ -62,3 +62,11 @@ type HostInspector interface {
 	// HostFacts reports what the host offers to VMs.
 	HostFacts(ctx context.Context) (HostFacts, error)
 }
+
+// NetworkLister is implemented by hypervisors that report what NICs can be connected to in one cheap call,
+// without the rest of HostFacts (the VM service asks at every create and edit with NICs).
+type NetworkLister interface {
+	// Networks reports the hypervisor's networks and the host's bridges; bridges is nil when the
+	// hypervisor cannot see them (a remote daemon).
+	Networks(ctx context.Context) (networks []NetworkFacts, bridges []string, err error)
+}

@@ -25,15 +25,15 @@ type Network struct {
 // Networks lists what the hypervisor offers to NICs: its networks, active or not, and the host's bridges
 // (when the hypervisor can see them: a local libvirtd), sorted by type and name.
 func (s *Service) Networks(ctx context.Context) ([]Network, error) {
-	f, err := s.Host(ctx)
+	nets, bridges, err := s.networkFacts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Network, 0, len(f.Networks)+len(f.Bridges))
-	for _, n := range f.Networks {
+	out := make([]Network, 0, len(nets)+len(bridges))
+	for _, n := range nets {
 		out = append(out, Network{Name: n.Name, Type: "network", Active: n.Active, Bridge: n.Bridge})
 	}
-	for _, b := range f.Bridges {
+	for _, b := range bridges {
 		out = append(out, Network{Name: b, Type: "bridge", Active: true})
 	}
 	slices.SortFunc(out, func(a, b Network) int {
@@ -57,15 +57,16 @@ func (s *Service) checkNICs(ctx context.Context, nics []Interface, field string)
 	if err != nil {
 		return err
 	}
-	if _, ok := hv.(driver.HostInspector); !ok {
+	_, lists := hv.(driver.NetworkLister)
+	if _, inspects := hv.(driver.HostInspector); !lists && !inspects {
 		return nil
 	}
-	f, err := s.Host(ctx)
+	nets, bridges, err := s.networkFacts(ctx)
 	if err != nil {
 		return err
 	}
-	networks := make([]string, len(f.Networks))
-	for i, n := range f.Networks {
+	networks := make([]string, len(nets))
+	for i, n := range nets {
 		networks[i] = n.Name
 	}
 	v := &errkind.Validator{Entity: "vm"}
@@ -75,10 +76,27 @@ func (s *Service) checkNICs(ctx context.Context, nics []Interface, field string)
 		case "network":
 			v.Check(slices.Contains(networks, n.Source), at, "the hypervisor has no network named %q (networks: %s)", n.Source, list(networks))
 		case "bridge":
-			v.Check(f.Bridges == nil || slices.Contains(f.Bridges, n.Source), at, "the host has no bridge named %q (bridges: %s)", n.Source, list(f.Bridges))
+			v.Check(bridges == nil || slices.Contains(bridges, n.Source), at, "the host has no bridge named %q (bridges: %s)", n.Source, list(bridges))
 		}
 	}
 	return v.Err()
+}
+
+// networkFacts asks the hypervisor for its networks and the host's bridges: with one call when it is a
+// driver.NetworkLister, else through Host.
+func (s *Service) networkFacts(ctx context.Context) ([]driver.NetworkFacts, []string, error) {
+	hv, err := s.hypervisor()
+	if err != nil {
+		return nil, nil, err
+	}
+	if nl, ok := hv.(driver.NetworkLister); ok {
+		var nets []driver.NetworkFacts
+		var bridges []string
+		err := s.call(ctx, func(ctx context.Context) (err error) { nets, bridges, err = nl.Networks(ctx); return err })
+		return nets, bridges, err
+	}
+	f, err := s.Host(ctx)
+	return f.Networks, f.Bridges, err
 }
 
 func list(names []string) string {

@@ -42,6 +42,25 @@ func (d *Driver) HostFacts(ctx context.Context) (driver.HostFacts, error) {
 	return f, nil
 }
 
+// Networks reports the daemon's networks and, when it is local, the host's bridges (driver.NetworkLister):
+// one call, not the whole of HostFacts.
+func (d *Driver) Networks(ctx context.Context) ([]driver.NetworkFacts, []string, error) {
+	var nets []driver.NetworkFacts
+	err := d.c.call(ctx, "", "networks", func(s *session) error {
+		var err error
+		nets, err = networkFacts(s.l)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var bridges []string
+	if d.local() {
+		bridges = hostBridges()
+	}
+	return nets, bridges, nil
+}
+
 // readHostFacts runs the libvirt calls of HostFacts on one session. Errors are wrapped with the step, so
 // that the call wrapper still sees (and classifies) the libvirt or transport error underneath.
 func (d *Driver) readHostFacts(s *session) (driver.HostFacts, error) {

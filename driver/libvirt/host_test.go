@@ -63,6 +63,10 @@ func TestHostFactsQEMUSession(t *testing.T) {
 	}
 	assert.ElementsMatch(t, want, f.Bridges)
 	assert.NotNil(t, f.Networks, "an empty list, not nil")
+	nets, bridges, err := drv.Networks(ctxT(t, time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, f.Networks, nets, "Networks reports what HostFacts does, in one call")
+	assert.ElementsMatch(t, f.Bridges, bridges)
 	t.Logf("domain types %v, default %s, %d machine types, %d usable CPU models, firmware %v, %d networks, %s, %s",
 		f.DomainTypes, f.DefaultDomainType, len(f.MachineTypes), len(custom.Models), f.Firmware, len(f.Networks),
 		f.LibvirtVersion, f.HypervisorVersion)
