@@ -7,14 +7,17 @@
 // administrator; it listens on 127.0.0.1:8080 and manages VMs through libvirt at qemu:///system when
 // libvirtd answers (otherwise VM calls answer 503 and everything else works).
 //
-// Configuration comes from a TOML file (-config), OPENVAIR_* environment variables and flags, later ones
-// winning; see -help. `-add-token reader` adds a read-only token and prints it once. SIGINT and SIGTERM
-// shut the server down gracefully.
+// Configuration comes from embedded defaults, a TOML file (-config), OPENVAIR_<KEY> environment variables
+// and -<key> flags, later ones winning; every key can be set from each source (see -help, and config in
+// config.go, which declares them all). -print-config prints the effective configuration as TOML, secrets
+// redacted. `-add-token reader` adds a read-only token and prints it once. SIGINT and SIGTERM shut the
+// server down gracefully.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,8 +51,14 @@ func main() {
 // run runs the server until ctx ends. ready, when set, is called with the listening address.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(net.Addr)) error {
 	cfg, opt, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -help: the usage is written
+	}
 	if err != nil {
 		return err
+	}
+	if opt.printConfig {
+		return writeTOML(stdout, cfg)
 	}
 	log, err := cfg.logger(stderr)
 	if err != nil {
@@ -95,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer sys.Close()
 	log.Info("store opened", "store", dsnScheme(cfg.DSN), "data_dir", cfg.DataDir)
 
-	if cfg.DefaultStorage == nil || *cfg.DefaultStorage {
+	if cfg.DefaultStorage {
 		ensureDefaultStorage(ctx, sys, cfg.DataDir, log)
 	}
 	if cfg.Hypervisor == "libvirt" {
