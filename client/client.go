@@ -1,14 +1,22 @@
 // Package client is a Go client of the openvair reference server (refserver). It speaks the server's JSON
-// API and returns the SDK's own types (storage.Storage, volume.Volume, image.Image, openvair.Operation) and
-// error kinds: errors.Is(err, openvair.ErrInUse) holds remotely as it does embedded, and *Error carries the
-// problem's detail, the entities it names and the request id.
+// API and returns the SDK's own types (storage.Storage, volume.Volume, image.Image, vm.VM, openvair.Event,
+// Operation) and error kinds: errors.Is(err, openvair.ErrInUse) holds remotely as it does embedded, and
+// *Error carries the problem's detail, the entities it names and the request id.
+//
+// It covers storages (and their types), volumes (with sources and snapshots), images (uploads and
+// imports), VMs (lifecycle, volumes, console log, serial console), the host and its networks, operations
+// (get, list, wait, cancel, and the asynchronous variants of long writes) and events (a Server-Sent Events
+// stream that resumes across disconnects). Storages, Volumes, Images and VMs return views with the method
+// sets of the SDK's services (*storage.Service, ...), so that code written against small interfaces runs
+// embedded or remote alike, chosen by configuration.
 //
 // Every call takes a context and is bounded by it. Calls that fail for want of the server (a network error,
 // 503) are retried with exponential backoff up to Config.Retries times; a POST is retried only with the
 // Idempotency-Key the client sends with it, so that a retry never does the work twice.
 //
-// This first version covers storages, volumes (with sources and snapshots), image uploads and imports, and
-// operations (get, wait). VMs, events and the CLI are to come.
+// A context made with openvair.ExpectVersion sends If-Match with the writes to that entity (a stale version
+// is openvair.ErrPreconditionFailed, as embedded), and one made with openvair.WithRequest sends its request
+// id as X-Request-Id.
 package client
 
 import (
@@ -26,7 +34,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/openvair/openvair/internal/errkind"
+	"github.com/openvair/openvair/internal/reqctx"
 )
 
 // Config configures a Client.
@@ -36,7 +47,7 @@ type Config struct {
 	// Token is the bearer token.
 	Token string
 	// HTTP is the HTTP client (default: a client with no overall timeout; calls are bounded by their
-	// contexts).
+	// contexts). A Timeout set on it also cuts event streams (which then reconnect) and long waits.
 	HTTP *http.Client
 	// Retries is how many times a call that found the server unavailable is tried again (default 3;
 	// negative: never).
@@ -103,8 +114,12 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Is reports whether the problem's kind is target (an openvair.Err* kind).
+// Is reports whether the problem's kind is target (an openvair.Err* kind). The error of a cancelled
+// operation (kind "cancelled") matches openvair.ErrWrongState, as a cancelled SDK call's does.
 func (e *Error) Is(target error) bool {
+	if e.Kind == kindCancelled {
+		return target == errkind.WrongState
+	}
 	k := errkind.ByName(e.Kind)
 	return k != nil && k == target
 }
@@ -145,6 +160,9 @@ func (c *Client) do(ctx context.Context, r request, out any) (*http.Response, er
 			retry = true
 		}
 		if !retry || attempt >= c.retries || r.noRetry || (r.method == http.MethodPost && !r.idem) {
+			if err != nil && ctx.Err() != nil {
+				return nil, fmt.Errorf("client: %s %s: %w", r.method, r.path, err) // the context's error
+			}
 			if err != nil {
 				return nil, fmt.Errorf("client: %s %s: %w: %v", r.method, r.path, errkind.Unavailable, err)
 			}
@@ -182,7 +200,9 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, key string
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	req.Header.Set("Accept", "application/json")
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
 	switch {
 	case payload != nil:
 		req.Header.Set("Content-Type", "application/json")
@@ -195,7 +215,33 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, key string
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	if r.method != http.MethodGet {
+		if id, version, ok := reqctx.ExpectedVersion(ctx); ok && entityOf(r.path) == id {
+			req.Header.Set("If-Match", `"`+strconv.FormatInt(version, 10)+`"`)
+		}
+	}
+	if rid := reqctx.MetaOf(ctx).RequestID; rid != "" && req.Header.Get("X-Request-Id") == "" {
+		req.Header.Set("X-Request-Id", rid)
+	}
 	return c.http.Do(req)
+}
+
+// entityOf returns the id of the entity a path under /api/v1/<kind>/<id> names, uuid.Nil for none.
+func entityOf(path string) uuid.UUID {
+	rest, ok := strings.CutPrefix(path, "/api/v1/")
+	if !ok {
+		return uuid.Nil
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 2 {
+		return uuid.Nil
+	}
+	seg, _, _ := strings.Cut(parts[1], "?")
+	id, err := uuid.Parse(seg)
+	if err != nil {
+		return uuid.Nil
+	}
+	return id
 }
 
 // decode reads a response: a 2xx body into out (when not nil), a problem into *Error.
@@ -204,6 +250,14 @@ func (c *Client) decode(res *http.Response, out any) error {
 	if res.StatusCode >= 200 && res.StatusCode < 300 {
 		if out == nil || res.StatusCode == http.StatusNoContent {
 			_, _ = io.Copy(io.Discard, res.Body)
+			return nil
+		}
+		if raw, ok := out.(*rawBody); ok {
+			b, err := io.ReadAll(res.Body)
+			if err != nil {
+				return fmt.Errorf("client: read the answer: %w", err)
+			}
+			raw.b = b
 			return nil
 		}
 		if err := json.NewDecoder(res.Body).Decode(out); err != nil {
@@ -243,6 +297,9 @@ func newKey() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// rawBody receives an answer's bytes as they are (a text/plain body).
+type rawBody struct{ b []byte }
 
 // errBadAnswer is returned when a 2xx answer lacks what the call needs.
 var errBadAnswer = errors.New("client: the server's answer lacks the entity")

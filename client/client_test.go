@@ -3,11 +3,11 @@ package client_test
 import (
 	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,53 +26,86 @@ import (
 	"github.com/openvair/openvair/volume"
 )
 
-// server starts an SDK on memory: with the real localfs backend and serves the reference API in-process;
-// wrap, when not nil, wraps the handler (to inject failures in front of it). It returns a client of it and a
-// directory for a storage.
+// env is an SDK on memory: with the real localfs backend and the fake hypervisor, served by the reference
+// server in-process, and a client of it.
+type env struct {
+	c     *client.Client
+	sys   *openvair.System
+	hv    *fake.Hypervisor
+	url   string // the server's base URL
+	token string // an admin token
+	base  string // a directory for storages
+}
+
+// server starts an env whose handler wrap, when not nil, wraps (to inject failures in front of it). It
+// returns a client of it and a directory for a storage.
 func server(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, string) {
 	t.Helper()
-	c, dir, stop, err := startServer(t.TempDir(), wrap)
+	e := newEnv(t, wrap, nil)
+	return e.c, filepath.Join(e.base, "pool")
+}
+
+// newEnv starts an env; hv, when not nil, is its hypervisor (default: a fake.Hypervisor).
+func newEnv(t testing.TB, wrap func(http.Handler) http.Handler, hv driver.Hypervisor) *env {
+	t.Helper()
+	e, stop, err := start(t.TempDir(), wrap, hv)
 	require.NoError(t, err)
 	t.Cleanup(stop)
-	return c, dir
+	return e
 }
 
 // startServer is server without a *testing.T (for examples): everything lives under base; stop ends it.
 func startServer(base string, wrap func(http.Handler) http.Handler) (*client.Client, string, func(), error) {
+	e, stop, err := start(base, wrap, nil)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return e.c, filepath.Join(base, "pool"), stop, nil
+}
+
+// start starts an env under base.
+func start(base string, wrap func(http.Handler) http.Handler, hv driver.Hypervisor) (*env, func(), error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	b, err := localfs.New(driver.Config{DataDir: filepath.Join(base, "data")})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	sys, err := openvair.Open(ctx, openvair.Config{DSN: "memory:", HypervisorInstance: fake.NewHypervisor(),
+	e := &env{base: base}
+	if hv == nil {
+		e.hv = fake.NewHypervisor()
+		hv = e.hv
+	}
+	sys, err := openvair.Open(ctx, openvair.Config{DSN: "memory:", HypervisorInstance: hv,
 		StorageBackends: map[storage.Type]driver.StorageBackend{"localfs": b}})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
+	e.sys = sys
 	token, err := refserver.GenerateToken()
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
 	tokens, err := refserver.NewTokens(refserver.Token{Name: "admin", Role: refserver.RoleAdmin, SHA256: refserver.HashToken(token)})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	h, err := refserver.New(sys, refserver.Config{Tokens: tokens})
+	h, err := refserver.New(sys, refserver.Config{Tokens: tokens, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
 	if wrap != nil {
 		h = wrap(h)
 	}
 	srv := httptest.NewServer(h)
 	stop := func() { srv.Close(); _ = sys.Close() }
-	c, err := client.New(client.Config{URL: srv.URL, Token: token, Backoff: 10 * time.Millisecond})
+	e.url, e.token = srv.URL, token
+	e.c, err = client.New(client.Config{URL: srv.URL, Token: token, Backoff: 10 * time.Millisecond})
 	if err != nil {
 		stop()
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	return c, filepath.Join(base, "pool"), stop, nil
+	return e, stop, nil
 }
 
 // The client drives storages, images, volumes from sources, snapshots and operations against a real
@@ -137,40 +170,11 @@ func TestClientFlow(t *testing.T) {
 	require.NoError(t, c.DeleteVolume(ctx, copied.ID, false))
 }
 
-// A POST that finds the server unavailable is retried with the same Idempotency-Key, so the work is done
-// once; without retries the 503 is ErrUnavailable.
-func TestClientRetries(t *testing.T) {
-	var mu sync.Mutex
-	failures := 2
-	var keys []string
-	c, dir := server(t, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			if r.Method == http.MethodPost {
-				keys = append(keys, r.Header.Get("Idempotency-Key"))
-				if failures > 0 {
-					failures--
-					mu.Unlock()
-					http.Error(w, `{"status":503,"kind":"unavailable","detail":"busy"}`, http.StatusServiceUnavailable)
-					return
-				}
-			}
-			mu.Unlock()
-			h.ServeHTTP(w, r)
-		})
-	})
-	st, err := c.CreateStorage(t.Context(), storage.CreateRequest{Name: "pool", Type: localfs.Type, Config: localfs.Config{Path: dir}})
-	require.NoError(t, err)
-	assert.Equal(t, "pool", st.Name)
-	require.Len(t, keys, 3, "two refusals, then the call")
-	assert.Equal(t, keys[0], keys[1])
-	assert.Equal(t, keys[0], keys[2])
-	assert.NotEmpty(t, keys[0])
-
-	mu.Lock()
-	failures = 5
-	mu.Unlock()
-	_, err = c.CreateStorage(t.Context(), storage.CreateRequest{Name: "other", Type: localfs.Type, Config: localfs.Config{Path: dir + "2"}})
-	require.ErrorIs(t, err, openvair.ErrUnavailable, "after the retries")
-	assert.False(t, errors.Is(err, openvair.ErrNotFound))
+// decode decodes JSON into a new T.
+func decode[T any](b []byte) (*T, error) {
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
 }

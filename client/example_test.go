@@ -2,8 +2,10 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -67,4 +69,37 @@ func Example_embeddedOrRemote() {
 	}
 	fmt.Println(v.Name, v.Format, v.Size)
 	// Output: data qcow2 2147483648
+}
+
+// ExampleClient_Events follows changes: from event 0 it first replays the ones the server keeps, then
+// follows live; a broken connection is resumed where it stopped.
+func ExampleClient_Events() {
+	base, _ := os.MkdirTemp("", "client-example")
+	defer os.RemoveAll(base)
+	c, dir, stop, err := startServer(base, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.CreateStorage(ctx, storage.CreateRequest{Name: "pool", Type: "localfs", Config: map[string]string{"path": dir}}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for ev, err := range c.Events(ctx, client.EventOptions{Since: 0, Resource: "storage", Types: []string{"storage.created"}}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		var st storage.Storage
+		if err := json.Unmarshal(ev.Data, &st); err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(ev.Type, st.Name, st.Status)
+		break
+	}
+	// Output: storage.created pool creating
 }
