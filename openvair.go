@@ -48,6 +48,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/image"
 	"github.com/openvair/openvair/internal/errkind"
@@ -55,6 +58,7 @@ import (
 	"github.com/openvair/openvair/internal/operation"
 	"github.com/openvair/openvair/internal/reqctx"
 	"github.com/openvair/openvair/internal/secret"
+	"github.com/openvair/openvair/internal/telemetry"
 	"github.com/openvair/openvair/internal/urlfetch"
 	"github.com/openvair/openvair/repo"
 	_ "github.com/openvair/openvair/repo/memory" // registers the "memory:" store, the default DSN
@@ -167,6 +171,17 @@ type Config struct {
 	Workers int
 	// Logger receives the SDK's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics, when set, receives the SDK's Prometheus metrics: every driver and hypervisor call
+	// (openvair_driver_calls_total and openvair_driver_call_duration_seconds, by driver, method and
+	// outcome), operations (openvair_operations_total, openvair_operation_duration_seconds,
+	// openvair_operations_running, by kind and status), monitor cycles (openvair_monitor_cycles_total,
+	// openvair_monitor_cycle_duration_seconds), and, read from the store at scrape time, every storage's
+	// capacity and free space (openvair_storage_capacity_bytes, openvair_storage_available_bytes) and VMs by
+	// power state (openvair_vms). Several Systems may share a registry.
+	Metrics prometheus.Registerer
+	// TracerProvider, when set, traces every operation, monitor cycle and driver or hypervisor call, as
+	// children of the span in the caller's context, with the request id (WithRequest) as an attribute.
+	TracerProvider trace.TracerProvider
 }
 
 // System is an opened openvair: the four services over one store and one set of drivers.
@@ -189,6 +204,8 @@ type System struct {
 	backends  backends
 	queue     repo.JobQueue
 	instance  *instance
+	tel       *telemetry.Instruments // nil when neither metrics nor tracing is configured
+	inventory func()                 // unregisters the inventory collector
 	stopBg    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
@@ -215,7 +232,12 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 	if cfg.OperationRetention <= 0 {
 		cfg.OperationRetention = 7 * 24 * time.Hour
 	}
-	sys := &System{cfg: cfg, Store: cfg.Store, backends: backends{}}
+	sys := &System{cfg: cfg, Store: cfg.Store, backends: backends{}, inventory: func() {}}
+	tel, err := telemetry.New(cfg.Metrics, cfg.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	sys.tel = tel
 	if sys.Store == nil {
 		dsn := cfg.DSN
 		if dsn == "" {
@@ -242,6 +264,7 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		}
 		hv = h
 	}
+	hv = sys.tel.WrapHypervisor(hv) // measured at the seam; it keeps exactly the optional interfaces of hv
 	if err := sys.openRecords(ctx); err != nil {
 		sys.Close()
 		return nil, err
@@ -284,7 +307,57 @@ func Open(ctx context.Context, cfg Config) (*System, error) {
 		sys.Close()
 		return nil, err
 	}
+	if cfg.Metrics != nil {
+		unregister, err := telemetry.RegisterInventory(cfg.Metrics, sys.inventoryCollector())
+		if err != nil && !errors.Is(err, telemetry.ErrDuplicate) {
+			sys.Close()
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		sys.inventory = unregister
+	}
 	return sys, nil
+}
+
+// inventoryCollector reports, at scrape time, every storage's capacity and free space and the VMs by power
+// state, as the store has them (the monitors refresh them): a scrape never calls a driver.
+func (s *System) inventoryCollector() *telemetry.Inventory {
+	return &telemetry.Inventory{
+		Storages: func(ctx context.Context) ([]telemetry.StorageSample, error) {
+			var out []telemetry.StorageSample
+			opts := storage.ListOptions{Limit: 1000}
+			for {
+				page, err := s.Storages.List(ctx, opts)
+				if err != nil {
+					return out, err
+				}
+				for _, st := range page.Items {
+					out = append(out, telemetry.StorageSample{ID: st.ID.String(), Name: st.Name, Type: string(st.Type),
+						Status: string(st.Status), Capacity: st.Capacity, Available: st.Available})
+				}
+				if page.NextCursor == "" {
+					return out, nil
+				}
+				opts.Cursor = page.NextCursor
+			}
+		},
+		VMs: func(ctx context.Context) (map[string]int, error) {
+			counts := map[string]int{}
+			opts := vm.ListOptions{Limit: 1000}
+			for {
+				page, err := s.Store.VMs().List(ctx, opts)
+				if err != nil {
+					return nil, err
+				}
+				for _, v := range page.Items {
+					counts[string(v.PowerState)]++
+				}
+				if page.NextCursor == "" {
+					return counts, nil
+				}
+				opts.Cursor = page.NextCursor
+			}
+		},
+	}
 }
 
 // openRecords wraps the store so that changes become events, and opens the operation and event services
@@ -305,7 +378,8 @@ func (s *System) openRecords(ctx context.Context) error {
 		return err
 	}
 	s.instance = inst
-	s.Operations = operation.NewService(s.Store.Operations(), s.Store, operation.Config{Owner: inst.id, Lease: s.cfg.Lease, Logger: s.cfg.Logger})
+	s.Operations = operation.NewService(s.Store.Operations(), s.Store, operation.Config{Owner: inst.id, Lease: s.cfg.Lease, Logger: s.cfg.Logger,
+		Observer: s.tel.OperationObserver()})
 	if err := s.Operations.FailOrphans(ctx); err != nil {
 		return fmt.Errorf("recover operations: %w", err)
 	}
@@ -357,6 +431,9 @@ func (s *System) openDrivers() error {
 			return fmt.Errorf("open storage backend for %s: %w%s", t, err, importHint(name, driver.StorageBackends()))
 		}
 		s.backends[t] = b
+	}
+	for t, b := range s.backends { // measured at the seam; each keeps exactly the optional interfaces of b
+		s.backends[t] = s.tel.WrapStorage(b)
 	}
 	return nil
 }
@@ -474,6 +551,7 @@ func (s *System) startWatch(ctx context.Context) func() {
 // MonitorOnce refreshes every storage, then every volume and image, recovers what stopped processes left,
 // and prunes events and operations past their retention and expired idempotency keys.
 func (s *System) MonitorOnce(ctx context.Context) {
+	ctx, observed := s.tel.StartMonitor(ctx)
 	err := errors.Join(s.Storages.RefreshAll(ctx), s.Volumes.RefreshAll(ctx), s.Images.RefreshAll(ctx), s.recoverInterrupted(ctx),
 		s.Events.Prune(ctx))
 	if _, perr := s.Operations.Prune(ctx, time.Now().Add(-s.cfg.OperationRetention)); perr != nil {
@@ -482,6 +560,7 @@ func (s *System) MonitorOnce(ctx context.Context) {
 	if _, perr := s.Store.Idempotency().Prune(ctx, time.Now().UTC()); perr != nil {
 		err = errors.Join(err, perr)
 	}
+	observed(err)
 	if err != nil && ctx.Err() == nil {
 		s.cfg.Logger.Warn("monitor", "err", err)
 	}
@@ -492,6 +571,9 @@ func (s *System) MonitorOnce(ctx context.Context) {
 func (s *System) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {
+		if s.inventory != nil {
+			s.inventory()
+		}
 		if s.queue != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := s.queue.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {

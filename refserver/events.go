@@ -220,6 +220,8 @@ func (s *server) streamEvents(hctx huma.Context, svc *event.Service, since int64
 		s.log.WarnContext(ctx, "event stream: cannot flush", "err", err)
 		return
 	}
+	s.metrics.subscribers.Inc()
+	defer s.metrics.subscribers.Dec()
 
 	// The subscription runs in its own goroutine, so that heartbeats go out while it waits.
 	type item struct {

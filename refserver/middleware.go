@@ -83,24 +83,41 @@ func (s *server) outer(mux *http.ServeMux) http.Handler {
 		_ = rc.SetReadDeadline(start.Add(timeout)) // not supported by every ResponseWriter (tests, embedders)
 		_ = rc.SetWriteDeadline(start.Add(timeout))
 		sw := &statusWriter{ResponseWriter: w}
+		tooLarge := len(r.RequestURI) > MaxURLBytes || headerBytes(r.Header) > MaxHeaderBytes
+		clean := !tooLarge && canonicalPath(r.URL.EscapedPath())
+		var (
+			h       http.Handler
+			pattern string
+		)
+		if clean {
+			h, pattern = mux.Handler(r)
+		}
+		route := routeOf(pattern) // the route template, never the raw path
+		r, span := s.tracing.start(r, route, rid)
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
 		switch {
-		case len(r.RequestURI) > MaxURLBytes || headerBytes(r.Header) > MaxHeaderBytes:
+		case tooLarge:
 			p := newProblem(http.StatusRequestHeaderFieldsTooLarge, "too_large",
 				fmt.Sprintf("the URL or the headers are too large: at most %d bytes of URL and %d bytes of headers", MaxURLBytes, MaxHeaderBytes))
 			p.Instance = truncate(r.URL.Path, 256)
 			writeProblemHTTP(sw, p)
-		case !canonicalPath(r.URL.EscapedPath()):
+		case !clean:
 			s.uncleanPath(sw, r)
+		case pattern == "":
+			noRoute(sw, r, h)
 		default:
-			if h, pattern := mux.Handler(r); pattern == "" {
-				noRoute(sw, r, h)
-			} else {
-				mux.ServeHTTP(sw, r)
-			}
+			mux.ServeHTTP(sw, r)
 		}
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
+		status := sw.status
+		if status == statusClientGone || r.Context().Err() != nil {
+			status = statusClientGone
+		}
+		s.metrics.observe(route, r.Method, status, time.Since(start))
+		s.tracing.end(span, status)
 		path := truncate(r.URL.Path, 1024)
 		duration := time.Since(start).Round(time.Microsecond)
 		if sw.status == statusClientGone || r.Context().Err() != nil {

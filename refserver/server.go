@@ -12,12 +12,18 @@
 // asked (Prefer: respond-async, 202 Accepted; see the /api/v1/operations endpoints), and runs a POST with
 // an Idempotency-Key at most once (see IdempotencyKeyHeader).
 //
+// The server measures itself: GET /metrics (MetricsPath, outside the OpenAPI document, any role's token)
+// serves Config.Metrics in the Prometheus format, with requests by route template, method and status, their
+// latency, and open event streams, besides what the SDK registers there (see openvair.Config.Metrics). With
+// Config.TracerProvider every request is a span, parent of the spans of its operations and driver calls.
+//
 // New returns an http.Handler, so the API can be served by the openvair-server binary or mounted inside
 // another program's mux.
 package refserver
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -25,6 +31,9 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/openvair/openvair"
 	"github.com/openvair/openvair/image"
 )
@@ -55,6 +64,14 @@ type Config struct {
 	// IdempotencyTTL is how long the response of a POST with an Idempotency-Key is kept for its retries
 	// (default 24 hours).
 	IdempotencyTTL time.Duration
+	// Metrics is the registry GET /metrics serves and where the server registers its metrics
+	// (openvair_http_requests_total, openvair_http_request_duration_seconds, openvair_http_requests_in_flight,
+	// openvair_event_subscribers). Give the registry the System was opened with (openvair.Config.Metrics) to
+	// serve the SDK's metrics too. Nil: a registry of this handler's own, with the server's metrics only.
+	Metrics *prometheus.Registry
+	// TracerProvider, when set, makes a span of every request (continuing a W3C traceparent the client
+	// sends), with its route, status and request id; nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults(sys *openvair.System) {
@@ -115,6 +132,8 @@ type server struct {
 	api huma.API
 	// messages are the rendered event stream messages of recent events.
 	messages messageCache
+	metrics  *httpMetrics
+	tracing  requestTracer
 }
 
 // New returns the API as an http.Handler over an opened System. The handler does not run the SDK's
@@ -138,7 +157,16 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 		return nil, nil, errors.New("refserver: Config.Tokens is required (every /api/v1 route is authenticated)")
 	}
 	cfg.defaults(sys)
-	s := &server{sys: sys, cfg: cfg, log: cfg.Logger}
+	s := &server{sys: sys, cfg: cfg, log: cfg.Logger, tracing: newRequestTracer(cfg.TracerProvider)}
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	metrics, err := newHTTPMetrics(reg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("refserver: metrics: %w", err)
+	}
+	s.metrics = metrics
 
 	mux := http.NewServeMux()
 	hc := huma.Config{
@@ -189,6 +217,7 @@ func build(sys *openvair.System, cfg Config) (huma.API, http.Handler, error) {
 	documentStatuses(api)
 	documentHeaders(api)
 	registerDocs(mux)
+	s.registerMetrics(mux, reg)
 
 	return api, s.outer(mux), nil
 }

@@ -54,6 +54,7 @@ type Service struct {
 	lease time.Duration
 	log   *slog.Logger
 	now   func() time.Time
+	obs   Observer
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -80,6 +81,15 @@ type Config struct {
 	// Executor runs asynchronous operations; nil runs them in a goroutine of this process.
 	Executor Executor
 	Logger   *slog.Logger
+	// Observer, when set, watches every operation this process runs (metrics, traces).
+	Observer Observer
+}
+
+// Observer watches the operations a Service runs, for metrics and traces.
+type Observer interface {
+	// StartOperation is called when op starts running in this process (in line, or on a worker). The work
+	// runs under the returned context; end is called once with the final status and error when it ends.
+	StartOperation(ctx context.Context, op *Operation) (_ context.Context, end func(status Status, err error))
 }
 
 // NewService returns a Service over repo.
@@ -95,7 +105,7 @@ func NewService(repo Repository, tx Transactor, cfg Config) *Service {
 	}
 	s := &Service{repo: repo, tx: tx, owner: cfg.Owner, lease: cfg.Lease, log: cfg.Logger, now: time.Now,
 		handlers: map[string]Handler{}, running: map[uuid.UUID]*runState{}, finished: make(chan struct{})}
-	s.exec = cfg.Executor
+	s.exec, s.obs = cfg.Executor, cfg.Observer
 	if s.exec == nil {
 		s.exec = goroutineExecutor{s}
 	}
@@ -313,6 +323,10 @@ func (s *Service) submit(ctx context.Context, spec Spec) (*Operation, error) {
 func (s *Service) run(ctx context.Context, op *Operation, fn func(ctx context.Context) (*Result, error)) (*Result, error) {
 	// Work inside an operation is never asynchronous again: nested calls run in line, as child operations.
 	ctx = context.WithValue(ctx, asyncKey{}, false)
+	observed := func(Status, error) {}
+	if s.obs != nil {
+		ctx, observed = s.obs.StartOperation(ctx, op)
+	}
 	rctx, cancel := context.WithCancelCause(reqctx.WithOperation(ctx, op.ID))
 	st := &runState{cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
@@ -326,6 +340,7 @@ func (s *Service) run(ctx context.Context, op *Operation, fn func(ctx context.Co
 		err = errkind.Wrap(errkind.WrongState, ErrCancelled, op.TargetType, op.TargetID.String(), "operation %s was cancelled", op.ID)
 	}
 	s.finish(context.WithoutCancel(ctx), op.ID, st, res, err)
+	observed(statusOf(err), err)
 	s.mu.Lock()
 	delete(s.running, op.ID)
 	close(s.finished)
@@ -370,6 +385,18 @@ func (s *Service) finish(ctx context.Context, id uuid.UUID, st *runState, res *R
 	})
 	if uerr != nil {
 		s.log.Error("operation: recording the outcome", "id", id, "err", uerr, "outcome", err)
+	}
+}
+
+// statusOf is the final status of an operation whose work returned err.
+func statusOf(err error) Status {
+	switch {
+	case err == nil:
+		return StatusSucceeded
+	case errors.Is(err, ErrCancelled):
+		return StatusCancelled
+	default:
+		return StatusFailed
 	}
 }
 
