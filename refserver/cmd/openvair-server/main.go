@@ -35,6 +35,7 @@ import (
 	_ "github.com/openvair/openvair/driver/libvirt" // registers the "libvirt" hypervisor
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
+	"github.com/openvair/openvair/internal/telemetry"
 	"github.com/openvair/openvair/refserver"
 	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:", "postgres:" and "postgresql:" stores
 )
@@ -75,7 +76,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	sysCfg := openvair.Config{DSN: cfg.DSN, DataDir: cfg.DataDir, StorageOptions: cfg.StorageOptions,
+	tel, shutdownTel, err := telemetry.Setup(ctx, telemetry.Config{Tracing: cfg.Tracing, OTLPEndpoint: cfg.OTLPEndpoint,
+		ServiceName: "openvair-server", Stdout: stdout})
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := shutdownTel(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	sysCfg := openvair.Config{DSN: cfg.DSN, Metrics: tel.Registry, TracerProvider: tel.TracerProvider, DataDir: cfg.DataDir, StorageOptions: cfg.StorageOptions,
 		MaxImageSize: cfg.MaxImageSize, MonitorInterval: cfg.MonitorInterval.Duration, Logger: log,
 		DefaultCPUMode: cfg.CPUMode, DefaultCPUModel: cfg.CPUModel, Lease: cfg.Lease.Duration, Workers: cfg.Workers,
 		EventRetention: cfg.EventRetention.Duration, OperationRetention: cfg.OperationRetention.Duration}
@@ -119,13 +133,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	handler, err := refserver.New(sys, refserver.Config{Tokens: tokens, Logger: log, MaxImageSize: cfg.MaxImageSize,
 		MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout.Duration, UploadTimeout: cfg.UploadTimeout.Duration,
-		EventHeartbeat: cfg.EventHeartbeat.Duration, IdempotencyTTL: cfg.IdempotencyTTL.Duration})
+		EventHeartbeat: cfg.EventHeartbeat.Duration, IdempotencyTTL: cfg.IdempotencyTTL.Duration,
+		Metrics: tel.Registry, TracerProvider: tel.TracerProvider})
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
+	}
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(cfg.MetricsListen, tel, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer stopMetrics()
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -167,6 +190,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return err
+}
+
+// serveMetrics serves GET /metrics without a token on its own listener (the scrape address), until the
+// returned func is called.
+func serveMetrics(addr string, tel *telemetry.Telemetry, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_listen: %w", err)
+	}
+	srv := &http.Server{Handler: tel.ScrapeHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}, nil
 }
 
 // importAllow splits the import_allow entries into address ranges (a CIDR, or one address) and host names.

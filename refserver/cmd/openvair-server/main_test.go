@@ -30,12 +30,18 @@ type server struct {
 // startRun runs the server with args and env until stop is called.
 func startRun(t *testing.T, args []string, env map[string]string) *server {
 	t.Helper()
+	return startRunOut(t, args, env, io.Discard)
+}
+
+// startRunOut is startRun with the server's standard output going to stdout.
+func startRunOut(t *testing.T, args []string, env map[string]string, stdout io.Writer) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{cancel: cancel, done: make(chan error, 1), logs: &lockedWriter{w: &bytes.Buffer{}}}
 	ready := make(chan net.Addr, 1)
 	getenv := func(k string) string { return env[k] }
 	logs := s.logs
-	go func() { s.done <- run(ctx, args, getenv, io.Discard, logs, func(a net.Addr) { ready <- a }) }()
+	go func() { s.done <- run(ctx, args, getenv, stdout, logs, func(a net.Addr) { ready <- a }) }()
 	select {
 	case a := <-ready:
 		s.url = "http://" + a.String()
