@@ -51,9 +51,8 @@ const maxEventLine = 16 << 20
 // message whose data is not an event is yielded as an error too, and the sequence goes on after it.
 // Heartbeats are ignored.
 //
-// With Since -1, events made while the first connection is being re-established, before any event arrived
-// on it, may be missed: the server does not say where "now" was. Resume from an id (Since >= 0) to rule
-// that out.
+// With Since -1 the stream starts at the server's "now", which the server names in the Event-Cursor header:
+// a reconnection before any event arrived resumes after it, so nothing made in between is missed.
 func (c *Client) Events(ctx context.Context, opts EventOptions) iter.Seq2[openvair.Event, error] {
 	return func(yield func(openvair.Event, error) bool) {
 		last := opts.Since
@@ -77,6 +76,12 @@ func (c *Client) Events(ctx context.Context, opts EventOptions) iter.Seq2[openva
 					return
 				}
 			default:
+				if last < 0 {
+					// Where the server's "now" was: a reconnection before any event resumes there.
+					if n, err := strconv.ParseInt(res.Header.Get("Event-Cursor"), 10, 64); err == nil && n >= 0 {
+						last = n
+					}
+				}
 				got, more := readEvents(res, &last, yield)
 				_ = res.Body.Close()
 				if !more {

@@ -128,6 +128,85 @@ func TestEventsResumeAfterDisconnect(t *testing.T) {
 	assert.Equal(t, fmt.Sprint(ids[cut.keep-1]), reqs[1], "resumed after the last event it saw")
 }
 
+// Events from now on (Since -1) miss nothing when the first stream breaks before any event arrived: the
+// client resumes after the server's "now" (the Event-Cursor header), not after a new "now".
+func TestEventsFromNowResumeAtCursor(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		first  = true
+		e      *env
+		ids    []string
+		mkDone = make(chan struct{})
+	)
+	mk := func(ctx context.Context, name string) error {
+		_, err := e.c.CreateStorage(ctx, storage.CreateRequest{Name: name, Type: "localfs",
+			Config: map[string]string{"path": e.base + "/" + name}})
+		return err
+	}
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/api/v1/events" {
+				h.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			ids = append(ids, r.Header.Get("Last-Event-ID"))
+			isFirst := first
+			first = false
+			mu.Unlock()
+			if !isFirst {
+				h.ServeHTTP(w, r)
+				return
+			}
+			// The first stream ends as soon as its headers are out; the changes are made before the client
+			// sees the end, so they fall between its two connections.
+			ctx, cancel := context.WithCancel(r.Context())
+			h.ServeHTTP(&cancelOnHeader{ResponseWriter: w, cancel: cancel}, r.WithContext(ctx))
+			cancel()
+			for i := range 3 {
+				assert.NoError(t, mk(r.Context(), fmt.Sprintf("gap%d", i)))
+			}
+			close(mkDone)
+		})
+	}
+	e = newEnv(t, wrap, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	require.NoError(t, mk(ctx, "before")) // made before subscribing: not in a stream from now on
+
+	var names []string
+	for ev, err := range e.c.Events(ctx, client.EventOptions{Since: -1, Resource: "storage", Types: []string{"storage.created"}}) {
+		require.NoError(t, err)
+		st, derr := decode[storage.Storage](ev.Data)
+		require.NoError(t, derr)
+		names = append(names, st.Name)
+		if len(names) == 3 {
+			break
+		}
+	}
+	<-mkDone
+	assert.Equal(t, []string{"gap0", "gap1", "gap2"}, names, "the changes made between the two connections arrive")
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, len(ids), 2)
+	assert.Empty(t, ids[0], "the first stream starts from now")
+	assert.NotEmpty(t, ids[1], "the second resumes after the cursor of the first")
+}
+
+// cancelOnHeader cancels a request's context once its response headers are written.
+type cancelOnHeader struct {
+	http.ResponseWriter
+	cancel context.CancelFunc
+}
+
+func (w *cancelOnHeader) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *cancelOnHeader) WriteHeader(code int) {
+	w.ResponseWriter.WriteHeader(code)
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	w.cancel()
+}
+
 // Events yields an error, and ends, for what reconnecting cannot cure, and when its context ends.
 func TestEventsErrors(t *testing.T) {
 	e := newEnv(t, nil, nil)

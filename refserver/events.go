@@ -74,7 +74,8 @@ type eventsInput struct {
 }
 
 type eventsOutput struct {
-	Body func(huma.Context)
+	Cursor string `header:"Event-Cursor" doc:"The id the stream starts after: the newest event at the time of the request when neither since nor Last-Event-ID was given. A client that loses the stream before any event arrived resumes after it, so it misses nothing."`
+	Body   func(huma.Context)
 }
 
 // eventsDescription is the description of GET /api/v1/events.
@@ -117,7 +118,8 @@ func (s *server) registerEvents(api huma.API) {
 		} else if err := svc.Resumable(ctx, since); err != nil {
 			return nil, s.problemOf(ctx, err)
 		}
-		return &eventsOutput{Body: func(hctx huma.Context) { s.streamEvents(hctx, svc, since, f) }}, nil
+		return &eventsOutput{Cursor: strconv.FormatInt(since, 10),
+			Body: func(hctx huma.Context) { s.streamEvents(hctx, svc, since, f) }}, nil
 	})
 }
 
