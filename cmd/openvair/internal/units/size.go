@@ -21,6 +21,9 @@ var suffixes = map[string]int64{
 	"p": 1 << 50, "pib": 1 << 50, "pb": 1e15,
 }
 
+// maxDigits bounds the number of a size: an int64 has 19 digits, a decimal with a unit a few more.
+const maxDigits = 40
+
 // ErrSize is wrapped by every error of ParseSize.
 var ErrSize = errors.New("bad size")
 
@@ -38,6 +41,9 @@ func ParseSize(s string) (int64, error) {
 	mult, ok := suffixes[unit]
 	if num == "" || !ok {
 		return 0, fmt.Errorf("%w %q: want a number and a unit such as 512MiB, 1GiB, 10G or 4096 (bytes)", ErrSize, s)
+	}
+	if len(num) > maxDigits { // no size needs more, and big.Rat's parsing grows faster than the text
+		return 0, fmt.Errorf("%w %q: the number has more than %d digits", ErrSize, s, maxDigits)
 	}
 	r, ok := new(big.Rat).SetString(num)
 	if !ok {

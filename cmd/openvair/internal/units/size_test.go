@@ -1,6 +1,7 @@
 package units
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -71,4 +72,25 @@ func TestRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, n, got)
 	}
+}
+
+// FuzzParseSize: any text is either a size of zero or more bytes or an ErrSize, never a panic, and what
+// FormatSize prints without a decimal reads back as that size, give or take its rounding.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"4096", "1GiB", "1.5G", "10GB", " 512 MiB ", "1.2.3", "-1", "9999999999999999999P", ".", "0.1B"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			require.ErrorIs(t, err, ErrSize)
+			return
+		}
+		require.GreaterOrEqual(t, n, int64(0))
+		if p := FormatSize(n); !strings.Contains(p, ".") { // "9.3 GiB" is not a whole number of bytes
+			back, err := ParseSize(p)
+			require.NoError(t, err, "FormatSize(%d) = %q reads back", n, p)
+			assert.InDelta(t, float64(n), float64(back), float64(n)/20+1, "FormatSize(%d) = %q rounds to one decimal", n, p)
+		}
+	})
 }
