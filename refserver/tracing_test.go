@@ -162,3 +162,36 @@ func TestTracingOTLP(t *testing.T) {
 	assert.Equal(t, traceID, hex.EncodeToString(got.GetTraceId()))
 	assert.Equal(t, "00f067aa0ba902b7", hex.EncodeToString(got.GetParentSpanId()))
 }
+
+// TestTracingAsyncOperation: an operation accepted with Prefer: respond-async runs later on a worker, and its
+// span (with the driver call below it) still continues the trace of the request that asked for it.
+func TestTracingAsyncOperation(t *testing.T) {
+	col := &collector{}
+	cs := httptest.NewServer(col)
+	defer cs.Close()
+	e := startMeasured(t, telemetry.Config{Tracing: telemetry.TracingOTLP, OTLPEndpoint: cs.URL, BatchTimeout: 20 * time.Millisecond})
+
+	st := e.localStorage("local", e.storageDir("pool"))
+	vol := e.volume(st.ID, "root", 1<<30)
+	var v refserver.VM
+	e.call("POST", "/api/v1/vms", vmBody("web", map[string]any{"disks": []map[string]any{{"volume_id": vol.ID}}}), 201, &v)
+
+	const rid = "trace-async-1"
+	r := e.do("POST", "/api/v1/vms/"+v.ID.String()+"/start", e.admin, nil, refserver.RequestIDHeader, rid, "Prefer", "respond-async")
+	require.Equal(t, 202, r.Status, "%s", r.Body)
+
+	var spans []*tracepb.Span
+	byName := map[string]*tracepb.Span{}
+	require.Eventually(t, func() bool {
+		spans = col.withRequestID(rid)
+		for _, s := range spans {
+			byName[s.GetName()] = s
+		}
+		return byName["fake.Start"] != nil && byName["POST /api/v1/vms/{id}/start"] != nil
+	}, 10*time.Second, 20*time.Millisecond, "the HTTP span and the worker's driver call arrive")
+	httpSpan, opSpan, driverSpan := byName["POST /api/v1/vms/{id}/start"], byName["operation vm.start"], byName["fake.Start"]
+	require.NotNil(t, opSpan)
+	assert.Equal(t, hex.EncodeToString(httpSpan.GetTraceId()), hex.EncodeToString(opSpan.GetTraceId()), "the worker continues the request's trace")
+	assert.Equal(t, hex.EncodeToString(httpSpan.GetSpanId()), hex.EncodeToString(opSpan.GetParentSpanId()), "the operation is a child of the request")
+	assert.Equal(t, hex.EncodeToString(opSpan.GetSpanId()), hex.EncodeToString(driverSpan.GetParentSpanId()), "the driver call is a child of the operation")
+}

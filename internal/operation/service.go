@@ -92,6 +92,15 @@ type Observer interface {
 	StartOperation(ctx context.Context, op *Operation) (_ context.Context, end func(status Status, err error))
 }
 
+// TracePropagator is an Observer that carries the caller's trace across a stored operation, so that the
+// work a worker runs later (perhaps in another process) continues the trace of the request that asked for
+// it: InjectTrace writes the caller's trace context into a carrier stored with the operation's payload, and
+// ExtractTrace puts it back into the worker's context.
+type TracePropagator interface {
+	InjectTrace(ctx context.Context) map[string]string
+	ExtractTrace(ctx context.Context, carrier map[string]string) context.Context
+}
+
 // NewService returns a Service over repo.
 func NewService(repo Repository, tx Transactor, cfg Config) *Service {
 	if cfg.Owner == "" {
@@ -259,6 +268,9 @@ func (s *Service) newOp(ctx context.Context, spec Spec, status Status) (*Operati
 		if id, v, ok := reqctx.ExpectedVersion(ctx); ok {
 			env.Expect = &expectation{ID: id, Version: v}
 		}
+		if tp, ok := s.obs.(TracePropagator); ok {
+			env.Trace = tp.InjectTrace(ctx)
+		}
 		raw, err := json.Marshal(env)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s payload: %w", spec.Kind, err)
@@ -268,11 +280,12 @@ func (s *Service) newOp(ctx context.Context, spec Spec, status Status) (*Operati
 	return op, nil
 }
 
-// envelope is the stored payload of an asynchronous operation: the request, and the caller's expected
-// version (If-Match), which the worker checks as the caller would have.
+// envelope is the stored payload of an asynchronous operation: the request, the caller's expected version
+// (If-Match), which the worker checks as the caller would have, and the caller's trace context.
 type envelope struct {
-	Args   any          `json:"args"`
-	Expect *expectation `json:"expect,omitempty"`
+	Args   any               `json:"args"`
+	Expect *expectation      `json:"expect,omitempty"`
+	Trace  map[string]string `json:"trace,omitempty"`
 }
 
 type expectation struct {
@@ -282,8 +295,9 @@ type expectation struct {
 
 // storedEnvelope decodes an envelope, leaving the request raw for the kind's handler.
 type storedEnvelope struct {
-	Args   json.RawMessage `json:"args"`
-	Expect *expectation    `json:"expect,omitempty"`
+	Args   json.RawMessage   `json:"args"`
+	Expect *expectation      `json:"expect,omitempty"`
+	Trace  map[string]string `json:"trace,omitempty"`
 }
 
 // start records a running operation owned by this process.

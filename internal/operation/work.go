@@ -46,6 +46,9 @@ func (s *Service) Execute(ctx context.Context, id uuid.UUID) error {
 	if perr == nil && env.Expect != nil {
 		ctx = reqctx.WithExpectedVersion(ctx, env.Expect.ID, env.Expect.Version)
 	}
+	if tp, ok := s.obs.(TracePropagator); ok && perr == nil && len(env.Trace) > 0 {
+		ctx = tp.ExtractTrace(ctx, env.Trace)
+	}
 	_, _ = s.run(ctx, op, func(ctx context.Context) (*Result, error) {
 		switch {
 		case h == nil:

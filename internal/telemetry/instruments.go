@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/openvair/openvair/internal/errkind"
@@ -170,6 +171,32 @@ func (in *Instruments) OperationObserver() operation.Observer {
 }
 
 type opObserver struct{ in *Instruments }
+
+var _ operation.TracePropagator = opObserver{}
+
+// traceFormat is how a trace context travels with a stored operation: W3C Trace Context (traceparent,
+// tracestate), as it travels in HTTP headers.
+var traceFormat propagation.TraceContext
+
+// InjectTrace implements operation.TracePropagator: the caller's span context, for the worker that will run
+// the operation; nil when nothing is traced.
+func (o opObserver) InjectTrace(ctx context.Context) map[string]string {
+	if o.in.tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	c := propagation.MapCarrier{}
+	traceFormat.Inject(ctx, c)
+	return c
+}
+
+// ExtractTrace implements operation.TracePropagator: the worker's context continues the caller's trace, so
+// the operation's span is a child of the request's.
+func (o opObserver) ExtractTrace(ctx context.Context, carrier map[string]string) context.Context {
+	if o.in.tracer == nil {
+		return ctx
+	}
+	return traceFormat.Extract(ctx, propagation.MapCarrier(carrier))
+}
 
 // StartOperation implements operation.Observer: a span per operation, and its count and duration by kind
 // and final status.
