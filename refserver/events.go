@@ -218,12 +218,13 @@ func (s *server) streamEvents(hctx huma.Context, svc *event.Service, since int64
 		}
 		return rc.Flush()
 	}
+	// Counted before the client sees the answer, so a scrape made once it has the headers counts it.
+	s.metrics.subscribers.Inc()
+	defer s.metrics.subscribers.Dec()
 	if err := rc.Flush(); err != nil {
 		s.log.WarnContext(ctx, "event stream: cannot flush", "err", err)
 		return
 	}
-	s.metrics.subscribers.Inc()
-	defer s.metrics.subscribers.Dec()
 
 	// The subscription runs in its own goroutine, so that heartbeats go out while it waits.
 	type item struct {
