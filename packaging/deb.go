@@ -93,9 +93,11 @@ type Error struct {
 	Err error
 }
 
+// Error implements error.
 func (e *Error) Error() string {
 	return "build " + PackageName + " package: " + e.Op + ": " + e.Err.Error()
 }
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // ErrNotExecutable reports a Binary that is not a Linux ELF executable file.
