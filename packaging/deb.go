@@ -97,6 +97,7 @@ type Error struct {
 func (e *Error) Error() string {
 	return "build " + PackageName + " package: " + e.Op + ": " + e.Err.Error()
 }
+
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
