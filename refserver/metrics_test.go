@@ -21,7 +21,7 @@ import (
 	"github.com/openvair/openvair/driver"
 	"github.com/openvair/openvair/driver/fake"
 	"github.com/openvair/openvair/driver/localfs"
-	"github.com/openvair/openvair/internal/telemetry"
+	"github.com/openvair/openvair/internal/telemetry/exporter"
 	"github.com/openvair/openvair/refserver"
 	"github.com/openvair/openvair/storage"
 )
@@ -30,15 +30,15 @@ import (
 // server are measured on the registry of tel.
 type measuredEnv struct {
 	*env
-	tel *telemetry.Telemetry
+	tel *exporter.Telemetry
 	hv  *fake.Hypervisor
 }
 
-func startMeasured(t *testing.T, tcfg telemetry.Config) *measuredEnv {
+func startMeasured(t *testing.T, tcfg exporter.Config) *measuredEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tel, shutdown, err := telemetry.Setup(ctx, tcfg)
+	tel, shutdown, err := exporter.Setup(ctx, tcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = shutdown(context.Background()) })
 
@@ -123,7 +123,7 @@ next:
 // every route used, every operation kind and every driver method called has moved, labelled by route
 // template, never by raw path; the inventory reports the storage and the VMs.
 func TestMetricsFlow(t *testing.T) {
-	e := startMeasured(t, telemetry.Config{})
+	e := startMeasured(t, exporter.Config{})
 	st := e.localStorage("local", e.storageDir("pool"))
 	vol := e.volume(st.ID, "root", 1<<30)
 	img := e.image(st.ID, "installer")
@@ -249,7 +249,7 @@ func TestMetricsFlow(t *testing.T) {
 // TestMetricsAuth: /metrics needs a token of any role on the API listener; the scrape handler serves it
 // without one, and nothing else.
 func TestMetricsAuth(t *testing.T) {
-	e := startMeasured(t, telemetry.Config{})
+	e := startMeasured(t, exporter.Config{})
 	r := e.do("GET", refserver.MetricsPath, "", nil)
 	r.problemIs(t, 401, "unauthenticated")
 	assert.NotEmpty(t, r.Header.Get("WWW-Authenticate"))
@@ -288,7 +288,7 @@ func TestMetricsDefaultRegistry(t *testing.T) {
 	n, ok := value(parseMetrics(t, string(r.Body)), "openvair_http_requests_total", map[string]string{"route": "/healthz"})
 	assert.True(t, ok && n == 1)
 
-	tel, _, err := telemetry.Setup(t.Context(), telemetry.Config{})
+	tel, _, err := exporter.Setup(t.Context(), exporter.Config{})
 	require.NoError(t, err)
 	tokens, err := refserver.NewTokens(refserver.Token{Name: "a", Role: refserver.RoleAdmin, SHA256: refserver.HashToken("x")})
 	require.NoError(t, err)

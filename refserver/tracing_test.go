@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/openvair/openvair/internal/telemetry"
+	"github.com/openvair/openvair/internal/telemetry/exporter"
 	"github.com/openvair/openvair/refserver"
 )
 
@@ -91,7 +92,7 @@ func TestTracingOTLP(t *testing.T) {
 	col := &collector{}
 	cs := httptest.NewServer(col)
 	defer cs.Close()
-	e := startMeasured(t, telemetry.Config{Tracing: telemetry.TracingOTLP, OTLPEndpoint: cs.URL, BatchTimeout: 20 * time.Millisecond})
+	e := startMeasured(t, exporter.Config{Tracing: exporter.TracingOTLP, OTLPEndpoint: cs.URL, BatchTimeout: 20 * time.Millisecond})
 
 	st := e.localStorage("local", e.storageDir("pool"))
 	vol := e.volume(st.ID, "root", 1<<30)
@@ -169,7 +170,7 @@ func TestTracingAsyncOperation(t *testing.T) {
 	col := &collector{}
 	cs := httptest.NewServer(col)
 	defer cs.Close()
-	e := startMeasured(t, telemetry.Config{Tracing: telemetry.TracingOTLP, OTLPEndpoint: cs.URL, BatchTimeout: 20 * time.Millisecond})
+	e := startMeasured(t, exporter.Config{Tracing: exporter.TracingOTLP, OTLPEndpoint: cs.URL, BatchTimeout: 20 * time.Millisecond})
 
 	st := e.localStorage("local", e.storageDir("pool"))
 	vol := e.volume(st.ID, "root", 1<<30)

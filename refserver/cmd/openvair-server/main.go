@@ -35,7 +35,7 @@ import (
 	_ "github.com/openvair/openvair/driver/libvirt" // registers the "libvirt" hypervisor
 	_ "github.com/openvair/openvair/driver/localfs" // registers the "localfs" storage backend
 	_ "github.com/openvair/openvair/driver/nfs"     // registers the "nfs" storage backend
-	"github.com/openvair/openvair/internal/telemetry"
+	"github.com/openvair/openvair/internal/telemetry/exporter"
 	"github.com/openvair/openvair/refserver"
 	_ "github.com/openvair/openvair/repo/sql" // registers the "sqlite:", "postgres:" and "postgresql:" stores
 )
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	tel, shutdownTel, err := telemetry.Setup(ctx, telemetry.Config{Tracing: cfg.Tracing, OTLPEndpoint: cfg.OTLPEndpoint,
+	tel, shutdownTel, err := exporter.Setup(ctx, exporter.Config{Tracing: cfg.Tracing, OTLPEndpoint: cfg.OTLPEndpoint,
 		ServiceName: "openvair-server", Stdout: stdout})
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
@@ -194,7 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // serveMetrics serves GET /metrics without a token on its own listener (the scrape address), until the
 // returned func is called.
-func serveMetrics(addr string, tel *telemetry.Telemetry, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(addr string, tel *exporter.Telemetry, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics_listen: %w", err)
