@@ -250,95 +250,78 @@ func (w *storageWrap) ConfigSchema() json.RawMessage { return w.inner.ConfigSche
 
 // CheckConfig implements driver.StorageConfigurer.
 func (w *storageWrap) CheckConfig(ctx context.Context, config json.RawMessage) (driver.CheckedConfig, error) {
-	ctx, c := w.p.begin(ctx, smCheckConfig)
-	out, err := w.inner.CheckConfig(ctx, config)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smCheckConfig, func(ctx context.Context) (driver.CheckedConfig, error) { return w.inner.CheckConfig(ctx, config) })
 }
 
 // Prepare implements driver.StorageBackend.
 func (w *storageWrap) Prepare(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
-	ctx, c := w.p.begin(ctx, smPrepare)
-	out, err := w.inner.Prepare(ctx, pool)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smPrepare, func(ctx context.Context) (driver.PoolState, error) { return w.inner.Prepare(ctx, pool) })
 }
 
 // Teardown implements driver.StorageBackend.
 func (w *storageWrap) Teardown(ctx context.Context, pool driver.PoolSpec) error {
-	ctx, c := w.p.begin(ctx, smTeardown)
-	err := w.inner.Teardown(ctx, pool)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, smTeardown, func(ctx context.Context) error { return w.inner.Teardown(ctx, pool) })
 }
 
 // Status implements driver.StorageBackend.
 func (w *storageWrap) Status(ctx context.Context, pool driver.PoolSpec) (driver.PoolState, error) {
-	ctx, c := w.p.begin(ctx, smStatus)
-	out, err := w.inner.Status(ctx, pool)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smStatus, func(ctx context.Context) (driver.PoolState, error) { return w.inner.Status(ctx, pool) })
 }
 
 // CreateVolume implements driver.StorageBackend.
 func (w *storageWrap) CreateVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
-	ctx, c := w.p.begin(ctx, smCreateVolume)
-	out, err := w.inner.CreateVolume(ctx, pool, vol)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smCreateVolume, func(ctx context.Context) (driver.VolumeInfo, error) { return w.inner.CreateVolume(ctx, pool, vol) })
 }
 
 // ExtendVolume implements driver.StorageBackend.
 func (w *storageWrap) ExtendVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
-	ctx, c := w.p.begin(ctx, smExtendVolume)
-	out, err := w.inner.ExtendVolume(ctx, pool, vol)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smExtendVolume, func(ctx context.Context) (driver.VolumeInfo, error) { return w.inner.ExtendVolume(ctx, pool, vol) })
 }
 
 // DeleteVolume implements driver.StorageBackend.
 func (w *storageWrap) DeleteVolume(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, smDeleteVolume)
-	err := w.inner.DeleteVolume(ctx, pool, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, smDeleteVolume, func(ctx context.Context) error { return w.inner.DeleteVolume(ctx, pool, id) })
 }
 
 // InspectVolume implements driver.StorageBackend.
 func (w *storageWrap) InspectVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
-	ctx, c := w.p.begin(ctx, smInspectVolume)
-	out, err := w.inner.InspectVolume(ctx, pool, vol)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smInspectVolume, func(ctx context.Context) (driver.VolumeInfo, error) { return w.inner.InspectVolume(ctx, pool, vol) })
 }
 
 // WriteImage implements driver.StorageBackend.
 func (w *storageWrap) WriteImage(ctx context.Context, pool driver.PoolSpec, img driver.ImageWrite, r io.Reader) (driver.ImageInfo, error) {
-	ctx, c := w.p.begin(ctx, smWriteImage)
-	out, err := w.inner.WriteImage(ctx, pool, img, r)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smWriteImage, func(ctx context.Context) (driver.ImageInfo, error) { return w.inner.WriteImage(ctx, pool, img, r) })
 }
 
 // DeleteImage implements driver.StorageBackend.
 func (w *storageWrap) DeleteImage(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, smDeleteImage)
-	err := w.inner.DeleteImage(ctx, pool, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, smDeleteImage, func(ctx context.Context) error { return w.inner.DeleteImage(ctx, pool, id) })
 }
 
 // InspectImage implements driver.StorageBackend.
 func (w *storageWrap) InspectImage(ctx context.Context, pool driver.PoolSpec, id uuid.UUID) (driver.ImageInfo, error) {
-	ctx, c := w.p.begin(ctx, smInspectImage)
-	out, err := w.inner.InspectImage(ctx, pool, id)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, smInspectImage, func(ctx context.Context) (driver.ImageInfo, error) { return w.inner.InspectImage(ctx, pool, id) })
 }
 
 // DiskSource implements driver.StorageBackend.
 func (w *storageWrap) DiskSource(pool driver.PoolSpec, kind driver.ObjectKind, id uuid.UUID) driver.DiskSource {
 	return w.inner.DiskSource(pool, kind, id)
+}
+
+// observe runs fn as call m of p's driver: counted, timed and, when tracing, in a span of its own.
+func observe(ctx context.Context, p *probe, m int, fn func(context.Context) error) error {
+	ctx, c := p.begin(ctx, m)
+	err := fn(ctx)
+	c.end(ctx, err)
+	return err
+}
+
+// observeValue is observe for a call with a result.
+func observeValue[T any](ctx context.Context, p *probe, m int, fn func(context.Context) (T, error)) (T, error) {
+	ctx, c := p.begin(ctx, m)
+	out, err := fn(ctx)
+	c.end(ctx, err)
+	return out, err
 }
 
 // Close implements driver.StorageBackend (counted, not traced: it has no context).
@@ -354,10 +337,9 @@ type volumeCloner struct{ w *storageWrap }
 
 // CloneVolume implements driver.VolumeCloner.
 func (x volumeCloner) CloneVolume(ctx context.Context, pool driver.PoolSpec, src driver.VolumeSpec, dst uuid.UUID) (driver.VolumeInfo, error) {
-	ctx, c := x.w.p.begin(ctx, smCloneVolume)
-	out, err := x.w.cloner.CloneVolume(ctx, pool, src, dst)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, smCloneVolume, func(ctx context.Context) (driver.VolumeInfo, error) {
+		return x.w.cloner.CloneVolume(ctx, pool, src, dst)
+	})
 }
 
 // objectReader forwards driver.ObjectReader.
@@ -365,10 +347,9 @@ type objectReader struct{ w *storageWrap }
 
 // OpenObject implements driver.ObjectReader (the opening is measured, not the reads).
 func (x objectReader) OpenObject(ctx context.Context, pool driver.PoolSpec, kind driver.ObjectKind, id uuid.UUID) (driver.ObjectFile, error) {
-	ctx, c := x.w.p.begin(ctx, smOpenObject)
-	out, err := x.w.reader.OpenObject(ctx, pool, kind, id)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, smOpenObject, func(ctx context.Context) (driver.ObjectFile, error) {
+		return x.w.reader.OpenObject(ctx, pool, kind, id)
+	})
 }
 
 // volumeFiller forwards driver.VolumeFiller.
@@ -377,10 +358,9 @@ type volumeFiller struct{ w *storageWrap }
 // FillVolume implements driver.VolumeFiller.
 func (x volumeFiller) FillVolume(ctx context.Context, pool driver.PoolSpec, vol driver.VolumeSpec, src io.ReaderAt, srcSize int64,
 	progress func(done int64)) (driver.VolumeInfo, error) {
-	ctx, c := x.w.p.begin(ctx, smFillVolume)
-	out, err := x.w.filler.FillVolume(ctx, pool, vol, src, srcSize, progress)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, smFillVolume, func(ctx context.Context) (driver.VolumeInfo, error) {
+		return x.w.filler.FillVolume(ctx, pool, vol, src, srcSize, progress)
+	})
 }
 
 // volumeLinker forwards driver.VolumeLinker.
@@ -388,10 +368,9 @@ type volumeLinker struct{ w *storageWrap }
 
 // LinkVolume implements driver.VolumeLinker.
 func (x volumeLinker) LinkVolume(ctx context.Context, pool driver.PoolSpec, base driver.ObjectRef, vol driver.VolumeSpec) (driver.VolumeInfo, error) {
-	ctx, c := x.w.p.begin(ctx, smLinkVolume)
-	out, err := x.w.linker.LinkVolume(ctx, pool, base, vol)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, smLinkVolume, func(ctx context.Context) (driver.VolumeInfo, error) {
+		return x.w.linker.LinkVolume(ctx, pool, base, vol)
+	})
 }
 
 // uploadSweeper forwards driver.UploadSweeper.
@@ -399,10 +378,7 @@ type uploadSweeper struct{ w *storageWrap }
 
 // SweepUploads implements driver.UploadSweeper.
 func (x uploadSweeper) SweepUploads(ctx context.Context, pool driver.PoolSpec) error {
-	ctx, c := x.w.p.begin(ctx, smSweepUploads)
-	err := x.w.sweeper.SweepUploads(ctx, pool)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, x.w.p, smSweepUploads, func(ctx context.Context) error { return x.w.sweeper.SweepUploads(ctx, pool) })
 }
 
 // aser forwards driver.Aser, unmeasured: the wrapper hands out what the inner driver is built on.
@@ -490,74 +466,47 @@ func (w *hvWrap) Info() driver.HypervisorInfo { return w.inner.Info() }
 
 // Define implements driver.Hypervisor.
 func (w *hvWrap) Define(ctx context.Context, spec driver.DomainSpec) error {
-	ctx, c := w.p.begin(ctx, hmDefine)
-	err := w.inner.Define(ctx, spec)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmDefine, func(ctx context.Context) error { return w.inner.Define(ctx, spec) })
 }
 
 // Undefine implements driver.Hypervisor.
 func (w *hvWrap) Undefine(ctx context.Context, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, hmUndefine)
-	err := w.inner.Undefine(ctx, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmUndefine, func(ctx context.Context) error { return w.inner.Undefine(ctx, id) })
 }
 
 // Start implements driver.Hypervisor.
 func (w *hvWrap) Start(ctx context.Context, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, hmStart)
-	err := w.inner.Start(ctx, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmStart, func(ctx context.Context) error { return w.inner.Start(ctx, id) })
 }
 
 // Shutdown implements driver.Hypervisor.
 func (w *hvWrap) Shutdown(ctx context.Context, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, hmShutdown)
-	err := w.inner.Shutdown(ctx, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmShutdown, func(ctx context.Context) error { return w.inner.Shutdown(ctx, id) })
 }
 
 // Destroy implements driver.Hypervisor.
 func (w *hvWrap) Destroy(ctx context.Context, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, hmDestroy)
-	err := w.inner.Destroy(ctx, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmDestroy, func(ctx context.Context) error { return w.inner.Destroy(ctx, id) })
 }
 
 // Reboot implements driver.Hypervisor.
 func (w *hvWrap) Reboot(ctx context.Context, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, hmReboot)
-	err := w.inner.Reboot(ctx, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmReboot, func(ctx context.Context) error { return w.inner.Reboot(ctx, id) })
 }
 
 // Reset implements driver.Hypervisor.
 func (w *hvWrap) Reset(ctx context.Context, id uuid.UUID) error {
-	ctx, c := w.p.begin(ctx, hmReset)
-	err := w.inner.Reset(ctx, id)
-	c.end(ctx, err)
-	return err
+	return observe(ctx, w.p, hmReset, func(ctx context.Context) error { return w.inner.Reset(ctx, id) })
 }
 
 // State implements driver.Hypervisor.
 func (w *hvWrap) State(ctx context.Context, id uuid.UUID) (driver.DomainState, error) {
-	ctx, c := w.p.begin(ctx, hmState)
-	out, err := w.inner.State(ctx, id)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, hmState, func(ctx context.Context) (driver.DomainState, error) { return w.inner.State(ctx, id) })
 }
 
 // Console implements driver.Hypervisor.
 func (w *hvWrap) Console(ctx context.Context, id uuid.UUID) (driver.Console, error) {
-	ctx, c := w.p.begin(ctx, hmConsole)
-	out, err := w.inner.Console(ctx, id)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, w.p, hmConsole, func(ctx context.Context) (driver.Console, error) { return w.inner.Console(ctx, id) })
 }
 
 // Close implements driver.Hypervisor (counted, not traced: it has no context).
@@ -573,10 +522,7 @@ type stateWatcher struct{ w *hvWrap }
 
 // WatchStates implements driver.StateWatcher (the subscription is measured, not the events).
 func (x stateWatcher) WatchStates(ctx context.Context) (<-chan driver.StateEvent, error) {
-	ctx, c := x.w.p.begin(ctx, hmWatchStates)
-	out, err := x.w.watcher.WatchStates(ctx)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, hmWatchStates, func(ctx context.Context) (<-chan driver.StateEvent, error) { return x.w.watcher.WatchStates(ctx) })
 }
 
 // stateLister forwards driver.StateLister.
@@ -584,10 +530,7 @@ type stateLister struct{ w *hvWrap }
 
 // States implements driver.StateLister.
 func (x stateLister) States(ctx context.Context) (map[uuid.UUID]driver.DomainState, error) {
-	ctx, c := x.w.p.begin(ctx, hmStates)
-	out, err := x.w.lister.States(ctx)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, hmStates, func(ctx context.Context) (map[uuid.UUID]driver.DomainState, error) { return x.w.lister.States(ctx) })
 }
 
 // consoleLogger forwards driver.ConsoleLogger.
@@ -595,10 +538,7 @@ type consoleLogger struct{ w *hvWrap }
 
 // ConsoleLog implements driver.ConsoleLogger.
 func (x consoleLogger) ConsoleLog(ctx context.Context, id uuid.UUID, max int64) ([]byte, error) {
-	ctx, c := x.w.p.begin(ctx, hmConsoleLog)
-	out, err := x.w.logger.ConsoleLog(ctx, id, max)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, hmConsoleLog, func(ctx context.Context) ([]byte, error) { return x.w.logger.ConsoleLog(ctx, id, max) })
 }
 
 // serialConsoler forwards driver.SerialConsoler.
@@ -606,10 +546,7 @@ type serialConsoler struct{ w *hvWrap }
 
 // OpenSerial implements driver.SerialConsoler (the connection is measured, not the session).
 func (x serialConsoler) OpenSerial(ctx context.Context, id uuid.UUID) (io.ReadWriteCloser, error) {
-	ctx, c := x.w.p.begin(ctx, hmOpenSerial)
-	out, err := x.w.serial.OpenSerial(ctx, id)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, hmOpenSerial, func(ctx context.Context) (io.ReadWriteCloser, error) { return x.w.serial.OpenSerial(ctx, id) })
 }
 
 // hostInspector forwards driver.HostInspector.
@@ -617,10 +554,7 @@ type hostInspector struct{ w *hvWrap }
 
 // HostFacts implements driver.HostInspector.
 func (x hostInspector) HostFacts(ctx context.Context) (driver.HostFacts, error) {
-	ctx, c := x.w.p.begin(ctx, hmHostFacts)
-	out, err := x.w.inspector.HostFacts(ctx)
-	c.end(ctx, err)
-	return out, err
+	return observeValue(ctx, x.w.p, hmHostFacts, func(ctx context.Context) (driver.HostFacts, error) { return x.w.inspector.HostFacts(ctx) })
 }
 
 // networkLister forwards driver.NetworkLister.
