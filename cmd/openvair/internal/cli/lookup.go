@@ -9,61 +9,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/openvair/openvair/client"
+	"github.com/openvair/openvair/image"
+	"github.com/openvair/openvair/storage"
+	"github.com/openvair/openvair/vm"
+	"github.com/openvair/openvair/volume"
 )
 
-// The listers of the entities that may be named: listing them is one call.
-
-func storageLister(c *client.Client) lister {
+// listerFor makes the lister of an entity that may be named: listing them is one call, and cand says how
+// one of them is shown among candidates.
+func listerFor[T any](list func(context.Context) ([]T, error), cand func(T) candidate) lister {
 	return func(ctx context.Context) ([]candidate, error) {
-		all, err := c.ListStorages(ctx)
+		all, err := list(ctx)
 		if err != nil {
 			return nil, err
 		}
 		out := make([]candidate, 0, len(all))
-		for _, s := range all {
-			out = append(out, candidate{ID: s.ID, Name: s.Name, Where: string(s.Type)})
-		}
-		return out, nil
-	}
-}
-
-func volumeLister(c *client.Client) lister {
-	return func(ctx context.Context) ([]candidate, error) {
-		all, err := c.ListVolumes(ctx, uuid.Nil)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]candidate, 0, len(all))
-		for _, v := range all {
-			out = append(out, candidate{ID: v.ID, Name: v.Name, Where: "storage " + v.StorageID.String()})
-		}
-		return out, nil
-	}
-}
-
-func imageLister(c *client.Client) lister {
-	return func(ctx context.Context) ([]candidate, error) {
-		all, err := c.ListImages(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]candidate, 0, len(all))
-		for _, i := range all {
-			out = append(out, candidate{ID: i.ID, Name: i.Name, Where: "storage " + i.StorageID.String()})
-		}
-		return out, nil
-	}
-}
-
-func vmLister(c *client.Client) lister {
-	return func(ctx context.Context) ([]candidate, error) {
-		all, err := c.ListVMs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]candidate, 0, len(all))
-		for _, v := range all {
-			out = append(out, candidate{ID: v.ID, Name: v.Name})
+		for _, e := range all {
+			out = append(out, cand(e))
 		}
 		return out, nil
 	}
@@ -80,13 +42,20 @@ const (
 func listerOf(kind string, c *client.Client) lister {
 	switch kind {
 	case kindStorage:
-		return storageLister(c)
+		return listerFor(c.ListStorages, func(s *storage.Storage) candidate {
+			return candidate{ID: s.ID, Name: s.Name, Where: string(s.Type)}
+		})
 	case kindVolume:
-		return volumeLister(c)
+		return listerFor(func(ctx context.Context) ([]*volume.Volume, error) { return c.ListVolumes(ctx, uuid.Nil) },
+			func(v *volume.Volume) candidate {
+				return candidate{ID: v.ID, Name: v.Name, Where: "storage " + v.StorageID.String()}
+			})
 	case kindImage:
-		return imageLister(c)
+		return listerFor(c.ListImages, func(i *image.Image) candidate {
+			return candidate{ID: i.ID, Name: i.Name, Where: "storage " + i.StorageID.String()}
+		})
 	}
-	return vmLister(c)
+	return listerFor(c.ListVMs, func(v *vm.VM) candidate { return candidate{ID: v.ID, Name: v.Name} })
 }
 
 // resolveArg resolves an id or name of kind with c.
